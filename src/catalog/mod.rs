@@ -1,0 +1,302 @@
+//! Live introspection: the parts of the catalog the recipes depend on, as plain data.
+//!
+//! A [`Catalog`] is a snapshot: recipes expand against it without a connection, tests
+//! build one by hand, and `pgphase` compares two snapshots to prove a rollback left the
+//! schema exactly as it found it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tokio_postgres::GenericClient;
+
+use crate::sql::QualifiedName;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Catalog {
+    /// `server_version_num`, e.g. 150004.
+    pub server_version_num: i32,
+    pub tables: BTreeMap<String, Table>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Table {
+    pub name: QualifiedName,
+    pub columns: Vec<Column>,
+    /// Column names of the primary key, in key order.
+    pub primary_key: Option<Vec<String>>,
+    /// Unique, valid, non-partial indexes over NOT NULL columns only (key candidates).
+    pub unique_not_null_keys: Vec<Vec<String>>,
+    pub indexes: Vec<Index>,
+    pub constraints: Vec<Constraint>,
+    /// Foreign keys of other tables that reference this table.
+    pub referenced_by: Vec<Constraint>,
+    /// Non-internal triggers: (name, definition).
+    pub triggers: Vec<(String, String)>,
+    /// planner estimate; -1 when never analyzed
+    pub estimated_rows: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// `format_type()` text, e.g. `character varying(20)`.
+    pub type_sql: String,
+    /// Non-default collation, already quoted (`"C"`), if any.
+    pub collation: Option<String>,
+    pub not_null: bool,
+    /// Default expression as deparsed by the server.
+    pub default: Option<String>,
+    /// `a` / `d` for identity columns.
+    pub identity: Option<String>,
+    /// `s` for stored generated columns.
+    pub generated: Option<String>,
+    /// The type has an `=` operator (json, point… do not); otherwise compare as text.
+    pub has_equality: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Index {
+    pub name: String,
+    pub unique: bool,
+    pub primary: bool,
+    pub valid: bool,
+    pub method: String,
+    /// Key parts as deparsed (`pg_get_indexdef(oid, k, true)`), with ordering options.
+    pub key_parts: Vec<String>,
+    pub include: Vec<String>,
+    pub predicate: Option<String>,
+    /// Every column the index uses: keys, expressions, INCLUDE and predicate.
+    pub columns: Vec<String>,
+    /// The constraint this index implements, if any.
+    pub constraint: Option<String>,
+    pub definition: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Constraint {
+    pub name: String,
+    /// `p` primary key, `u` unique, `c` check, `f` foreign key, `x` exclusion, `n` not null (PG18)
+    pub kind: String,
+    pub definition: String,
+    pub columns: Vec<String>,
+    pub validated: bool,
+    /// For foreign keys: the table that owns the constraint.
+    pub table: QualifiedName,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+    /// The key a backfill pages by: the primary key, else a unique NOT NULL key.
+    pub fn backfill_key(&self) -> Option<Vec<String>> {
+        self.primary_key
+            .clone()
+            .or_else(|| self.unique_not_null_keys.first().cloned())
+    }
+}
+
+impl Catalog {
+    pub fn table(&self, name: &QualifiedName) -> Option<&Table> {
+        self.tables.get(&name.to_string())
+    }
+    pub fn major_version(&self) -> i32 {
+        self.server_version_num / 10000
+    }
+
+    /// Loads the given tables (missing ones are simply absent).
+    pub async fn load<C: GenericClient>(
+        client: &C,
+        tables: &[QualifiedName],
+    ) -> Result<Catalog, tokio_postgres::Error> {
+        let version: String = client
+            .query_one("SELECT current_setting('server_version_num')", &[])
+            .await?
+            .get(0);
+        let mut cat = Catalog {
+            server_version_num: version.parse().unwrap_or(0),
+            tables: BTreeMap::new(),
+        };
+        for name in tables {
+            if let Some(t) = load_table(client, name).await? {
+                cat.tables.insert(name.to_string(), t);
+            }
+        }
+        Ok(cat)
+    }
+}
+
+async fn load_table<C: GenericClient>(
+    client: &C,
+    name: &QualifiedName,
+) -> Result<Option<Table>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT c.oid, c.reltuples::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&name.schema.as_str(), &name.name.as_str()],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let oid: u32 = row.get(0);
+    let estimated_rows: i64 = row.get(1);
+
+    let columns = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+                    CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0
+                         THEN quote_ident(co.collname) END,
+                    a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+                    NULLIF(a.attidentity, '')::text, NULLIF(a.attgenerated, '')::text,
+                    EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='
+                              AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)
+               FROM pg_attribute a
+               JOIN pg_type t ON t.oid = a.atttypid
+               LEFT JOIN pg_collation co ON co.oid = a.attcollation
+               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| Column {
+            name: r.get(0),
+            type_sql: r.get(1),
+            collation: r.get(2),
+            not_null: r.get(3),
+            default: r.get(4),
+            identity: r.get(5),
+            generated: r.get(6),
+            has_equality: r.get(7),
+        })
+        .collect();
+
+    let index_rows = client
+        .query(
+            "SELECT ic.relname::text, i.indisunique, i.indisprimary, i.indisvalid, am.amname::text,
+                    ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+                            FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+                    ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+                            FROM generate_series(i.indnkeyatts + 1, i.indnatts) k ORDER BY k),
+                    pg_get_expr(i.indpred, i.indrelid),
+                    ARRAY(SELECT DISTINCT a.attname::text FROM pg_attribute a
+                           WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND (
+                                 a.attnum = ANY (i.indkey::int2[])
+                              OR EXISTS (SELECT 1 FROM pg_depend dp
+                                          WHERE dp.classid = 'pg_class'::regclass AND dp.objid = i.indexrelid
+                                            AND dp.refclassid = 'pg_class'::regclass AND dp.refobjid = i.indrelid
+                                            AND dp.refobjsubid = a.attnum))),
+                    (SELECT con.conname::text FROM pg_constraint con WHERE con.conindid = i.indexrelid
+                        AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')),
+                    pg_get_indexdef(i.indexrelid)
+               FROM pg_index i
+               JOIN pg_class ic ON ic.oid = i.indexrelid
+               JOIN pg_am am ON am.oid = ic.relam
+              WHERE i.indrelid = $1
+              ORDER BY ic.relname",
+            &[&oid],
+        )
+        .await?;
+    let indexes: Vec<Index> = index_rows
+        .iter()
+        .map(|r| Index {
+            name: r.get(0),
+            unique: r.get(1),
+            primary: r.get(2),
+            valid: r.get(3),
+            method: r.get(4),
+            key_parts: r.get(5),
+            include: r.get(6),
+            predicate: r.get(7),
+            columns: r.get(8),
+            constraint: r.get(9),
+            definition: r.get(10),
+        })
+        .collect();
+
+    let constraint_sql = "SELECT con.conname::text, con.contype::text, pg_get_constraintdef(con.oid, true),
+                    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
+                            JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
+                    con.convalidated, n.nspname::text, c.relname::text,
+                    ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
+                            JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o)
+               FROM pg_constraint con
+               JOIN pg_class c ON c.oid = con.conrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace";
+    let to_constraint = |r: &tokio_postgres::Row, referenced: bool| Constraint {
+        name: r.get(0),
+        kind: r.get(1),
+        definition: r.get(2),
+        columns: if referenced { r.get(7) } else { r.get(3) },
+        validated: r.get(4),
+        table: QualifiedName::new(r.get::<_, String>(5), r.get::<_, String>(6)),
+    };
+    let constraints: Vec<Constraint> = client
+        .query(
+            &format!("{constraint_sql} WHERE con.conrelid = $1 ORDER BY con.conname"),
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| to_constraint(r, false))
+        .collect();
+    let referenced_by: Vec<Constraint> = client
+        .query(
+            &format!(
+                "{constraint_sql} WHERE con.confrelid = $1 AND con.contype = 'f' ORDER BY n.nspname, c.relname, con.conname"
+            ),
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| to_constraint(r, true))
+        .collect();
+    let triggers = client
+        .query(
+            "SELECT tgname::text, pg_get_triggerdef(oid) FROM pg_trigger
+              WHERE tgrelid = $1 AND NOT tgisinternal ORDER BY tgname",
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+
+    let primary_key = constraints
+        .iter()
+        .find(|c| c.kind == "p")
+        .map(|c| c.columns.clone());
+    let mut table = Table {
+        name: name.clone(),
+        columns,
+        primary_key,
+        unique_not_null_keys: Vec::new(),
+        indexes,
+        constraints,
+        referenced_by,
+        triggers,
+        estimated_rows,
+    };
+    table.unique_not_null_keys = table
+        .indexes
+        .iter()
+        .filter(|i| i.unique && i.valid && i.predicate.is_none() && !i.primary)
+        .filter(|i| {
+            i.key_parts.iter().all(|k| {
+                table
+                    .column(&unquote(k))
+                    .is_some_and(|c| c.not_null && crate::sql::quote_ident(&c.name) == *k)
+            })
+        })
+        .map(|i| i.key_parts.iter().map(|k| unquote(k)).collect())
+        .collect();
+    Ok(Some(table))
+}
+
+fn unquote(k: &str) -> String {
+    if k.starts_with('"') && k.ends_with('"') && k.len() >= 2 {
+        k[1..k.len() - 1].replace("\"\"", "\"")
+    } else {
+        k.to_string()
+    }
+}

@@ -1,0 +1,71 @@
+//! Command errors and their exit codes.
+
+use crate::state::machine::Refusal;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Success (including stopping at a deploy gate).
+    pub const OK: i32 = 0;
+    /// A step failed or the database could not be reached; state is recorded and the
+    /// same command resumes.
+    pub const FAILED: i32 = 1;
+    /// Bad input: command line, plan file, or a plan that does not fit the database.
+    /// Nothing was changed.
+    pub const INVALID: i32 = 2;
+    /// Refused: the plan's state does not allow the command, another operator holds the
+    /// plan, the plan file changed, or a confirmation was declined. Nothing was changed.
+    pub const REFUSED: i32 = 3;
+    /// `pgphase check`: the database has not reached the requested phase.
+    pub const NOT_REACHED: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}\n  → {}", .0.reason, .0.fix)]
+    Refused(Refusal),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl CmdError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CmdError::Invalid(_) => exit::INVALID,
+            CmdError::Refused(_) => exit::REFUSED,
+            CmdError::Failed(_) => exit::FAILED,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CmdError::Invalid(_) => "invalid",
+            CmdError::Refused(_) => "refused",
+            CmdError::Failed(_) => "failed",
+        }
+    }
+    pub fn refused(reason: impl Into<String>, fix: impl Into<String>) -> CmdError {
+        CmdError::Refused(Refusal {
+            reason: reason.into(),
+            fix: fix.into(),
+        })
+    }
+}
+
+impl From<anyhow::Error> for CmdError {
+    fn from(e: anyhow::Error) -> Self {
+        CmdError::Failed(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for CmdError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        CmdError::Failed(anyhow::anyhow!(crate::exec::describe_db_error(&e)))
+    }
+}
+
+impl From<Refusal> for CmdError {
+    fn from(r: Refusal) -> Self {
+        CmdError::Refused(r)
+    }
+}

@@ -1,0 +1,486 @@
+//! The YAML change plan: model, loading with source positions, validation, checksum.
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::sql::{QualifiedName, MAX_IDENT_BYTES};
+
+/// A position in a plan file, 1-based.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
+
+/// A plan-file error: `file:line:column: message`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct PlanError {
+    pub file: String,
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(p) => write!(f, "{}:{}:{}: {}", self.file, p.line, p.column, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// A value with the position it was written at.
+#[derive(Clone, Debug)]
+pub struct At<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for At<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<T>::deserialize(d)?;
+        Ok(At {
+            value: s.value,
+            pos: Pos {
+                line: s.referenced.line(),
+                column: s.referenced.column(),
+            },
+        })
+    }
+}
+
+impl<T> std::ops::Deref for At<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// A loaded, validated plan file.
+#[derive(Clone, Debug)]
+pub struct PlanFile {
+    pub path: PathBuf,
+    pub source: String,
+    /// `sha256:` + hex digest of the file's bytes.
+    pub checksum: String,
+    pub plan: Plan,
+}
+
+/// What the user wrote, validated.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub description: Option<String>,
+    pub depends_on: Vec<String>,
+    pub settings: Settings,
+    pub changes: Vec<At<Change>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: Option<At<String>>,
+    description: Option<String>,
+    #[serde(default)]
+    depends_on: Vec<At<String>>,
+    #[serde(default)]
+    settings: Settings,
+    changes: At<Vec<At<Change>>>,
+}
+
+/// Tunables; every field has a default.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Longest time a statement may wait for a lock that would block the application.
+    #[serde(with = "duration_text")]
+    pub lock_timeout: Duration,
+    /// Attempts for a statement that timed out waiting for its lock.
+    pub lock_retries: u32,
+    pub backfill: BackfillSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lock_timeout: Duration::from_millis(500),
+            lock_retries: 30,
+            backfill: BackfillSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillSettings {
+    /// Rows per batch (one short transaction each).
+    pub batch_size: u32,
+    /// Sleep between batches, to leave room for the application.
+    #[serde(with = "duration_text")]
+    pub pause: Duration,
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        BackfillSettings {
+            batch_size: 1000,
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+/// Durations written as `500ms`, `2s`, `1m`.
+pub mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{text}` ({e}); write it like 500ms, 2s or 1m"
+            ))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// One change of a plan. Externally tagged: `- rename_column: { … }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    RenameColumn(RenameColumn),
+}
+
+impl Change {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::RenameColumn(_) => "rename_column",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameColumn {
+    pub table: At<String>,
+    pub from: At<String>,
+    pub to: At<String>,
+}
+
+impl RenameColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl PlanFile {
+    /// Reads, parses and validates a plan file.
+    pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
+        let file = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|e| PlanError {
+            file: file.clone(),
+            pos: None,
+            message: format!("cannot read the plan file: {e}"),
+        })?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let plan = parse(&source, &file, &stem)?;
+        Ok(PlanFile {
+            path: path.to_path_buf(),
+            checksum: checksum(&source),
+            source,
+            plan,
+        })
+    }
+}
+
+/// `sha256:<hex>` of the text.
+pub fn checksum(source: &str) -> String {
+    let digest = Sha256::digest(source.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Short form of a checksum for messages.
+pub fn short_checksum(sum: &str) -> &str {
+    let end = sum.len().min("sha256:".len() + 12);
+    &sum[..end]
+}
+
+/// Parses and validates plan text. `file` is used in messages, `default_name` when the
+/// plan has no `name`.
+pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanError> {
+    let raw: RawPlan = serde_saphyr::from_str(source).map_err(|e| PlanError {
+        file: file.to_string(),
+        pos: e.location().map(|l| Pos {
+            line: l.line(),
+            column: l.column(),
+        }),
+        message: clean_yaml_message(&e.to_string()),
+    })?;
+    let err = |pos: Pos, message: String| PlanError {
+        file: file.to_string(),
+        pos: Some(pos),
+        message,
+    };
+
+    let name = match &raw.name {
+        Some(n) => {
+            check_plan_name(&n.value).map_err(|m| err(n.pos, m))?;
+            n.value.clone()
+        }
+        None => {
+            check_plan_name(default_name).map_err(|m| PlanError {
+                file: file.to_string(),
+                pos: None,
+                message: format!("the file name gives no usable plan name ({m}); add `name:`"),
+            })?;
+            default_name.to_string()
+        }
+    };
+    for dep in &raw.depends_on {
+        check_plan_name(&dep.value).map_err(|m| err(dep.pos, m))?;
+        if dep.value == name {
+            return Err(err(
+                dep.pos,
+                format!("plan `{name}` cannot depend on itself"),
+            ));
+        }
+    }
+    if raw.changes.value.is_empty() {
+        return Err(err(
+            raw.changes.pos,
+            "`changes` is empty: list at least one change".into(),
+        ));
+    }
+    if raw.settings.backfill.batch_size == 0 {
+        return Err(PlanError {
+            file: file.to_string(),
+            pos: None,
+            message: "settings.backfill.batch_size must be at least 1".into(),
+        });
+    }
+    if raw.settings.lock_timeout.is_zero() {
+        return Err(PlanError {
+            file: file.to_string(),
+            pos: None,
+            message: "settings.lock_timeout must be greater than 0 (0 would wait forever and block the application)".into(),
+        });
+    }
+    if raw.settings.lock_retries == 0 {
+        return Err(PlanError {
+            file: file.to_string(),
+            pos: None,
+            message: "settings.lock_retries must be at least 1".into(),
+        });
+    }
+
+    for change in &raw.changes.value {
+        match &change.value {
+            Change::RenameColumn(rc) => {
+                QualifiedName::parse(&rc.table).map_err(|m| err(rc.table.pos, m))?;
+                check_ident(&rc.from).map_err(|m| err(rc.from.pos, m))?;
+                check_ident(&rc.to).map_err(|m| err(rc.to.pos, m))?;
+                if rc.from.value == rc.to.value {
+                    return Err(err(
+                        rc.to.pos,
+                        format!(
+                            "`to` is the same as `from` (`{}`): nothing to rename",
+                            rc.to.value
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    // Two changes on the same column of one table cannot share phases.
+    let mut touched: Vec<(QualifiedName, String, Pos)> = Vec::new();
+    for change in &raw.changes.value {
+        let Change::RenameColumn(rc) = &change.value;
+        let table = rc.table_name();
+        for col in [&rc.from, &rc.to] {
+            if let Some((_, _, first)) = touched
+                .iter()
+                .find(|(t, c, _)| *t == table && *c == col.value)
+            {
+                return Err(err(
+                    col.pos,
+                    format!(
+                        "column `{}` of `{}` is already changed by the change at line {}; split the plan in two with depends_on",
+                        col.value,
+                        table.display_short(),
+                        first.line
+                    ),
+                ));
+            }
+            touched.push((table.clone(), col.value.clone(), col.pos));
+        }
+    }
+
+    Ok(Plan {
+        name,
+        description: raw.description,
+        depends_on: raw.depends_on.into_iter().map(|d| d.value).collect(),
+        settings: raw.settings,
+        changes: raw.changes.value,
+    })
+}
+
+fn check_plan_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 200 {
+        return Err("a plan name must be 1 to 200 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "plan name `{name}` may use only letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    Ok(())
+}
+
+fn check_ident(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a name cannot be empty".into());
+    }
+    if name.len() > MAX_IDENT_BYTES {
+        return Err(format!(
+            "`{name}` is {} bytes; PostgreSQL names are at most {MAX_IDENT_BYTES} bytes",
+            name.len()
+        ));
+    }
+    if name.contains('\0') {
+        return Err("a name cannot contain a NUL character".into());
+    }
+    Ok(())
+}
+
+/// serde-saphyr renders its own location and a source snippet; we print file:line:col
+/// ourselves, so keep only the message.
+fn clean_yaml_message(msg: &str) -> String {
+    let mut m = msg.lines().next().unwrap_or(msg).trim();
+    if let Some(rest) = m.strip_prefix("error: ") {
+        m = rest;
+    }
+    // "line 3 column 39: unknown field …" — the position is printed by PlanError
+    if m.starts_with("line ") {
+        if let Some(i) = m.find(": ") {
+            m = &m[i + 2..];
+        }
+    }
+    match m.find(" at line ") {
+        Some(i) => m[..i].to_string(),
+        None => m.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str =
+        "name: r\nchanges:\n  - rename_column: { table: comments, from: contents, to: body }\n";
+
+    #[test]
+    fn parses_a_rename() {
+        let p = parse(GOOD, "f.yaml", "x").unwrap();
+        assert_eq!(p.name, "r");
+        assert_eq!(p.settings, Settings::default());
+        let Change::RenameColumn(rc) = &p.changes[0].value;
+        assert_eq!(rc.to.value, "body");
+        assert_eq!(rc.to.pos.line, 3);
+    }
+
+    #[test]
+    fn name_defaults_to_stem() {
+        let p = parse(
+            "changes:\n  - rename_column: { table: t, from: a, to: b }\n",
+            "f.yaml",
+            "my-plan",
+        )
+        .unwrap();
+        assert_eq!(p.name, "my-plan");
+    }
+
+    #[test]
+    fn unknown_field_has_position() {
+        let e = parse(
+            "name: r\nchanges:\n  - rename_column: { table: t, form: a, to: b }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("f.yaml:3:"), "{text}");
+        assert!(text.contains("form"), "{text}");
+    }
+
+    #[test]
+    fn unknown_change_kind() {
+        let e = parse(
+            "changes:\n  - rename_colum: { table: t, from: a, to: b }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("f.yaml:2:"), "{e}");
+        assert!(e.to_string().contains("rename_colum"), "{e}");
+    }
+
+    #[test]
+    fn settings_and_durations() {
+        let p = parse(
+            "settings:\n  lock_timeout: 2s\n  backfill: { batch_size: 50, pause: 10ms }\nchanges:\n  - rename_column: { table: app.t, from: a, to: b }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(p.settings.lock_timeout, Duration::from_secs(2));
+        assert_eq!(p.settings.backfill.batch_size, 50);
+        let e = parse(
+            "settings:\n  lock_timeout: soon\nchanges:\n  - rename_column: { table: t, from: a, to: b }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("f.yaml:2:"), "{e}");
+        assert!(e.to_string().contains("500ms"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_value() {
+        let e = parse(
+            "changes:\n  - rename_column: { table: t, from: a, to: a }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(e.pos.unwrap().line, 2);
+        let long = "x".repeat(64);
+        let e = parse(
+            &format!("changes:\n  - rename_column: {{ table: t, from: a, to: {long} }}\n"),
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("63 bytes"), "{e}");
+    }
+
+    #[test]
+    fn malformed_yaml() {
+        let e = parse("changes: [\n", "f.yaml", "x").unwrap_err();
+        assert!(e.pos.is_some(), "{e}");
+    }
+}

@@ -1,0 +1,661 @@
+//! `rename_column`: add the new column, keep both in sync with triggers, backfill,
+//! carry over NOT NULL / indexes / constraints, switch the application, drop the old.
+
+use super::{object_tag, Knowledge, Precondition};
+use crate::catalog::{Column, Index, Table};
+use crate::plan::{Pos, RenameColumn};
+use crate::program::{
+    Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
+};
+use crate::sql::{
+    derived_name, quote_ident, quote_literal, rename_column_refs, Ident, QualifiedName,
+};
+
+/// Names of the objects this change creates; derived from the plan so a resumed or
+/// rolled-back run finds them again.
+struct Names {
+    function: QualifiedName,
+    /// BEFORE row triggers fire in name order; `zz_` makes ours run after the
+    /// application's own triggers, so it syncs the values they settled on.
+    trigger: Ident,
+    not_null_check: Ident,
+    dollar_tag: String,
+}
+
+impl Names {
+    fn new(plan: &str, table: &QualifiedName, from: &str, to: &str) -> Names {
+        let tag = object_tag(plan, &[&table.to_string(), from, to]);
+        Names {
+            function: QualifiedName::new("pgphase", format!("sync_{tag}")),
+            trigger: Ident::new(format!("zz_pgphase_sync_{tag}")),
+            not_null_check: Ident::new(format!("pgphase_not_null_{tag}")),
+            dollar_tag: format!("$pgphase_{tag}$"),
+        }
+    }
+}
+
+pub(super) fn expand(
+    plan: &str,
+    batch_size: u32,
+    rc: &RenameColumn,
+    knowledge: Knowledge<'_>,
+) -> Result<RecipeOutput, Vec<Precondition>> {
+    let table = rc.table_name();
+    let from = Ident::new(rc.from.value.clone());
+    let to = Ident::new(rc.to.value.clone());
+    let names = Names::new(plan, &table, from.as_str(), to.as_str());
+
+    let (t, col) = match knowledge {
+        Knowledge::Live(cat) => {
+            let (t, col) = check(rc, cat.table(&table))?;
+            (Some(t), Some(col))
+        }
+        Knowledge::Offline => (None, None),
+    };
+
+    let mut out = RecipeOutput::default();
+    let short = table.display_short();
+
+    // 1. expand: the new column, nullable, same type and collation.
+    let type_sql = match col {
+        Some(c) => {
+            let mut s = c.type_sql.clone();
+            if let Some(coll) = &c.collation {
+                s.push_str(" COLLATE ");
+                s.push_str(coll);
+            }
+            s
+        }
+        None => format!("<type of {}>", from.as_str()),
+    };
+    out.phases.push((
+        PhaseKind::Expand,
+        Contribution {
+            steps: vec![Step::sql(
+                format!("add {to} to {short}: nullable, no default, so the old application's writes are unaffected"),
+                &table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {to} {type_sql};"),
+            )],
+            rollback: vec![Step::sql(
+                format!("drop {to} from {short}"),
+                &table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {to};"),
+            )],
+            gate_after: None,
+        },
+    ));
+
+    // 2. dual_write: triggers that keep both columns equal, whichever one a client writes.
+    let has_eq = col.map(|c| c.has_equality).unwrap_or(true);
+    let cmp = |a: &str| {
+        if has_eq {
+            a.to_string()
+        } else {
+            format!("({a})::text")
+        }
+    };
+    let (n_to, n_from, o_to, o_from) = (
+        cmp(&format!("NEW.{to}")),
+        cmp(&format!("NEW.{from}")),
+        cmp(&format!("OLD.{to}")),
+        cmp(&format!("OLD.{from}")),
+    );
+    let tag = &names.dollar_tag;
+    let function_sql = format!(
+        "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS {tag}
+BEGIN
+  -- Only assigns to NEW: no recursion, no extra writes.
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.{to} IS NULL THEN
+      NEW.{to} := NEW.{from};      -- an old client wrote {from_l}
+    ELSE
+      NEW.{from} := NEW.{to};      -- a new client wrote {to_l}
+    END IF;
+  ELSIF {n_to} IS DISTINCT FROM {o_to} THEN
+    NEW.{from} := NEW.{to};        -- a new client changed {to_l} (NULL included)
+  ELSIF {n_from} IS DISTINCT FROM {o_from} OR {n_to} IS DISTINCT FROM {n_from} THEN
+    NEW.{to} := NEW.{from};        -- an old client changed {from_l}, or the row is not backfilled yet
+  END IF;
+  RETURN NEW;
+END
+{tag};",
+        func = names.function,
+        from_l = from.as_str(),
+        to_l = to.as_str(),
+    );
+    let trigger = &names.trigger;
+    out.phases.push((
+        PhaseKind::DualWrite,
+        Contribution {
+            steps: vec![
+                Step {
+                    description: format!("create the sync function for {from} ↔ {to}"),
+                    action: Action::Sql { sql: function_sql, skip_if: None },
+                    lock: LockLevel::AccessShare,
+                    table: None,
+                },
+                Step::sql(
+                    format!("install the BEFORE INSERT OR UPDATE trigger on {short}: old clients write {from}, new clients write {to}, both stay equal"),
+                    &table,
+                    LockLevel::ShareRowExclusive,
+                    format!(
+                        "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {}();",
+                        names.function
+                    ),
+                )
+                .skip_if(format!(
+                    "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {}::regclass AND tgname = {})",
+                    table.regclass_literal(),
+                    quote_literal(trigger.as_str())
+                )),
+            ],
+            rollback: vec![
+                Step::sql(
+                    format!("remove the sync trigger from {short}"),
+                    &table,
+                    LockLevel::AccessExclusive,
+                    format!("DROP TRIGGER IF EXISTS {trigger} ON {table};"),
+                ),
+                Step {
+                    description: "drop the sync function".into(),
+                    action: Action::Sql {
+                        sql: format!("DROP FUNCTION IF EXISTS {}();", names.function),
+                        skip_if: None,
+                    },
+                    lock: LockLevel::AccessShare,
+                    table: None,
+                },
+            ],
+            gate_after: None,
+        },
+    ));
+
+    // 3. backfill, then carry over what the old column had.
+    let key: Vec<(String, String)> = match t {
+        Some(t) => {
+            let cols = t.backfill_key().expect("checked");
+            cols.iter()
+                .map(|c| {
+                    let ty = t.column(c).map(|c| c.type_sql.clone()).unwrap_or_default();
+                    (quote_ident(c), ty)
+                })
+                .collect()
+        }
+        None => vec![("<primary key>".into(), String::new())],
+    };
+    let mut backfill = Contribution {
+        steps: vec![Step {
+            description: format!(
+                "copy {from} into {to} for existing rows, in key order, one short transaction per batch with a checkpoint"
+            ),
+            action: Action::Backfill(BackfillSpec {
+                table: table.clone(),
+                key,
+                set: format!("{to} = {from}"),
+                needs_work: format!("{n} IS DISTINCT FROM {o}", n = cmp(&to.quoted()), o = cmp(&from.quoted())),
+                batch_size,
+            }),
+            lock: LockLevel::RowExclusive,
+            table: Some(table.clone()),
+        }],
+        rollback: Vec::new(),
+        gate_after: Some(format!(
+            "deploy the application version that reads and writes `{}` instead of `{}` on {short} (both columns stay in sync until contract)",
+            to.as_str(),
+            from.as_str()
+        )),
+    };
+    if let (Some(t), Some(c)) = (t, col) {
+        carry_over(&mut backfill, t, c, &table, &from, &to, &names, knowledge);
+    }
+    out.phases.push((PhaseKind::Backfill, backfill));
+
+    // 4. switch_reads: prove the columns agree before the old one stops being written.
+    out.phases.push((
+        PhaseKind::SwitchReads,
+        Contribution {
+            steps: vec![Step {
+                description: format!("verify {from} and {to} agree on every row of {short}"),
+                action: Action::Verify {
+                    sql: format!(
+                        "SELECT count(*) FROM {table} WHERE {} IS DISTINCT FROM {};",
+                        cmp(&to.quoted()),
+                        cmp(&from.quoted())
+                    ),
+                    failure: format!("rows of {short} where {to} differs from {from}"),
+                },
+                lock: LockLevel::AccessShare,
+                table: Some(table.clone()),
+            }],
+            rollback: Vec::new(),
+            gate_after: Some(format!(
+                "confirm no running instance of the application still uses `{}` on {short} (the old version is fully drained)",
+                from.as_str()
+            )),
+        },
+    ));
+
+    // 5. contract: one short transaction; the default moves over only now, because
+    // while both columns are written a default on the new one would be
+    // indistinguishable from a value an old client wrote.
+    let mut contract_sql = format!(
+        "DROP TRIGGER IF EXISTS {trigger} ON {table};\nALTER TABLE {table} DROP COLUMN IF EXISTS {from};\n"
+    );
+    if let Some(default) = col.and_then(|c| c.default.as_ref()) {
+        contract_sql.push_str(&format!(
+            "ALTER TABLE {table} ALTER COLUMN {to} SET DEFAULT {default};\n"
+        ));
+    }
+    contract_sql.push_str(&format!("DROP FUNCTION IF EXISTS {}();", names.function));
+    let contract_desc = match col.and_then(|c| c.default.as_ref()) {
+        Some(d) => format!("drop the sync trigger and {from}; {to} takes over the default {d}"),
+        None => format!("drop the sync trigger and {from}"),
+    };
+    out.phases.push((
+        PhaseKind::Contract,
+        Contribution {
+            steps: vec![Step::sql(
+                contract_desc,
+                &table,
+                LockLevel::AccessExclusive,
+                contract_sql,
+            )],
+            rollback: Vec::new(),
+            gate_after: None,
+        },
+    ));
+    Ok(out)
+}
+
+/// Checks the change against the live table; returns the table and the old column.
+fn check<'a>(
+    rc: &RenameColumn,
+    table: Option<&'a Table>,
+) -> Result<(&'a Table, &'a Column), Vec<Precondition>> {
+    let p = |pos: Pos, message: String| vec![Precondition { pos, message }];
+    let Some(t) = table else {
+        return Err(p(
+            rc.table.pos,
+            format!(
+                "table `{}` does not exist in the database (check the name and schema; names are case-sensitive)",
+                rc.table.value
+            ),
+        ));
+    };
+    let short = t.name.display_short();
+    let Some(col) = t.column(&rc.from) else {
+        let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        return Err(p(
+            rc.from.pos,
+            format!(
+                "`{short}` has no column `{}`; its columns are: {}",
+                rc.from.value,
+                cols.join(", ")
+            ),
+        ));
+    };
+    let mut problems = Vec::new();
+    if t.column(&rc.to).is_some() {
+        problems.push(Precondition {
+            pos: rc.to.pos,
+            message: format!(
+                "`{short}` already has a column `{}`; choose another name, or drop that column first",
+                rc.to.value
+            ),
+        });
+    }
+    if t.backfill_key().is_none() {
+        problems.push(Precondition {
+            pos: rc.table.pos,
+            message: format!(
+                "`{short}` has no primary key or unique NOT NULL key to page the backfill by; add a primary key first"
+            ),
+        });
+    }
+    if t.backfill_key().is_some_and(|k| k.contains(&rc.from.value)) {
+        problems.push(Precondition {
+            pos: rc.from.pos,
+            message: format!(
+                "`{}` is part of the key of `{short}`; renaming a key column is not supported yet (rename it in a maintenance window, or add a surrogate key first)",
+                rc.from.value
+            ),
+        });
+    }
+    if col.generated.is_some() || col.identity.is_some() {
+        problems.push(Precondition {
+            pos: rc.from.pos,
+            message: format!(
+                "`{}` is an identity or generated column; rename_column supports plain columns only",
+                rc.from.value
+            ),
+        });
+    }
+    for fk in &t.referenced_by {
+        if fk.columns.contains(&rc.from.value) {
+            problems.push(Precondition {
+                pos: rc.from.pos,
+                message: format!(
+                    "foreign key `{}` on `{}` references `{short}.{}`; drop it first and re-add it on `{}` afterwards",
+                    fk.name,
+                    fk.table.display_short(),
+                    rc.from.value,
+                    rc.to.value
+                ),
+            });
+        }
+    }
+    for c in &t.constraints {
+        if c.kind == "x" && c.columns.contains(&rc.from.value) {
+            problems.push(Precondition {
+                pos: rc.from.pos,
+                message: format!(
+                    "exclusion constraint `{}` uses `{}`; exclusion constraints cannot be rebuilt without blocking writes",
+                    c.name, rc.from.value
+                ),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok((t, col))
+    } else {
+        Err(problems)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn carry_over(
+    c: &mut Contribution,
+    t: &Table,
+    col: &Column,
+    table: &QualifiedName,
+    from: &Ident,
+    to: &Ident,
+    names: &Names,
+    knowledge: Knowledge<'_>,
+) {
+    let short = table.display_short();
+    let major = match knowledge {
+        Knowledge::Live(cat) => cat.major_version(),
+        Knowledge::Offline => 0,
+    };
+    let constraint_exists = |name: &str| {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass AND conname = {})",
+            table.regclass_literal(),
+            quote_literal(name)
+        )
+    };
+    let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
+    taken.extend(t.constraints.iter().map(|c| c.name.clone()));
+    let mut new_name = |old: &str| -> String {
+        let base = if old.contains(from.as_str()) {
+            old.replacen(from.as_str(), to.as_str(), 1)
+        } else {
+            format!("{old}_{}", to.as_str())
+        };
+        let mut candidate = derived_name(&base, "");
+        let mut n = 1;
+        while taken.contains(&candidate) {
+            candidate = derived_name(&base, &format!("_{n}"));
+            n += 1;
+        }
+        taken.push(candidate.clone());
+        candidate
+    };
+
+    if col.not_null {
+        let check = &names.not_null_check;
+        if major >= 18 {
+            c.steps.push(
+                Step::sql(
+                    format!(
+                        "declare {to} NOT NULL without a scan: NOT VALID, enforced for new writes"
+                    ),
+                    table,
+                    LockLevel::AccessExclusive,
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {check} NOT NULL {to} NOT VALID;"),
+                )
+                .skip_if(constraint_exists(check.as_str())),
+            );
+            c.steps.push(Step::sql(
+                format!("validate NOT NULL on {to} (scans {short}, reads and writes continue)"),
+                table,
+                LockLevel::ShareUpdateExclusive,
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check};"),
+            ));
+        } else {
+            c.steps.push(
+                Step::sql(
+                    format!("add CHECK ({to} IS NOT NULL) NOT VALID: enforced for new writes, no scan"),
+                    table,
+                    LockLevel::AccessExclusive,
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({to} IS NOT NULL) NOT VALID;"),
+                )
+                .skip_if(format!(
+                    "SELECT ({}) OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {} AND attnotnull)",
+                    constraint_exists(check.as_str()),
+                    table.regclass_literal(),
+                    quote_literal(to.as_str())
+                )),
+            );
+            c.steps.push(
+                Step::sql(
+                    format!("validate the check (scans {short}; reads and writes continue)"),
+                    table,
+                    LockLevel::ShareUpdateExclusive,
+                    format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check};"),
+                )
+                .skip_if(format!(
+                    "SELECT NOT ({})",
+                    constraint_exists(check.as_str())
+                )),
+            );
+            c.steps.push(Step::sql(
+                format!("SET NOT NULL on {to}: the validated check lets PostgreSQL skip the scan"),
+                table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} ALTER COLUMN {to} SET NOT NULL;"),
+            ));
+            c.steps.push(Step::sql(
+                "drop the helper check, now redundant",
+                table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check};"),
+            ));
+        }
+        c.rollback.push(Step::sql(
+            "drop the NOT NULL helper constraint",
+            table,
+            LockLevel::AccessExclusive,
+            format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check};"),
+        ));
+    }
+
+    // Indexes (and the unique constraints they back), rebuilt concurrently on the new column.
+    for idx in t
+        .indexes
+        .iter()
+        .filter(|i| i.columns.iter().any(|c| c == from.as_str()))
+    {
+        if idx.primary {
+            continue; // refused in check()
+        }
+        let backs = idx
+            .constraint
+            .as_ref()
+            .and_then(|n| t.constraints.iter().find(|c| &c.name == n));
+        if backs.is_some_and(|c| c.kind == "x") {
+            continue; // refused in check()
+        }
+        let name = new_name(&idx.name);
+        let index = QualifiedName::new(table.schema.as_str(), name.clone());
+        c.steps.push(Step {
+            description: format!(
+                "build {} on {to} concurrently (reads and writes continue), like {}",
+                quote_ident(&name),
+                quote_ident(&idx.name)
+            ),
+            action: Action::CreateIndexConcurrently {
+                index: index.clone(),
+                sql: index_sql(idx, table, &name, from.as_str(), to.as_str()),
+            },
+            lock: LockLevel::ShareUpdateExclusive,
+            table: Some(table.clone()),
+        });
+        if let Some(con) = backs {
+            let kind = if con.kind == "p" {
+                "PRIMARY KEY"
+            } else {
+                "UNIQUE"
+            };
+            c.steps.push(
+                Step::sql(
+                    format!(
+                        "attach {} as a {kind} constraint (catalog only)",
+                        quote_ident(&name)
+                    ),
+                    table,
+                    LockLevel::AccessExclusive,
+                    format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {n} {kind} USING INDEX {n};",
+                        n = quote_ident(&name)
+                    ),
+                )
+                .skip_if(constraint_exists(&name)),
+            );
+            c.rollback.push(Step::sql(
+                format!("drop constraint {}", quote_ident(&name)),
+                table,
+                LockLevel::AccessExclusive,
+                format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};",
+                    quote_ident(&name)
+                ),
+            ));
+        }
+        c.rollback.push(Step {
+            description: format!("drop index {} concurrently", quote_ident(&name)),
+            action: Action::DropIndexConcurrently { index },
+            lock: LockLevel::ShareUpdateExclusive,
+            table: Some(table.clone()),
+        });
+    }
+
+    // CHECK and FOREIGN KEY constraints: added NOT VALID, then validated.
+    for con in t.constraints.iter().filter(|k| {
+        (k.kind == "c" || k.kind == "f") && k.columns.iter().any(|c| c == from.as_str())
+    }) {
+        let name = new_name(&con.name);
+        let def = if con.kind == "f" {
+            rename_fk_columns(&con.definition, from.as_str(), to.as_str())
+        } else {
+            rename_column_refs(&con.definition, from.as_str(), to.as_str())
+        };
+        let def = def.trim_end_matches(" NOT VALID").to_string();
+        let what = if con.kind == "f" {
+            "foreign key"
+        } else {
+            "check"
+        };
+        c.steps.push(
+            Step::sql(
+                format!(
+                    "add {what} {} on {to} NOT VALID (new writes checked, no scan), like {}",
+                    quote_ident(&name),
+                    quote_ident(&con.name)
+                ),
+                table,
+                LockLevel::AccessExclusive,
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} {def} NOT VALID;",
+                    quote_ident(&name)
+                ),
+            )
+            .skip_if(constraint_exists(&name)),
+        );
+        if con.validated {
+            c.steps.push(Step::sql(
+                format!(
+                    "validate {} (scan; reads and writes continue)",
+                    quote_ident(&name)
+                ),
+                table,
+                LockLevel::ShareUpdateExclusive,
+                format!(
+                    "ALTER TABLE {table} VALIDATE CONSTRAINT {};",
+                    quote_ident(&name)
+                ),
+            ));
+        }
+        c.rollback.push(Step::sql(
+            format!("drop constraint {}", quote_ident(&name)),
+            table,
+            LockLevel::AccessExclusive,
+            format!(
+                "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};",
+                quote_ident(&name)
+            ),
+        ));
+    }
+    // Rollback undoes in reverse order of creation.
+    c.rollback.reverse();
+}
+
+fn index_sql(idx: &Index, table: &QualifiedName, name: &str, from: &str, to: &str) -> String {
+    let keys: Vec<String> = idx
+        .key_parts
+        .iter()
+        .map(|k| rename_column_refs(k, from, to))
+        .collect();
+    let mut sql = format!(
+        "CREATE {}INDEX CONCURRENTLY {} ON {table} USING {} ({})",
+        if idx.unique { "UNIQUE " } else { "" },
+        quote_ident(name),
+        quote_ident(&idx.method),
+        keys.join(", ")
+    );
+    if !idx.include.is_empty() {
+        let inc: Vec<String> = idx
+            .include
+            .iter()
+            .map(|k| rename_column_refs(k, from, to))
+            .collect();
+        sql.push_str(&format!(" INCLUDE ({})", inc.join(", ")));
+    }
+    if let Some(pred) = &idx.predicate {
+        sql.push_str(&format!(" WHERE {}", rename_column_refs(pred, from, to)));
+    }
+    sql.push(';');
+    sql
+}
+
+/// Renames the referencing columns of `FOREIGN KEY (a, b) REFERENCES t(x) …` only.
+fn rename_fk_columns(def: &str, from: &str, to: &str) -> String {
+    match def.find(')') {
+        Some(end) => format!(
+            "{}{}",
+            rename_column_refs(&def[..end], from, to),
+            &def[end..]
+        ),
+        None => def.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fk_rename_touches_referencing_side_only() {
+        assert_eq!(
+            rename_fk_columns(
+                "FOREIGN KEY (contents) REFERENCES other(contents) ON DELETE CASCADE",
+                "contents",
+                "body"
+            ),
+            "FOREIGN KEY (body) REFERENCES other(contents) ON DELETE CASCADE"
+        );
+    }
+}

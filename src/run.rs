@@ -1,0 +1,699 @@
+//! The operator commands as library functions: `start`, `advance`, `rollback`.
+//!
+//! Each one: connect, install/upgrade the `pgphase` schema, take the plan's advisory
+//! lock on a dedicated connection, load the state, ask the state machine what to do,
+//! then run phases on a separate work connection, recording every step in the event log.
+
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_postgres::Client;
+
+use crate::catalog::Catalog;
+use crate::conn::ConnInfo;
+use crate::error::CmdError;
+use crate::exec::{self, CheckpointKey, Observer, StepOutcome, StepSettings};
+use crate::plan::{short_checksum, PlanFile};
+use crate::program::{Phase, Program};
+use crate::recipe::{self, Knowledge};
+use crate::state::machine::{decide, Command, Decision, PhaseStatus, PlanStatus, Refusal};
+use crate::state::store::{self, Event, StoredPlan};
+
+/// Asked before destructive phases; returns whether to go on.
+pub type Confirm = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Everything a command needs besides its arguments.
+#[derive(Clone)]
+pub struct Session {
+    pub conn: ConnInfo,
+    pub actor: String,
+    pub observer: Arc<dyn Observer>,
+    pub confirm: Confirm,
+}
+
+/// Where a command left the plan.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    AwaitingDeploy { phase: String, gate: String },
+    Completed,
+    RolledBack,
+}
+
+/// Expands a plan file against the live catalog (or offline when `conn` is None).
+pub async fn expand(conn: Option<&ConnInfo>, file: &PlanFile) -> Result<Program, CmdError> {
+    match conn {
+        None => expand_with(None, file),
+        Some(c) => {
+            let client = c.connect().await?;
+            let cat = load_catalog(&client, file).await?;
+            expand_with(Some(&cat), file)
+        }
+    }
+}
+
+async fn load_catalog(client: &Client, file: &PlanFile) -> Result<Catalog, CmdError> {
+    let tables: Vec<_> = file
+        .plan
+        .changes
+        .iter()
+        .map(|c| match &c.value {
+            crate::plan::Change::RenameColumn(rc) => rc.table_name(),
+        })
+        .collect();
+    let cat = Catalog::load(client, &tables).await?;
+    if cat.major_version() < 13 {
+        return Err(CmdError::Invalid(format!(
+            "the server runs PostgreSQL {}; pgphase supports 13 and later",
+            cat.major_version()
+        )));
+    }
+    Ok(cat)
+}
+
+fn expand_with(cat: Option<&Catalog>, file: &PlanFile) -> Result<Program, CmdError> {
+    let knowledge = match cat {
+        Some(c) => Knowledge::Live(c),
+        None => Knowledge::Offline,
+    };
+    recipe::expand(&file.plan, knowledge).map_err(|problems| {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}:{}: {}",
+                    file.path.display(),
+                    p.pos.line,
+                    p.pos.column,
+                    p.message
+                )
+            })
+            .collect();
+        CmdError::Invalid(format!(
+            "{}\nthe plan does not fit the database; nothing was changed",
+            lines.join("\n")
+        ))
+    })
+}
+
+/// The plan's lock and its two connections, released on drop of the control client.
+struct Locked {
+    control: Client,
+    work: Client,
+    plan: String,
+}
+
+impl Locked {
+    async fn acquire(s: &Session, plan: &str) -> Result<Locked, CmdError> {
+        let mut control = s.conn.connect().await?;
+        store::ensure_schema(&mut control).await?;
+        if let Err(r) = store::try_lock_plan(&control, plan).await? {
+            return Err(CmdError::Refused(r));
+        }
+        let work = s.conn.connect().await?;
+        Ok(Locked {
+            control,
+            work,
+            plan: plan.to_string(),
+        })
+    }
+    async fn release(self) {
+        let _ = store::unlock_plan(&self.control, &self.plan).await;
+    }
+}
+
+fn settings_of(program: &Program) -> StepSettings {
+    StepSettings {
+        lock_timeout: program.settings.lock_timeout,
+        lock_retries: program.settings.lock_retries,
+        batch_pause: program.settings.backfill.pause,
+    }
+}
+
+fn checksum_refusal(stored: &StoredPlan, file: &PlanFile) -> Option<Refusal> {
+    (stored.checksum != file.checksum).then(|| Refusal {
+        reason: format!(
+            "{} changed since plan `{}` started: started with {}, the file is now {}",
+            file.path.display(),
+            stored.name,
+            short_checksum(&stored.checksum),
+            short_checksum(&file.checksum)
+        ),
+        fix: format!(
+            "restore the file as it was started (e.g. `git checkout` it); to apply the edit, `pgphase phase rollback {}` then `pgphase start` the edited file (or write a new plan)",
+            stored.name
+        ),
+    })
+}
+
+/// `pgphase start FILE`: records the plan and runs phases up to the first gate;
+/// resumes a plan that stopped before its first confirmed gate.
+pub async fn start(s: &Session, file: &PlanFile) -> Result<Outcome, CmdError> {
+    let name = file.plan.name.clone();
+    let mut l = Locked::acquire(s, &name).await?;
+    let result = start_locked(s, &mut l, file).await;
+    l.release().await;
+    result
+}
+
+async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Outcome, CmdError> {
+    let name = &file.plan.name;
+    let stored = store::load_plan(&l.control, name).await?;
+    if let Some(st) = &stored {
+        if st.status != PlanStatus::RolledBack {
+            if let Some(r) = checksum_refusal(st, file) {
+                return Err(r.into());
+            }
+        }
+    }
+    check_dependencies(&l.control, &file.plan.depends_on, name).await?;
+    let decision = decide(
+        stored.as_ref().map(|p| p.state()).as_ref(),
+        Command::Start,
+        name,
+    )?;
+    let Decision::Run { from, restart, .. } = decision else {
+        unreachable!("start never rolls back")
+    };
+    let stored = match stored {
+        Some(st) if !restart => st,
+        prior => {
+            // New (or restarted after rollback): expand against the live catalog now.
+            let cat = load_catalog(&l.work, file).await?;
+            let program = expand_with(Some(&cat), file)?;
+            let path = file.path.display().to_string();
+            if let Err(r) = store::create_plan(
+                &mut l.control,
+                name,
+                &file.checksum,
+                Some(&path),
+                &file.source,
+                &program,
+                &s.actor,
+                prior.as_ref().map(|p| p.revision),
+            )
+            .await?
+            {
+                return Err(r.into());
+            }
+            store::record(
+                &l.control,
+                name,
+                &s.actor,
+                Event {
+                    kind: "command",
+                    message: format!(
+                        "start {} ({}){}",
+                        path,
+                        short_checksum(&file.checksum),
+                        if restart { ", after rollback" } else { "" }
+                    ),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            store::load_plan(&l.control, name)
+                .await?
+                .expect("just created")
+        }
+    };
+    if from > 0 {
+        store::record(
+            &l.control,
+            name,
+            &s.actor,
+            Event {
+                kind: "command",
+                message: format!(
+                    "start: resuming at phase {}",
+                    stored.program.phases[from].kind
+                ),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    run_phases(s, l, stored, from).await
+}
+
+/// `pgphase phase advance PLAN --deployed REF`: confirms the open gate and runs on.
+pub async fn advance(
+    s: &Session,
+    plan: &str,
+    deployed: &str,
+    file: Option<&PlanFile>,
+) -> Result<Outcome, CmdError> {
+    if deployed.trim().is_empty() {
+        return Err(CmdError::Invalid(
+            "--deployed needs the deploy's reference (a version, tag or commit)".into(),
+        ));
+    }
+    let mut l = Locked::acquire(s, plan).await?;
+    let result = advance_locked(s, &mut l, plan, deployed, file).await;
+    l.release().await;
+    result
+}
+
+async fn advance_locked(
+    s: &Session,
+    l: &mut Locked,
+    plan: &str,
+    deployed: &str,
+    file: Option<&PlanFile>,
+) -> Result<Outcome, CmdError> {
+    let stored = store::load_plan(&l.control, plan).await?;
+    if let (Some(st), Some(f)) = (&stored, file) {
+        if let Some(r) = checksum_refusal(st, f) {
+            return Err(r.into());
+        }
+    }
+    let decision = decide(
+        stored.as_ref().map(|p| p.state()).as_ref(),
+        Command::Advance,
+        plan,
+    )?;
+    let stored = stored.expect("decide refuses unknown plans");
+    let Decision::Run {
+        from, confirm_gate, ..
+    } = decision
+    else {
+        unreachable!()
+    };
+    // Ask before the point of no return, before recording anything.
+    confirm_destructive(s, &stored.program, from)?;
+    if let Some(g) = confirm_gate {
+        store::confirm_gate(&l.control, plan, g, &s.actor, deployed).await?;
+        store::record(
+            &l.control,
+            plan,
+            &s.actor,
+            Event {
+                phase: Some(stored.program.phases[g].kind.as_str()),
+                kind: "gate",
+                message: format!(
+                    "deploy confirmed: {}",
+                    stored.program.phases[g]
+                        .gate
+                        .as_ref()
+                        .map(|g| g.text())
+                        .unwrap_or_default()
+                ),
+                deployed_ref: Some(deployed),
+                ..Default::default()
+            },
+        )
+        .await?;
+    } else {
+        store::record(
+            &l.control,
+            plan,
+            &s.actor,
+            Event {
+                kind: "command",
+                message: format!(
+                    "phase advance: resuming at phase {}",
+                    stored.program.phases[from].kind
+                ),
+                deployed_ref: Some(deployed),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    let stored = store::load_plan(&l.control, plan).await?.expect("exists");
+    run_phases(s, l, stored, from).await
+}
+
+/// Asks before running a point-of-no-return phase between `from` and the next gate.
+fn confirm_destructive(s: &Session, program: &Program, from: usize) -> Result<(), CmdError> {
+    for p in phases_until_gate(program, from) {
+        if p.point_of_no_return {
+            let what: Vec<String> = p.steps.iter().map(|st| st.description.clone()).collect();
+            let msg = format!(
+                "Phase `{}` is the point of no return: {}. After it, `phase rollback` is no longer possible.",
+                p.kind,
+                what.join("; ")
+            );
+            if !(s.confirm)(&msg) {
+                return Err(CmdError::refused(
+                    "not confirmed: nothing was run",
+                    "re-run and confirm, or pass --yes in a pipeline",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn phases_until_gate(program: &Program, from: usize) -> impl Iterator<Item = &Phase> {
+    let mut stop = false;
+    program.phases[from.min(program.phases.len())..]
+        .iter()
+        .take_while(move |p| {
+            if stop {
+                return false;
+            }
+            stop = p.gate.is_some();
+            true
+        })
+}
+
+async fn check_dependencies(control: &Client, deps: &[String], name: &str) -> Result<(), CmdError> {
+    for dep in deps {
+        let status: Option<String> = control
+            .query_opt("SELECT status FROM pgphase.plans WHERE name = $1", &[dep])
+            .await?
+            .map(|r| r.get(0));
+        if status.as_deref() != Some("completed") {
+            return Err(CmdError::refused(
+                format!(
+                    "plan `{name}` depends on `{dep}`, which is {}",
+                    status
+                        .map(|s| format!("`{s}`"))
+                        .unwrap_or_else(|| "not started in this database".into())
+                ),
+                format!("complete `{dep}` first (`pgphase status {dep}`)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs phases from `from` until a gate or the end.
+async fn run_phases(
+    s: &Session,
+    l: &mut Locked,
+    mut stored: StoredPlan,
+    from: usize,
+) -> Result<Outcome, CmdError> {
+    let name = stored.name.clone();
+    let program = stored.program.clone();
+    let settings = settings_of(&program);
+    // A start may run straight into a point of no return when a plan has no gate before it.
+    if from == 0
+        || stored
+            .phases
+            .get(from)
+            .is_some_and(|p| p.status == PhaseStatus::Pending)
+    {
+        confirm_destructive(s, &program, from)?;
+    }
+    for i in from..program.phases.len() {
+        let phase = &program.phases[i];
+        let kind = phase.kind.as_str();
+        stored.revision = store::set_plan_status(
+            &l.control,
+            &name,
+            stored.revision,
+            PlanStatus::Running,
+            Some(i as i32),
+            None,
+        )
+        .await?;
+        store::set_phase(&l.control, &name, i, PhaseStatus::Running).await?;
+        store::record(
+            &l.control,
+            &name,
+            &s.actor,
+            Event {
+                phase: Some(kind),
+                kind: "phase",
+                message: format!("phase {kind} started"),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let phase_start = Instant::now();
+        let done_before = stored.phases[i].steps_done.max(0) as usize;
+        for (j, step) in phase.steps.iter().enumerate().skip(done_before) {
+            s.observer.step_started(kind, j, phase.steps.len(), step);
+            let t0 = Instant::now();
+            let cp = CheckpointKey {
+                plan: name.clone(),
+                phase: i as i32,
+                step: j as i32,
+            };
+            let result =
+                exec::run_step(&mut l.work, step, &settings, &cp, s.observer.as_ref()).await;
+            let elapsed = t0.elapsed();
+            match result {
+                Ok(outcome) => {
+                    s.observer.step_finished(kind, step, &outcome, elapsed);
+                    let msg = match &outcome {
+                        StepOutcome::Ran => format!("ran: {}", step.description),
+                        StepOutcome::Skipped => {
+                            format!("already in effect, skipped: {}", step.description)
+                        }
+                        StepOutcome::Backfilled { rows, batches } => format!(
+                            "backfilled {rows} rows in {batches} batches: {}",
+                            step.description
+                        ),
+                        StepOutcome::Verified => format!("verified: {}", step.description),
+                    };
+                    store::set_steps_done(&l.control, &name, i, j + 1).await?;
+                    store::record(
+                        &l.control,
+                        &name,
+                        &s.actor,
+                        Event {
+                            phase: Some(kind),
+                            kind: "step",
+                            message: msg,
+                            duration_ms: Some(elapsed.as_millis() as i64),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    store::set_phase(&l.control, &name, i, PhaseStatus::Failed).await?;
+                    store::set_plan_status(
+                        &l.control,
+                        &name,
+                        stored.revision,
+                        PlanStatus::Failed,
+                        Some(i as i32),
+                        Some(&text),
+                    )
+                    .await?;
+                    store::record(
+                        &l.control,
+                        &name,
+                        &s.actor,
+                        Event {
+                            phase: Some(kind),
+                            kind: "error",
+                            message: format!("step failed: {}: {text}", step.description),
+                            duration_ms: Some(elapsed.as_millis() as i64),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    let resume = if stored.phases[..i]
+                        .iter()
+                        .any(|p| p.gate_confirmed_at.is_some())
+                    {
+                        format!("pgphase phase advance {name} --deployed <REF>")
+                    } else {
+                        "pgphase start <FILE>".to_string()
+                    };
+                    return Err(CmdError::Failed(anyhow::anyhow!(
+                        "phase {kind}, step {}/{} failed: {text}\nthe plan is marked failed; fix the cause and re-run `{resume}` to resume (completed steps are skipped), or `pgphase phase rollback {name}`",
+                        j + 1,
+                        phase.steps.len()
+                    )));
+                }
+            }
+        }
+        store::set_phase(&l.control, &name, i, PhaseStatus::Completed).await?;
+        store::record(
+            &l.control,
+            &name,
+            &s.actor,
+            Event {
+                phase: Some(kind),
+                kind: "phase",
+                message: format!("phase {kind} completed"),
+                duration_ms: Some(phase_start.elapsed().as_millis() as i64),
+                ..Default::default()
+            },
+        )
+        .await?;
+        if let Some(gate) = &phase.gate {
+            if i + 1 < program.phases.len() {
+                store::set_plan_status(
+                    &l.control,
+                    &name,
+                    stored.revision,
+                    PlanStatus::AwaitingDeploy,
+                    Some(i as i32),
+                    None,
+                )
+                .await?;
+                return Ok(Outcome::AwaitingDeploy {
+                    phase: kind.to_string(),
+                    gate: gate.text(),
+                });
+            }
+        }
+    }
+    store::set_plan_status(
+        &l.control,
+        &name,
+        stored.revision,
+        PlanStatus::Completed,
+        Some(program.phases.len() as i32 - 1),
+        None,
+    )
+    .await?;
+    store::record(
+        &l.control,
+        &name,
+        &s.actor,
+        Event {
+            kind: "command",
+            message: "plan completed".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Outcome::Completed)
+}
+
+/// `pgphase phase rollback PLAN`: undoes every phase run so far, last first.
+pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
+    let mut l = Locked::acquire(s, plan).await?;
+    let result = rollback_locked(s, &mut l, plan).await;
+    l.release().await;
+    result
+}
+
+async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outcome, CmdError> {
+    let stored = store::load_plan(&l.control, plan).await?;
+    let decision = decide(
+        stored.as_ref().map(|p| p.state()).as_ref(),
+        Command::Rollback,
+        plan,
+    )?;
+    let stored = stored.expect("decide refuses unknown plans");
+    let Decision::Rollback { phases } = decision else {
+        unreachable!()
+    };
+    let gate_passed = stored.phases.iter().any(|p| p.gate_confirmed_at.is_some());
+    let msg = format!(
+        "Roll back plan `{plan}`: undo phases {} (the original schema is restored; data written through the new names is kept in the old ones).{}",
+        phases.iter().map(|&i| stored.program.phases[i].kind.as_str()).collect::<Vec<_>>().join(", "),
+        if gate_passed { " A deploy gate was confirmed: roll the application back to the old version BEFORE this, or its queries will fail." } else { "" }
+    );
+    if !(s.confirm)(&msg) {
+        return Err(CmdError::refused(
+            "not confirmed: nothing was rolled back",
+            "re-run and confirm, or pass --yes in a pipeline",
+        ));
+    }
+    let mut revision = store::set_plan_status(
+        &l.control,
+        plan,
+        stored.revision,
+        PlanStatus::RollingBack,
+        None,
+        None,
+    )
+    .await?;
+    store::record(
+        &l.control,
+        plan,
+        &s.actor,
+        Event {
+            kind: "command",
+            message: "rollback started".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let settings = settings_of(&stored.program);
+    for &i in &phases {
+        let phase = &stored.program.phases[i];
+        let kind = phase.kind.as_str();
+        for (j, step) in phase.rollback.iter().enumerate() {
+            s.observer
+                .step_started(&format!("rollback {kind}"), j, phase.rollback.len(), step);
+            let t0 = Instant::now();
+            let cp = CheckpointKey {
+                plan: plan.to_string(),
+                phase: i as i32,
+                step: -1 - j as i32,
+            };
+            match exec::run_step(&mut l.work, step, &settings, &cp, s.observer.as_ref()).await {
+                Ok(outcome) => {
+                    s.observer.step_finished(kind, step, &outcome, t0.elapsed());
+                    store::record(
+                        &l.control,
+                        plan,
+                        &s.actor,
+                        Event {
+                            phase: Some(kind),
+                            kind: "rollback",
+                            message: format!("undid: {}", step.description),
+                            duration_ms: Some(t0.elapsed().as_millis() as i64),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    store::record(
+                        &l.control,
+                        plan,
+                        &s.actor,
+                        Event {
+                            phase: Some(kind),
+                            kind: "error",
+                            message: format!("rollback step failed: {}: {text}", step.description),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    revision = store::set_plan_status(
+                        &l.control,
+                        plan,
+                        revision,
+                        PlanStatus::RollingBack,
+                        None,
+                        Some(&text),
+                    )
+                    .await?;
+                    let _ = revision;
+                    return Err(CmdError::Failed(anyhow::anyhow!(
+                        "rollback of phase {kind} failed: {text}\nfix the cause and re-run `pgphase phase rollback {plan}` (undo steps are idempotent)"
+                    )));
+                }
+            }
+        }
+        store::set_phase(&l.control, plan, i, PhaseStatus::RolledBack).await?;
+        store::clear_gate(&l.control, plan, i).await?;
+    }
+    store::delete_progress(&l.control, plan).await?;
+    store::set_plan_status(
+        &l.control,
+        plan,
+        revision,
+        PlanStatus::RolledBack,
+        Some(0),
+        None,
+    )
+    .await?;
+    store::record(
+        &l.control,
+        plan,
+        &s.actor,
+        Event {
+            kind: "command",
+            message: "rollback completed: the schema is as before the plan".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Outcome::RolledBack)
+}

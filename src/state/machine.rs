@@ -1,0 +1,428 @@
+//! The plan state machine as a pure function: (state, command) → decision.
+//!
+//! Persistence (src/state/store.rs) loads a [`PlanState`], asks [`decide`], and carries
+//! out the decision under the plan's advisory lock with compare-and-set writes.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// A phase is running (or was, if its process died: see `interrupted`).
+    Running,
+    /// Stopped at a gate until an operator confirms the deploy.
+    AwaitingDeploy,
+    Completed,
+    /// A rollback is running (or was interrupted).
+    RollingBack,
+    RolledBack,
+    /// A step failed; the error is recorded. Re-running the command resumes.
+    Failed,
+}
+
+impl PlanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Running => "running",
+            PlanStatus::AwaitingDeploy => "awaiting_deploy",
+            PlanStatus::Completed => "completed",
+            PlanStatus::RollingBack => "rolling_back",
+            PlanStatus::RolledBack => "rolled_back",
+            PlanStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PlanStatus> {
+        Some(match s {
+            "running" => PlanStatus::Running,
+            "awaiting_deploy" => PlanStatus::AwaitingDeploy,
+            "completed" => PlanStatus::Completed,
+            "rolling_back" => PlanStatus::RollingBack,
+            "rolled_back" => PlanStatus::RolledBack,
+            "failed" => PlanStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PlanStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    RolledBack,
+}
+
+impl PhaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseStatus::Pending => "pending",
+            PhaseStatus::Running => "running",
+            PhaseStatus::Completed => "completed",
+            PhaseStatus::Failed => "failed",
+            PhaseStatus::RolledBack => "rolled_back",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PhaseStatus> {
+        Some(match s {
+            "pending" => PhaseStatus::Pending,
+            "running" => PhaseStatus::Running,
+            "completed" => PhaseStatus::Completed,
+            "failed" => PhaseStatus::Failed,
+            "rolled_back" => PhaseStatus::RolledBack,
+            _ => return None,
+        })
+    }
+    /// The phase changed the schema (fully or partly) and has not been undone.
+    pub fn touched(self) -> bool {
+        matches!(
+            self,
+            PhaseStatus::Running | PhaseStatus::Completed | PhaseStatus::Failed
+        )
+    }
+}
+
+/// What `decide` needs to know about one phase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseState {
+    pub name: String,
+    pub status: PhaseStatus,
+    pub has_gate: bool,
+    pub gate_confirmed: bool,
+    pub point_of_no_return: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanState {
+    pub status: PlanStatus,
+    pub phases: Vec<PhaseState>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Start,
+    Advance,
+    Rollback,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Start => "start",
+            Command::Advance => "phase advance",
+            Command::Rollback => "phase rollback",
+        }
+    }
+}
+
+/// What to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Run phases from `from` onward until a gate or the end. `confirm_gate` is the phase
+    /// whose gate this command confirms first. `restart` resets a rolled-back plan.
+    Run {
+        from: usize,
+        confirm_gate: Option<usize>,
+        restart: bool,
+    },
+    /// Undo the touched phases, last first.
+    Rollback { phases: Vec<usize> },
+}
+
+/// A command the current state does not allow: why, and what would be allowed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub reason: String,
+    pub fix: String,
+}
+
+impl PlanState {
+    /// The first phase not completed, if any.
+    pub fn next_phase(&self) -> Option<usize> {
+        self.phases
+            .iter()
+            .position(|p| p.status != PhaseStatus::Completed)
+    }
+    /// The completed phase whose gate is still open, directly before `next_phase`.
+    pub fn open_gate(&self) -> Option<usize> {
+        let next = self.next_phase().unwrap_or(self.phases.len());
+        if next == 0 {
+            return None;
+        }
+        let prev = &self.phases[next - 1];
+        (prev.status == PhaseStatus::Completed && prev.has_gate && !prev.gate_confirmed)
+            .then_some(next - 1)
+    }
+    pub fn contract_begun(&self) -> bool {
+        self.phases.iter().any(|p| {
+            p.point_of_no_return
+                && p.status != PhaseStatus::Pending
+                && p.status != PhaseStatus::RolledBack
+        })
+    }
+}
+
+/// The transition function. `state` is None when the plan was never started.
+pub fn decide(
+    state: Option<&PlanState>,
+    command: Command,
+    plan: &str,
+) -> Result<Decision, Refusal> {
+    let Some(s) = state else {
+        return match command {
+            Command::Start => Ok(Decision::Run { from: 0, confirm_gate: None, restart: false }),
+            _ => Err(Refusal {
+                reason: format!("plan `{plan}` has not been started in this database"),
+                fix: "run `pgphase start <FILE>` first (`pgphase status` lists the plans this database knows)".into(),
+            }),
+        };
+    };
+    let status = s.status;
+    match command {
+        Command::Start => match status {
+            PlanStatus::RolledBack => Ok(Decision::Run { from: 0, confirm_gate: None, restart: true }),
+            PlanStatus::Completed => Err(Refusal {
+                reason: format!("plan `{plan}` is already completed"),
+                fix: "nothing to do; `pgphase history` shows what ran".into(),
+            }),
+            PlanStatus::AwaitingDeploy => Err(Refusal {
+                reason: format!("plan `{plan}` is waiting at a deploy gate"),
+                fix: format!("deploy, then run `pgphase phase advance {plan} --deployed <REF>`; or `pgphase phase rollback {plan}`"),
+            }),
+            PlanStatus::RollingBack => Err(Refusal {
+                reason: format!("a rollback of `{plan}` did not finish"),
+                fix: format!("re-run `pgphase phase rollback {plan}` to finish it"),
+            }),
+            PlanStatus::Running | PlanStatus::Failed => {
+                if let Some(g) = s.open_gate() {
+                    return Err(Refusal {
+                        reason: format!("plan `{plan}` is waiting for the deploy after phase `{}`", s.phases[g].name),
+                        fix: format!("run `pgphase phase advance {plan} --deployed <REF>`"),
+                    });
+                }
+                let from = s.next_phase().unwrap_or(s.phases.len());
+                if gated_before(s, from) {
+                    return Err(Refusal {
+                        reason: format!(
+                            "plan `{plan}` stopped in phase `{}`, after a confirmed deploy gate",
+                            s.phases[from].name
+                        ),
+                        fix: format!("resume it with `pgphase phase advance {plan} --deployed <REF>`, or roll back with `pgphase phase rollback {plan}`"),
+                    });
+                }
+                Ok(Decision::Run { from, confirm_gate: None, restart: false })
+            }
+        },
+        Command::Advance => match status {
+            PlanStatus::AwaitingDeploy => {
+                let g = s.open_gate().ok_or_else(|| Refusal {
+                    reason: format!("plan `{plan}` is marked awaiting_deploy but no gate is open (inconsistent state)"),
+                    fix: "report this; `pgphase history` shows the last events".into(),
+                })?;
+                Ok(Decision::Run { from: g + 1, confirm_gate: Some(g), restart: false })
+            }
+            PlanStatus::Running | PlanStatus::Failed => {
+                if let Some(g) = s.open_gate() {
+                    return Ok(Decision::Run { from: g + 1, confirm_gate: Some(g), restart: false });
+                }
+                let from = s.next_phase().unwrap_or(s.phases.len());
+                if gated_before(s, from) {
+                    Ok(Decision::Run { from, confirm_gate: None, restart: false })
+                } else {
+                    Err(Refusal {
+                        reason: format!("plan `{plan}` stopped in phase `{}`, before any deploy gate", s.phases[from.min(s.phases.len() - 1)].name),
+                        fix: "resume it with `pgphase start <FILE>` (the same file)".into(),
+                    })
+                }
+            }
+            PlanStatus::Completed => Err(Refusal {
+                reason: format!("plan `{plan}` is already completed"),
+                fix: "nothing to advance; `pgphase status` shows every plan".into(),
+            }),
+            PlanStatus::RolledBack => Err(Refusal {
+                reason: format!("plan `{plan}` was rolled back"),
+                fix: "start it again with `pgphase start <FILE>`".into(),
+            }),
+            PlanStatus::RollingBack => Err(Refusal {
+                reason: format!("a rollback of `{plan}` did not finish"),
+                fix: format!("re-run `pgphase phase rollback {plan}` to finish it"),
+            }),
+        },
+        Command::Rollback => {
+            if matches!(status, PlanStatus::Completed) || s.contract_begun() {
+                return Err(Refusal {
+                    reason: format!("plan `{plan}` has begun its contract phase, the point of no return: the old schema no longer exists"),
+                    fix: format!("finish it with `pgphase phase advance {plan} --deployed <REF>` (or `pgphase start` if it stopped before a gate); undo it with a new plan"),
+                });
+            }
+            if matches!(status, PlanStatus::RolledBack) {
+                return Err(Refusal {
+                    reason: format!("plan `{plan}` is already rolled back"),
+                    fix: "nothing to undo; start it again with `pgphase start <FILE>`".into(),
+                });
+            }
+            let phases: Vec<usize> = (0..s.phases.len())
+                .rev()
+                .filter(|&i| s.phases[i].status.touched())
+                .collect();
+            Ok(Decision::Rollback { phases })
+        }
+    }
+}
+
+/// A confirmed gate lies before phase `from`: resuming it belongs to `advance`.
+fn gated_before(s: &PlanState, from: usize) -> bool {
+    s.phases[..from.min(s.phases.len())]
+        .iter()
+        .any(|p| p.has_gate && p.gate_confirmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(status: PlanStatus, phases: &[(PhaseStatus, bool, bool)]) -> PlanState {
+        PlanState {
+            status,
+            phases: phases
+                .iter()
+                .enumerate()
+                .map(|(i, &(s, gate, confirmed))| PhaseState {
+                    name: format!("p{i}"),
+                    status: s,
+                    has_gate: gate,
+                    gate_confirmed: confirmed,
+                    point_of_no_return: i == phases.len() - 1,
+                })
+                .collect(),
+        }
+    }
+    use PhaseStatus::*;
+
+    #[test]
+    fn fresh_start() {
+        assert_eq!(
+            decide(None, Command::Start, "x"),
+            Ok(Decision::Run {
+                from: 0,
+                confirm_gate: None,
+                restart: false
+            })
+        );
+        assert!(decide(None, Command::Advance, "x").is_err());
+        assert!(decide(None, Command::Rollback, "x").is_err());
+    }
+
+    #[test]
+    fn gate_then_advance() {
+        let s = st(
+            PlanStatus::AwaitingDeploy,
+            &[
+                (Completed, false, false),
+                (Completed, true, false),
+                (Pending, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert!(decide(Some(&s), Command::Start, "x").is_err());
+        assert_eq!(
+            decide(Some(&s), Command::Advance, "x"),
+            Ok(Decision::Run {
+                from: 2,
+                confirm_gate: Some(1),
+                restart: false
+            })
+        );
+        assert_eq!(
+            decide(Some(&s), Command::Rollback, "x"),
+            Ok(Decision::Rollback { phases: vec![1, 0] })
+        );
+    }
+
+    #[test]
+    fn failure_before_gate_resumes_with_start() {
+        let s = st(
+            PlanStatus::Failed,
+            &[
+                (Completed, false, false),
+                (Failed, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            decide(Some(&s), Command::Start, "x"),
+            Ok(Decision::Run {
+                from: 1,
+                confirm_gate: None,
+                restart: false
+            })
+        );
+        assert!(decide(Some(&s), Command::Advance, "x").is_err());
+        assert_eq!(
+            decide(Some(&s), Command::Rollback, "x"),
+            Ok(Decision::Rollback { phases: vec![1, 0] })
+        );
+    }
+
+    #[test]
+    fn failure_after_gate_resumes_with_advance() {
+        let s = st(
+            PlanStatus::Failed,
+            &[
+                (Completed, true, true),
+                (Failed, false, false),
+                (Pending, false, false),
+            ],
+        );
+        assert!(decide(Some(&s), Command::Start, "x").is_err());
+        assert_eq!(
+            decide(Some(&s), Command::Advance, "x"),
+            Ok(Decision::Run {
+                from: 1,
+                confirm_gate: None,
+                restart: false
+            })
+        );
+    }
+
+    #[test]
+    fn no_rollback_once_contract_began() {
+        let s = st(
+            PlanStatus::Failed,
+            &[(Completed, true, true), (Failed, false, false)],
+        );
+        assert!(decide(Some(&s), Command::Rollback, "x").is_err());
+        let done = st(
+            PlanStatus::Completed,
+            &[(Completed, true, true), (Completed, false, false)],
+        );
+        assert!(decide(Some(&done), Command::Rollback, "x").is_err());
+        assert!(decide(Some(&done), Command::Advance, "x").is_err());
+        assert!(decide(Some(&done), Command::Start, "x").is_err());
+    }
+
+    #[test]
+    fn rolled_back_plan_restarts() {
+        let s = st(
+            PlanStatus::RolledBack,
+            &[(RolledBack, true, false), (Pending, false, false)],
+        );
+        assert_eq!(
+            decide(Some(&s), Command::Start, "x"),
+            Ok(Decision::Run {
+                from: 0,
+                confirm_gate: None,
+                restart: true
+            })
+        );
+        assert!(decide(Some(&s), Command::Rollback, "x").is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! The plan state machine (pure) and its persistence in the `pgphase` schema.
+
+pub mod machine;
+pub mod store;

@@ -1,0 +1,588 @@
+//! The `pgphase` schema in the target database: plans, phases, the append-only event
+//! log and backfill checkpoints. Thin and guarded: the plan's advisory lock is held on
+//! a dedicated connection, and every status write is a compare-and-set on `revision`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{Client, GenericClient};
+
+use super::machine::{PhaseState, PhaseStatus, PlanState, PlanStatus, Refusal};
+use crate::program::Program;
+
+/// Current version of the `pgphase` schema. Each entry of [`MIGRATIONS`] moves it by one.
+pub const SCHEMA_VERSION: i32 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: initial
+    r#"
+CREATE TABLE pgphase.plans (
+    name         text PRIMARY KEY,
+    checksum     text NOT NULL,
+    source_path  text,
+    source       text NOT NULL,
+    program      jsonb NOT NULL,
+    status       text NOT NULL CHECK (status IN ('running','awaiting_deploy','completed','rolling_back','rolled_back','failed')),
+    current_phase int NOT NULL DEFAULT 0,
+    revision     bigint NOT NULL DEFAULT 0,
+    started_by   text NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    last_error   text
+);
+CREATE TABLE pgphase.phases (
+    plan_name    text NOT NULL REFERENCES pgphase.plans (name),
+    position     int NOT NULL,
+    kind         text NOT NULL,
+    status       text NOT NULL CHECK (status IN ('pending','running','completed','failed','rolled_back')),
+    steps_total  int NOT NULL,
+    steps_done   int NOT NULL DEFAULT 0,
+    started_at   timestamptz,
+    finished_at  timestamptz,
+    gate         text,
+    gate_confirmed_by  text,
+    gate_deployed_ref  text,
+    gate_confirmed_at  timestamptz,
+    PRIMARY KEY (plan_name, position)
+);
+CREATE TABLE pgphase.events (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    plan_name   text NOT NULL,
+    phase       text,
+    actor       text NOT NULL,
+    kind        text NOT NULL,
+    message     text NOT NULL,
+    deployed_ref text,
+    duration_ms bigint,
+    detail      jsonb
+);
+CREATE INDEX ON pgphase.events (plan_name, id);
+CREATE FUNCTION pgphase.events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'pgphase.events is append-only';
+END $$;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON pgphase.events
+  FOR EACH ROW EXECUTE FUNCTION pgphase.events_append_only();
+CREATE TABLE pgphase.backfill_progress (
+    plan_name   text NOT NULL,
+    phase       int NOT NULL,
+    step        int NOT NULL,
+    last_key    jsonb,
+    rows_done   bigint NOT NULL DEFAULT 0,
+    rows_total  bigint,
+    batches     bigint NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    PRIMARY KEY (plan_name, phase, step)
+);
+"#,
+];
+
+/// Creates or upgrades the `pgphase` schema. Safe to call concurrently.
+pub async fn ensure_schema(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    // serialize installers; transaction-scoped, released at commit
+    tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS])
+        .await?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS pgphase;
+         CREATE TABLE IF NOT EXISTS pgphase.schema_version (
+             version int NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());",
+    )
+    .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM pgphase.schema_version",
+            &[],
+        )
+        .await?
+        .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let v = i as i32 + 1;
+        if v > current {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO pgphase.schema_version (version) VALUES ($1)",
+                &[&v],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// Whether the schema exists at all (read-only commands do not create it).
+pub async fn schema_exists<C: GenericClient>(c: &C) -> Result<bool, tokio_postgres::Error> {
+    Ok(
+        c.query_one("SELECT to_regclass('pgphase.plans') IS NOT NULL", &[])
+            .await?
+            .get(0),
+    )
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredPhase {
+    pub position: i32,
+    pub kind: String,
+    pub status: PhaseStatus,
+    pub steps_total: i32,
+    pub steps_done: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub gate: Option<String>,
+    pub gate_confirmed_by: Option<String>,
+    pub gate_deployed_ref: Option<String>,
+    pub gate_confirmed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredPlan {
+    pub name: String,
+    pub checksum: String,
+    pub source_path: Option<String>,
+    pub program: Program,
+    pub status: PlanStatus,
+    pub current_phase: i32,
+    pub revision: i64,
+    pub started_by: String,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub phases: Vec<StoredPhase>,
+}
+
+impl StoredPlan {
+    pub fn state(&self) -> PlanState {
+        PlanState {
+            status: self.status,
+            phases: self
+                .phases
+                .iter()
+                .zip(&self.program.phases)
+                .map(|(s, p)| PhaseState {
+                    name: s.kind.clone(),
+                    status: s.status,
+                    has_gate: p.gate.is_some(),
+                    gate_confirmed: s.gate_confirmed_at.is_some(),
+                    point_of_no_return: p.point_of_no_return,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub async fn load_plan<C: GenericClient>(c: &C, name: &str) -> anyhow::Result<Option<StoredPlan>> {
+    let Some(r) = c
+        .query_opt(
+            "SELECT name, checksum, source_path, program, status, current_phase, revision, started_by,
+                    started_at, updated_at, finished_at, last_error
+               FROM pgphase.plans WHERE name = $1",
+            &[&name],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let program: Program = serde_json::from_value(r.get(3))?;
+    let status: String = r.get(4);
+    let phases = c
+        .query(
+            "SELECT position, kind, status, steps_total, steps_done, started_at, finished_at, gate,
+                    gate_confirmed_by, gate_deployed_ref, gate_confirmed_at
+               FROM pgphase.phases WHERE plan_name = $1 ORDER BY position",
+            &[&name],
+        )
+        .await?
+        .iter()
+        .map(|p| StoredPhase {
+            position: p.get(0),
+            kind: p.get(1),
+            status: PhaseStatus::parse(p.get(2)).unwrap_or(PhaseStatus::Failed),
+            steps_total: p.get(3),
+            steps_done: p.get(4),
+            started_at: p.get(5),
+            finished_at: p.get(6),
+            gate: p.get(7),
+            gate_confirmed_by: p.get(8),
+            gate_deployed_ref: p.get(9),
+            gate_confirmed_at: p.get(10),
+        })
+        .collect();
+    Ok(Some(StoredPlan {
+        name: r.get(0),
+        checksum: r.get(1),
+        source_path: r.get(2),
+        program,
+        status: PlanStatus::parse(&status).unwrap_or(PlanStatus::Failed),
+        current_phase: r.get(5),
+        revision: r.get(6),
+        started_by: r.get(7),
+        started_at: r.get(8),
+        updated_at: r.get(9),
+        finished_at: r.get(10),
+        last_error: r.get(11),
+        phases,
+    }))
+}
+
+pub async fn plan_names<C: GenericClient>(c: &C) -> Result<Vec<String>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT name FROM pgphase.plans ORDER BY started_at, name",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
+/// Records a new plan, or resets a rolled-back one for a fresh start.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_plan(
+    client: &mut Client,
+    name: &str,
+    checksum: &str,
+    source_path: Option<&str>,
+    source: &str,
+    program: &Program,
+    actor: &str,
+    restart_from_revision: Option<i64>,
+) -> anyhow::Result<Result<(), Refusal>> {
+    let tx = client.transaction().await?;
+    let json = serde_json::to_value(program)?;
+    let n = match restart_from_revision {
+        None => {
+            tx.execute(
+                "INSERT INTO pgphase.plans (name, checksum, source_path, source, program, status, started_by)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6) ON CONFLICT (name) DO NOTHING",
+                &[&name, &checksum, &source_path, &source, &json, &actor],
+            )
+            .await?
+        }
+        Some(rev) => {
+            let n = tx
+                .execute(
+                    "UPDATE pgphase.plans SET checksum = $2, source_path = $3, source = $4, program = $5,
+                            status = 'running', current_phase = 0, revision = revision + 1, started_by = $6,
+                            started_at = now(), updated_at = now(), finished_at = NULL, last_error = NULL
+                      WHERE name = $1 AND revision = $7 AND status = 'rolled_back'",
+                    &[&name, &checksum, &source_path, &source, &json, &actor, &rev],
+                )
+                .await?;
+            tx.execute("DELETE FROM pgphase.phases WHERE plan_name = $1", &[&name])
+                .await?;
+            tx.execute("DELETE FROM pgphase.backfill_progress WHERE plan_name = $1", &[&name])
+                .await?;
+            n
+        }
+    };
+    if n == 0 {
+        return Ok(Err(Refusal {
+            reason: format!(
+                "plan `{name}` was started or changed by another operator at the same moment"
+            ),
+            fix: "run `pgphase status` to see where it stands".into(),
+        }));
+    }
+    for (i, p) in program.phases.iter().enumerate() {
+        let gate = p.gate.as_ref().map(|g| g.text());
+        tx.execute(
+            "INSERT INTO pgphase.phases (plan_name, position, kind, status, steps_total, gate)
+             VALUES ($1, $2, $3, 'pending', $4, $5)",
+            &[
+                &name,
+                &(i as i32),
+                &p.kind.as_str(),
+                &(p.steps.len() as i32),
+                &gate,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+/// Compare-and-set of the plan's status; returns the new revision, or a refusal if
+/// someone else changed the plan since `revision` was read.
+pub async fn set_plan_status<C: GenericClient>(
+    c: &C,
+    name: &str,
+    revision: i64,
+    status: PlanStatus,
+    current_phase: Option<i32>,
+    last_error: Option<&str>,
+) -> anyhow::Result<i64> {
+    let finished = matches!(status, PlanStatus::Completed | PlanStatus::RolledBack);
+    let row = c
+        .query_opt(
+            "UPDATE pgphase.plans SET status = $3, current_phase = coalesce($4, current_phase),
+                    last_error = $5, revision = revision + 1, updated_at = now(),
+                    finished_at = CASE WHEN $6 THEN now() END
+              WHERE name = $1 AND revision = $2 RETURNING revision",
+            &[
+                &name,
+                &revision,
+                &status.as_str(),
+                &current_phase,
+                &last_error,
+                &finished,
+            ],
+        )
+        .await?;
+    match row {
+        Some(r) => Ok(r.get(0)),
+        None => anyhow::bail!(
+            "plan `{name}` was changed by another process while this command held its lock (revision {revision} is stale); run `pgphase status`"
+        ),
+    }
+}
+
+pub async fn set_phase<C: GenericClient>(
+    c: &C,
+    name: &str,
+    position: usize,
+    status: PhaseStatus,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE pgphase.phases SET status = $3,
+                started_at = CASE WHEN $3 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+                finished_at = CASE WHEN $3 IN ('completed', 'rolled_back') THEN now() ELSE NULL END,
+                steps_done = CASE WHEN $3 = 'rolled_back' THEN 0 ELSE steps_done END
+          WHERE plan_name = $1 AND position = $2",
+        &[&name, &(position as i32), &status.as_str()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn set_steps_done<C: GenericClient>(
+    c: &C,
+    name: &str,
+    position: usize,
+    done: usize,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE pgphase.phases SET steps_done = $3 WHERE plan_name = $1 AND position = $2",
+        &[&name, &(position as i32), &(done as i32)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn confirm_gate<C: GenericClient>(
+    c: &C,
+    name: &str,
+    position: usize,
+    actor: &str,
+    deployed: &str,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE pgphase.phases SET gate_confirmed_by = $3, gate_deployed_ref = $4, gate_confirmed_at = now()
+          WHERE plan_name = $1 AND position = $2",
+        &[&name, &(position as i32), &actor, &deployed],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Clears gate confirmations of rolled-back phases (the event log keeps them).
+pub async fn clear_gate<C: GenericClient>(
+    c: &C,
+    name: &str,
+    position: usize,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE pgphase.phases SET gate_confirmed_by = NULL, gate_deployed_ref = NULL, gate_confirmed_at = NULL
+          WHERE plan_name = $1 AND position = $2",
+        &[&name, &(position as i32)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_progress<C: GenericClient>(
+    c: &C,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "DELETE FROM pgphase.backfill_progress WHERE plan_name = $1",
+        &[&name],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One entry of the event log.
+#[derive(Clone, Debug, Default)]
+pub struct Event<'a> {
+    pub phase: Option<&'a str>,
+    pub kind: &'a str,
+    pub message: String,
+    pub deployed_ref: Option<&'a str>,
+    pub duration_ms: Option<i64>,
+    pub detail: Option<serde_json::Value>,
+}
+
+pub async fn record<C: GenericClient>(
+    c: &C,
+    plan: &str,
+    actor: &str,
+    e: Event<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO pgphase.events (plan_name, phase, actor, kind, message, deployed_ref, duration_ms, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[&plan, &e.phase, &actor, &e.kind, &e.message, &e.deployed_ref, &e.duration_ms, &e.detail],
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub plan: String,
+    pub phase: Option<String>,
+    pub actor: String,
+    pub kind: String,
+    pub message: String,
+    pub deployed_ref: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+pub async fn events<C: GenericClient>(
+    c: &C,
+    plan: Option<&str>,
+) -> Result<Vec<EventRow>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT id, at, plan_name, phase, actor, kind, message, deployed_ref, duration_ms
+           FROM pgphase.events WHERE $1::text IS NULL OR plan_name = $1 ORDER BY id",
+        &[&plan],
+    )
+    .await?
+    .iter()
+    .map(|r| EventRow {
+        id: r.get(0),
+        at: r.get(1),
+        plan: r.get(2),
+        phase: r.get(3),
+        actor: r.get(4),
+        kind: r.get(5),
+        message: r.get(6),
+        deployed_ref: r.get(7),
+        duration_ms: r.get(8),
+    })
+    .collect())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Progress {
+    pub phase: i32,
+    pub step: i32,
+    pub rows_done: i64,
+    pub rows_total: Option<i64>,
+    pub batches: i64,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub async fn progress<C: GenericClient>(
+    c: &C,
+    plan: &str,
+) -> Result<Vec<Progress>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT phase, step, rows_done, rows_total, batches, started_at, updated_at, finished_at
+           FROM pgphase.backfill_progress WHERE plan_name = $1 ORDER BY phase, step",
+        &[&plan],
+    )
+    .await?
+    .iter()
+    .map(|r| Progress {
+        phase: r.get(0),
+        step: r.get(1),
+        rows_done: r.get(2),
+        rows_total: r.get(3),
+        batches: r.get(4),
+        started_at: r.get(5),
+        updated_at: r.get(6),
+        finished_at: r.get(7),
+    })
+    .collect())
+}
+
+/// Advisory-lock keys: a fixed class and a hash of the plan name (both positive, so
+/// they compare directly with `pg_locks.classid/objid`).
+pub const LOCK_CLASS: i32 = 0x7067_7068; // "pgph"
+
+pub fn lock_key(plan: &str) -> i32 {
+    // FNV-1a, stable across releases (the key must match between versions of the tool)
+    let mut h: u32 = 0x811c_9dc5;
+    for b in plan.as_bytes() {
+        h ^= *b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h & 0x7fff_ffff) as i32
+}
+
+/// Takes the plan's session advisory lock on `c`, or says who holds it.
+pub async fn try_lock_plan(c: &Client, plan: &str) -> anyhow::Result<Result<(), Refusal>> {
+    let got: bool = c
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&LOCK_CLASS, &lock_key(plan)],
+        )
+        .await?
+        .get(0);
+    if got {
+        return Ok(Ok(()));
+    }
+    let holder = lock_holder(c, plan).await?;
+    Ok(Err(Refusal {
+        reason: format!(
+            "another pgphase command is working on plan `{plan}` right now{}",
+            holder.map(|h| format!(" ({h})")).unwrap_or_default()
+        ),
+        fix: "wait for it to finish (`pgphase status` shows progress), then re-run this command"
+            .into(),
+    }))
+}
+
+/// Describes the session holding the plan's lock, if any.
+pub async fn lock_holder<C: GenericClient>(
+    c: &C,
+    plan: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
+                    coalesce(host(a.client_addr), 'local'), to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int8::oid
+                AND l.objid = $2::int8::oid AND l.objsubid = 2",
+            &[&(LOCK_CLASS as i64), &(lock_key(plan) as i64)],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let pid: i32 = r.get(0);
+        let app: String = r.get(1);
+        let user: String = r.get(2);
+        let host: String = r.get(3);
+        let since: String = r.get(4);
+        format!("held by pid {pid}, {app} as {user} from {host}, connected since {since}")
+    }))
+}
+
+pub async fn unlock_plan(c: &Client, plan: &str) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "SELECT pg_advisory_unlock($1, $2)",
+        &[&LOCK_CLASS, &lock_key(plan)],
+    )
+    .await?;
+    Ok(())
+}
