@@ -29,7 +29,7 @@ impl ConnInfo {
             return Ok(None);
         }
         let mut config = Config::new();
-        config.host(&env("PGHOST").unwrap_or_else(|| "localhost".into()));
+        config.host(env("PGHOST").unwrap_or_else(|| "localhost".into()));
         if let Some(p) = env("PGPORT") {
             config.port(
                 p.parse()
@@ -40,7 +40,7 @@ impl ConnInfo {
             .or_else(|| env("USER"))
             .unwrap_or_else(|| "postgres".into());
         config.user(&user);
-        config.dbname(&env("PGDATABASE").unwrap_or_else(|| user.clone()));
+        config.dbname(env("PGDATABASE").unwrap_or_else(|| user.clone()));
         if let Some(pw) = env("PGPASSWORD") {
             config.password(pw);
         }

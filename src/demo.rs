@@ -85,6 +85,7 @@ async fn story(server: &PgServer, o: &DemoOptions) -> Result<i32, CmdError> {
         actor: "demo".into(),
         observer: Arc::new(StderrObserver::new(o.json)),
         confirm: Arc::new(|_| true),
+        failpoint: None,
     };
 
     let wl = Workload::new(&url, "comments");

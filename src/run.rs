@@ -28,6 +28,27 @@ pub struct Session {
     pub actor: String,
     pub observer: Arc<dyn Observer>,
     pub confirm: Confirm,
+    /// Fault injection for tests: `PHASE.STEP` (1-based, e.g. `backfill.2`) fails that
+    /// step before it runs; with a `kill:` prefix the process kills itself with SIGKILL
+    /// there instead. Set from `PGPHASE_FAILPOINT` by the CLI.
+    pub failpoint: Option<String>,
+}
+
+impl Session {
+    /// Whether the failpoint is set on this step; kills the process for `kill:` points.
+    fn failpoint_hit(&self, phase: &str, step: usize) -> bool {
+        let Some(fp) = &self.failpoint else {
+            return false;
+        };
+        let here = format!("{phase}.{}", step + 1);
+        if fp.strip_prefix("kill:") == Some(here.as_str()) {
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        *fp == here
+    }
 }
 
 /// Where a command left the plan.
@@ -432,8 +453,11 @@ async fn run_phases(
                 phase: i as i32,
                 step: j as i32,
             };
-            let result =
-                exec::run_step(&mut l.work, step, &settings, &cp, s.observer.as_ref()).await;
+            let result = if s.failpoint_hit(kind, j) {
+                Err(exec::ExecError::Injected(format!("{kind}.{}", j + 1)))
+            } else {
+                exec::run_step(&mut l.work, step, &settings, &cp, s.observer.as_ref()).await
+            };
             let elapsed = t0.elapsed();
             match result {
                 Ok(outcome) => {

@@ -155,6 +155,9 @@ fn session(cli: &Cli, yes: bool) -> Result<Session, CmdError> {
         actor: actor(cli),
         observer: Arc::new(StderrObserver::new(cli.quiet)),
         confirm: confirmer(yes),
+        failpoint: std::env::var("PGPHASE_FAILPOINT")
+            .ok()
+            .filter(|f| !f.is_empty()),
     })
 }
 

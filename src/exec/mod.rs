@@ -92,6 +92,8 @@ pub enum ExecError {
         timeout: Duration,
         blockers: String,
     },
+    #[error("failpoint {0} hit (fault injected by PGPHASE_FAILPOINT)")]
+    Injected(String),
     #[error("verification failed: {count} {what}")]
     Verify { count: i64, what: String },
     #[error("{context}: {source}")]

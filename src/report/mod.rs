@@ -268,8 +268,8 @@ pub fn status_table(views: &[PlanView]) -> String {
         let last_gate = v
             .phases
             .iter()
-            .filter(|p| p.gate_confirmed_at.is_some())
-            .last()
+            .rev()
+            .find(|p| p.gate_confirmed_at.is_some())
             .map(|p| {
                 format!(
                     "{} by {} at {}",

@@ -1,0 +1,201 @@
+//! Test harness: one throwaway cluster per test process (or `PGPHASE_TEST_DATABASE_URL`),
+//! a fresh database per test so tests run in parallel.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use pgphase::catalog::Catalog;
+use pgphase::conn::ConnInfo;
+use pgphase::exec::Silent;
+use pgphase::pgserver::{PgServer, ServerOptions};
+use pgphase::plan::{self, PlanFile};
+use pgphase::run::Session;
+use pgphase::sql::QualifiedName;
+use tokio_postgres::Client;
+
+static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The admin URL of the server the tests use.
+fn admin_url() -> String {
+    if let Ok(url) = std::env::var("PGPHASE_TEST_DATABASE_URL") {
+        return url;
+    }
+    let server = SERVER
+        .get_or_init(|| PgServer::start(&ServerOptions::default()).map_err(|e| format!("{e:#}")));
+    match server {
+        Ok(s) => s.url("postgres"),
+        Err(e) => panic!("cannot start a throwaway PostgreSQL for the tests: {e}"),
+    }
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin_url = admin_url();
+        let admin = connect(&admin_url).await;
+        let name = format!(
+            "pgphase_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let mut conn: tokio_postgres::Config = admin_url.parse().unwrap();
+        conn.dbname(&name);
+        let url = replace_dbname(&admin_url, &name);
+        TestDb { url, name }
+    }
+    pub async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+    pub fn conn(&self) -> ConnInfo {
+        ConnInfo::parse(&self.url).unwrap()
+    }
+    /// A session that confirms everything and prints nothing.
+    pub fn session(&self) -> Session {
+        Session {
+            conn: self.conn(),
+            actor: "test".into(),
+            observer: Arc::new(Silent),
+            confirm: Arc::new(|_| true),
+            failpoint: None,
+        }
+    }
+}
+
+fn replace_dbname(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("test URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A plan from YAML text, as if loaded from `plans/<name>.yaml`.
+pub fn plan_from(yaml: &str, name: &str) -> PlanFile {
+    let path = format!("plans/{name}.yaml");
+    PlanFile {
+        plan: plan::parse(yaml, &path, name).unwrap_or_else(|e| panic!("{e}")),
+        path: path.into(),
+        checksum: plan::checksum(yaml),
+        source: yaml.to_string(),
+    }
+}
+
+/// The repository's rename plan with test-friendly settings.
+pub fn rename_plan(lock_timeout: &str, retries: u32, batch: u32) -> PlanFile {
+    plan_from(
+        &format!(
+            "name: rename-comments-contents-to-body
+settings:
+  lock_timeout: {lock_timeout}
+  lock_retries: {retries}
+  backfill: {{ batch_size: {batch} }}
+changes:
+  - rename_column: {{ table: comments, from: contents, to: body }}
+"
+        ),
+        "rename-comments-contents-to-body",
+    )
+}
+
+/// The comments table of the story, with an index, a check and a default on `contents`
+/// so the rename has something to carry over.
+pub async fn rich_comments(client: &Client, rows: i64) {
+    pgphase::workload::create_comments_table(client, "comments", rows)
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE INDEX comments_contents_idx ON comments (contents);
+             ALTER TABLE comments ADD CONSTRAINT contents_not_empty CHECK (length(contents) > 0);
+             ALTER TABLE comments ALTER COLUMN contents SET DEFAULT 'n/a';",
+        )
+        .await
+        .unwrap();
+}
+
+/// Everything the schema says about a table, minus statistics, plus pgphase's leftovers
+/// in other places (functions), for before/after comparisons.
+pub async fn schema_of(client: &Client, table: &str) -> (Catalog, Vec<String>) {
+    let name = QualifiedName::parse(table).unwrap();
+    let mut cat = Catalog::load(client, &[name]).await.unwrap();
+    for t in cat.tables.values_mut() {
+        t.estimated_rows = 0;
+    }
+    let functions: Vec<String> = client
+        .query(
+            "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND p.proname NOT IN ('events_append_only') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (cat, functions)
+}
+
+/// Holds a lock from another session until dropped (or `release`d).
+pub struct LockHolder {
+    client: Client,
+}
+
+impl LockHolder {
+    /// Opens a transaction that runs `sql` and stays open.
+    pub async fn hold(url: &str, sql: &str) -> LockHolder {
+        let client = connect(url).await;
+        client
+            .batch_execute("SET application_name = 'long-transaction'")
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!("BEGIN; {sql}"))
+            .await
+            .unwrap();
+        LockHolder { client }
+    }
+    pub async fn release(self) {
+        self.client.batch_execute("ROLLBACK").await.unwrap();
+    }
+}
+
+pub async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Path of a binary cargo built for the tests (the CLI), or of an example.
+pub fn pgphase_bin() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_pgphase"))
+}
+
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
