@@ -51,6 +51,72 @@ impl Session {
     }
 }
 
+/// Forwards executor events to the session's observer and keeps the lock retries, so
+/// the runner can write them to the event log.
+struct Recording {
+    inner: Arc<dyn Observer>,
+    retries: std::sync::Mutex<Vec<String>>,
+}
+
+impl Recording {
+    fn new(inner: Arc<dyn Observer>) -> Recording {
+        Recording {
+            inner,
+            retries: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+    fn take_retries(&self) -> Vec<String> {
+        std::mem::take(&mut *self.retries.lock().unwrap())
+    }
+}
+
+impl Observer for Recording {
+    fn step_started(&self, phase: &str, index: usize, total: usize, step: &crate::program::Step) {
+        self.inner.step_started(phase, index, total, step)
+    }
+    fn step_finished(
+        &self,
+        phase: &str,
+        step: &crate::program::Step,
+        outcome: &StepOutcome,
+        elapsed: std::time::Duration,
+    ) {
+        self.inner.step_finished(phase, step, outcome, elapsed)
+    }
+    fn lock_retry(&self, step: &crate::program::Step, retry: &exec::LockRetry) {
+        let who: Vec<String> = retry.blockers.iter().map(|b| b.to_string()).collect();
+        self.retries.lock().unwrap().push(format!(
+            "lock_timeout waiting for {} on {} (attempt {}/{}), blocked by {}; retrying in {} ms",
+            step.lock,
+            step.table
+                .as_ref()
+                .map(|t| t.display_short())
+                .unwrap_or_default(),
+            retry.attempt,
+            retry.max_attempts,
+            if who.is_empty() {
+                "another session".to_string()
+            } else {
+                who.join(", ")
+            },
+            retry.wait.as_millis()
+        ));
+        self.inner.lock_retry(step, retry)
+    }
+    fn backfill_started(&self, table: &crate::sql::QualifiedName, done: i64, total: Option<i64>) {
+        self.inner.backfill_started(table, done, total)
+    }
+    fn backfill_progress(&self, done: i64, total: Option<i64>, rows_per_sec: f64) {
+        self.inner.backfill_progress(done, total, rows_per_sec)
+    }
+    fn backfill_finished(&self, done: i64, elapsed: std::time::Duration) {
+        self.inner.backfill_finished(done, elapsed)
+    }
+    fn note(&self, message: &str) {
+        self.inner.note(message)
+    }
+}
+
 /// Where a command left the plan.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -282,8 +348,23 @@ async fn advance_locked(
     file: Option<&PlanFile>,
 ) -> Result<Outcome, CmdError> {
     let stored = store::load_plan(&l.control, plan).await?;
-    if let (Some(st), Some(f)) = (&stored, file) {
-        if let Some(r) = checksum_refusal(st, f) {
+    if let Some(st) = &stored {
+        // Given only the name, check the file the plan was started from, when it is here.
+        let found;
+        let file = match file {
+            Some(f) => Some(f),
+            None => {
+                found = st
+                    .source_path
+                    .as_deref()
+                    .map(std::path::Path::new)
+                    .filter(|p| p.is_file())
+                    .and_then(|p| PlanFile::load(p).ok())
+                    .filter(|f| f.plan.name == st.name);
+                found.as_ref()
+            }
+        };
+        if let Some(r) = file.and_then(|f| checksum_refusal(st, f)) {
             return Err(r.into());
         }
     }
@@ -409,6 +490,7 @@ async fn run_phases(
     let name = stored.name.clone();
     let program = stored.program.clone();
     let settings = settings_of(&program);
+    let obs = Recording::new(s.observer.clone());
     // A start may run straight into a point of no return when a plan has no gate before it.
     if from == 0
         || stored
@@ -456,9 +538,10 @@ async fn run_phases(
             let result = if s.failpoint_hit(kind, j) {
                 Err(exec::ExecError::Injected(format!("{kind}.{}", j + 1)))
             } else {
-                exec::run_step(&mut l.work, step, &settings, &cp, s.observer.as_ref()).await
+                exec::run_step(&mut l.work, step, &settings, &cp, &obs).await
             };
             let elapsed = t0.elapsed();
+            record_retries(&l.control, &name, &s.actor, kind, &obs).await?;
             match result {
                 Ok(outcome) => {
                     s.observer.step_finished(kind, step, &outcome, elapsed);
@@ -584,6 +667,30 @@ async fn run_phases(
     Ok(Outcome::Completed)
 }
 
+async fn record_retries(
+    control: &Client,
+    plan: &str,
+    actor: &str,
+    phase: &str,
+    obs: &Recording,
+) -> Result<(), CmdError> {
+    for message in obs.take_retries() {
+        store::record(
+            control,
+            plan,
+            actor,
+            Event {
+                phase: Some(phase),
+                kind: "retry",
+                message,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// `pgphase phase rollback PLAN`: undoes every phase run so far, last first.
 pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
     let mut l = Locked::acquire(s, plan).await?;
@@ -636,6 +743,7 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
     )
     .await?;
     let settings = settings_of(&stored.program);
+    let obs = Recording::new(s.observer.clone());
     for &i in &phases {
         let phase = &stored.program.phases[i];
         let kind = phase.kind.as_str();
@@ -648,7 +756,9 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
                 phase: i as i32,
                 step: -1 - j as i32,
             };
-            match exec::run_step(&mut l.work, step, &settings, &cp, s.observer.as_ref()).await {
+            let result = exec::run_step(&mut l.work, step, &settings, &cp, &obs).await;
+            record_retries(&l.control, plan, &s.actor, kind, &obs).await?;
+            match result {
                 Ok(outcome) => {
                     s.observer.step_finished(kind, step, &outcome, t0.elapsed());
                     store::record(

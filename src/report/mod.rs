@@ -8,6 +8,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 use serde_json::json;
 use std::fmt::Write;
+use std::io::IsTerminal;
 
 use crate::program::{Action, Program};
 use crate::run::Outcome;
@@ -256,6 +257,10 @@ pub fn status_table(views: &[PlanView]) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
+    if !std::io::stdout().is_terminal() {
+        // no terminal width to fit: wrap long gate texts at a readable width
+        t.set_width(120);
+    }
     t.set_header(vec![
         "plan",
         "status",
@@ -287,6 +292,12 @@ pub fn status_table(views: &[PlanView]) -> String {
             progress_label(&v.backfill),
             last_gate,
         ]);
+    }
+    // names and statuses never wrap; the gate text does
+    for i in 0..3 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        }
     }
     format!("{t}\n")
 }

@@ -257,7 +257,13 @@ pub fn decide(
             }),
         },
         Command::Rollback => {
-            if matches!(status, PlanStatus::Completed) || s.contract_begun() {
+            if matches!(status, PlanStatus::Completed) {
+                return Err(Refusal {
+                    reason: format!("plan `{plan}` is completed: its contract phase removed the old schema, so there is nothing to roll back to"),
+                    fix: "to undo the change, write a new plan that reverses it (for example a rename back)".into(),
+                });
+            }
+            if s.contract_begun() {
                 return Err(Refusal {
                     reason: format!("plan `{plan}` has begun its contract phase, the point of no return: the old schema no longer exists"),
                     fix: format!("finish it with `pgphase phase advance {plan} --deployed <REF>` (or `pgphase start` if it stopped before a gate); undo it with a new plan"),
