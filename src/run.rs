@@ -28,8 +28,8 @@ pub struct Session {
     pub actor: String,
     pub observer: Arc<dyn Observer>,
     pub confirm: Confirm,
-    /// Fault injection for tests: `PHASE.STEP` (1-based, e.g. `backfill.2`) fails that
-    /// step before it runs; with a `kill:` prefix the process kills itself with SIGKILL
+    /// Fault injection for tests: `PHASE.STEP` (1-based, e.g. `backfill.2`, or
+    /// `rollback-expand.1` for undo steps) fails that step before it runs; with a `kill:` prefix the process kills itself with SIGKILL
     /// there instead. Set from `PGPHASE_FAILPOINT` by the CLI.
     pub failpoint: Option<String>,
 }
@@ -756,7 +756,14 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
                 phase: i as i32,
                 step: -1 - j as i32,
             };
-            let result = exec::run_step(&mut l.work, step, &settings, &cp, &obs).await;
+            let result = if s.failpoint_hit(&format!("rollback-{kind}"), j) {
+                Err(exec::ExecError::Injected(format!(
+                    "rollback-{kind}.{}",
+                    j + 1
+                )))
+            } else {
+                exec::run_step(&mut l.work, step, &settings, &cp, &obs).await
+            };
             record_retries(&l.control, plan, &s.actor, kind, &obs).await?;
             match result {
                 Ok(outcome) => {

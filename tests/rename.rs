@@ -351,3 +351,31 @@ async fn two_operators_cannot_move_one_plan() {
         "no phase runs twice"
     );
 }
+
+/// Half-way through a rollback (sync trigger gone, `body` still there) the old
+/// application must still be able to insert: `body` must not keep its NOT NULL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interrupted_rollback_keeps_the_old_application_working() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    rich_comments(&client, 500).await;
+    let plan = rename_plan("500ms", 5, 100);
+    let mut s = db.session();
+    run::start(&s, &plan).await.unwrap();
+    s.failpoint = Some("rollback-expand.1".into());
+    let err = run::rollback(&s, &plan.plan.name).await.unwrap_err();
+    assert!(err.to_string().contains("rollback-expand.1"), "{err}");
+    // what the old API does, with the trigger gone and `body` still present
+    client
+        .execute(
+            "INSERT INTO comments (post_id, user_id, contents) VALUES (1, 1, 'old api')",
+            &[],
+        )
+        .await
+        .expect("old application insert during an interrupted rollback");
+    s.failpoint = None;
+    assert_eq!(
+        run::rollback(&s, &plan.plan.name).await.unwrap(),
+        Outcome::RolledBack
+    );
+}

@@ -465,6 +465,21 @@ fn carry_over(
                 format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check};"),
             ));
         }
+        // Before the trigger goes, `body` must accept NULL again: old clients' inserts
+        // leave it NULL once nothing copies `contents` into it.
+        c.rollback.push(
+            Step::sql(
+                format!("make {to} nullable again, before the sync trigger is removed"),
+                table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} ALTER COLUMN {to} DROP NOT NULL;"),
+            )
+            .skip_if(format!(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {} AND attnotnull AND NOT attisdropped)",
+                table.regclass_literal(),
+                quote_literal(to.as_str())
+            )),
+        );
         c.rollback.push(Step::sql(
             "drop the NOT NULL helper constraint",
             table,
