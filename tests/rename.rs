@@ -379,3 +379,69 @@ async fn interrupted_rollback_keeps_the_old_application_working() {
         Outcome::RolledBack
     );
 }
+
+/// Composite keys and hostile names: a schema with a space, a table with capitals and a
+/// quote, a key of (bigint, text), and a rename to a reserved word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn composite_key_and_hostile_identifiers() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            r#"CREATE SCHEMA "App Data";
+               CREATE TABLE "App Data"."Order ""Items""" (
+                   tenant bigint NOT NULL, sku text NOT NULL, "Note" varchar(40) COLLATE "C" NOT NULL DEFAULT 'none',
+                   PRIMARY KEY (tenant, sku));
+               CREATE INDEX ON "App Data"."Order ""Items""" ("Note") WHERE tenant > 0;
+               INSERT INTO "App Data"."Order ""Items""" SELECT g % 7, 'sku-' || g, 'note ' || g FROM generate_series(1, 2500) g;"#,
+        )
+        .await
+        .unwrap();
+    let plan = plan_from(
+        r#"name: hostile
+settings: { backfill: { batch_size: 97 } }
+changes:
+  - rename_column: { table: '"App Data"."Order ""Items"""', from: Note, to: select }
+"#,
+        "hostile",
+    );
+    let s = db.session();
+    run::start(&s, &plan).await.unwrap();
+    // an old writer and a new writer between the gates
+    client
+        .execute(r#"INSERT INTO "App Data"."Order ""Items""" (tenant, sku, "Note") VALUES (1, 'old', 'from old')"#, &[])
+        .await
+        .unwrap();
+    client
+        .execute(r#"INSERT INTO "App Data"."Order ""Items""" (tenant, sku, "select") VALUES (1, 'new', 'from new')"#, &[])
+        .await
+        .unwrap();
+    run::advance(&s, "hostile", "v2", None).await.unwrap();
+    assert_eq!(run::advance(&s, "hostile", "v2-drained", None).await.unwrap(), Outcome::Completed);
+    let (cat, _) = schema_of(&client, r#""App Data"."Order ""Items""""#).await;
+    let t = cat.tables.values().next().unwrap();
+    let col = t.column("select").unwrap();
+    assert_eq!(col.type_sql, "character varying(40)");
+    assert_eq!(col.collation.as_deref(), Some("\"C\""));
+    assert!(col.not_null);
+    assert_eq!(col.default.as_deref(), Some("'none'::character varying"));
+    assert!(t.indexes.iter().any(|i| i.key_parts == ["\"select\""] && i.predicate.as_deref() == Some("(tenant > 0)")), "{:?}", t.indexes);
+    let rows: Vec<(String, String)> = client
+        .query(r#"SELECT sku, "select"::text FROM "App Data"."Order ""Items""" WHERE sku IN ('old', 'new', 'sku-2500') ORDER BY sku"#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("new".to_string(), "from new".to_string()),
+            ("old".to_string(), "from old".to_string()),
+            ("sku-2500".to_string(), "note 2500".to_string())
+        ]
+    );
+    let progress = pgphase::state::store::progress(&client, "hostile").await.unwrap();
+    assert_eq!(progress[0].rows_done, 2500);
+    assert_eq!(progress[0].batches, 26, "2500 rows in batches of 97");
+}
