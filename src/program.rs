@@ -53,17 +53,22 @@ impl fmt::Display for PhaseKind {
 
 /// The strongest table lock a step takes, for the plan output and the lint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// Serialized as PostgreSQL names them (`"ACCESS EXCLUSIVE"`), like the text output.
 pub enum LockLevel {
     /// Blocks everything; only for catalog-only statements, under lock_timeout.
+    #[serde(rename = "ACCESS EXCLUSIVE")]
     AccessExclusive,
     /// Blocks writes (CREATE TRIGGER, FOREIGN KEY on the referenced side).
+    #[serde(rename = "SHARE ROW EXCLUSIVE")]
     ShareRowExclusive,
     /// Blocks other writers' DDL, not reads or writes (CONCURRENTLY, VALIDATE).
+    #[serde(rename = "SHARE UPDATE EXCLUSIVE")]
     ShareUpdateExclusive,
     /// Row locks on a batch of rows (backfill).
+    #[serde(rename = "ROW EXCLUSIVE")]
     RowExclusive,
     /// Reads only.
+    #[serde(rename = "ACCESS SHARE")]
     AccessShare,
 }
 

@@ -190,8 +190,13 @@ struct Locked {
 }
 
 impl Locked {
-    async fn acquire(s: &Session, plan: &str) -> Result<Locked, CmdError> {
+    /// Only `start` installs the `pgphase` schema; other commands on a database without
+    /// it are refused without changing anything.
+    async fn acquire(s: &Session, plan: &str, command: Command) -> Result<Locked, CmdError> {
         let mut control = s.conn.connect().await?;
+        if command != Command::Start && !store::schema_exists(&control).await? {
+            decide(None, command, plan)?;
+        }
         store::ensure_schema(&mut control).await?;
         if let Err(r) = store::try_lock_plan(&control, plan).await? {
             return Err(CmdError::Refused(r));
@@ -236,9 +241,43 @@ fn checksum_refusal(stored: &StoredPlan, file: &PlanFile) -> Option<Refusal> {
 /// resumes a plan that stopped before its first confirmed gate.
 pub async fn start(s: &Session, file: &PlanFile) -> Result<Outcome, CmdError> {
     let name = file.plan.name.clone();
-    let mut l = Locked::acquire(s, &name).await?;
-    let result = start_locked(s, &mut l, file).await;
-    l.release().await;
+    let result = async {
+        let mut l = Locked::acquire(s, &name, Command::Start).await?;
+        let result = start_locked(s, &mut l, file).await;
+        l.release().await;
+        result
+    }
+    .await;
+    audit_refusal(s, &name, Command::Start, result).await
+}
+
+/// Records a refused command in the plan's event log (when the plan exists), so the
+/// audit trail shows attempts too. Best effort: the refusal is returned either way.
+async fn audit_refusal(
+    s: &Session,
+    plan: &str,
+    command: Command,
+    result: Result<Outcome, CmdError>,
+) -> Result<Outcome, CmdError> {
+    if let Err(CmdError::Refused(r)) = &result {
+        if let Ok(c) = s.conn.connect().await {
+            let known = store::schema_exists(&c).await.unwrap_or(false)
+                && store::load_plan(&c, plan).await.ok().flatten().is_some();
+            if known {
+                let _ = store::record(
+                    &c,
+                    plan,
+                    &s.actor,
+                    Event {
+                        kind: "refused",
+                        message: format!("{} refused: {}", command.as_str(), r.reason),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            }
+        }
+    }
     result
 }
 
@@ -334,10 +373,14 @@ pub async fn advance(
             "--deployed needs the deploy's reference (a version, tag or commit)".into(),
         ));
     }
-    let mut l = Locked::acquire(s, plan).await?;
-    let result = advance_locked(s, &mut l, plan, deployed, file).await;
-    l.release().await;
-    result
+    let result = async {
+        let mut l = Locked::acquire(s, plan, Command::Advance).await?;
+        let result = advance_locked(s, &mut l, plan, deployed, file).await;
+        l.release().await;
+        result
+    }
+    .await;
+    audit_refusal(s, plan, Command::Advance, result).await
 }
 
 async fn advance_locked(
@@ -392,7 +435,7 @@ async fn advance_locked(
                 phase: Some(stored.program.phases[g].kind.as_str()),
                 kind: "gate",
                 message: format!(
-                    "deploy confirmed: {}",
+                    "gate confirmed: {}",
                     stored.program.phases[g]
                         .gate
                         .as_ref()
@@ -693,10 +736,14 @@ async fn record_retries(
 
 /// `pgphase phase rollback PLAN`: undoes every phase run so far, last first.
 pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
-    let mut l = Locked::acquire(s, plan).await?;
-    let result = rollback_locked(s, &mut l, plan).await;
-    l.release().await;
-    result
+    let result = async {
+        let mut l = Locked::acquire(s, plan, Command::Rollback).await?;
+        let result = rollback_locked(s, &mut l, plan).await;
+        l.release().await;
+        result
+    }
+    .await;
+    audit_refusal(s, plan, Command::Rollback, result).await
 }
 
 async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outcome, CmdError> {

@@ -417,7 +417,12 @@ changes:
         .await
         .unwrap();
     run::advance(&s, "hostile", "v2", None).await.unwrap();
-    assert_eq!(run::advance(&s, "hostile", "v2-drained", None).await.unwrap(), Outcome::Completed);
+    assert_eq!(
+        run::advance(&s, "hostile", "v2-drained", None)
+            .await
+            .unwrap(),
+        Outcome::Completed
+    );
     let (cat, _) = schema_of(&client, r#""App Data"."Order ""Items""""#).await;
     let t = cat.tables.values().next().unwrap();
     let col = t.column("select").unwrap();
@@ -425,7 +430,13 @@ changes:
     assert_eq!(col.collation.as_deref(), Some("\"C\""));
     assert!(col.not_null);
     assert_eq!(col.default.as_deref(), Some("'none'::character varying"));
-    assert!(t.indexes.iter().any(|i| i.key_parts == ["\"select\""] && i.predicate.as_deref() == Some("(tenant > 0)")), "{:?}", t.indexes);
+    assert!(
+        t.indexes.iter().any(
+            |i| i.key_parts == ["\"select\""] && i.predicate.as_deref() == Some("(tenant > 0)")
+        ),
+        "{:?}",
+        t.indexes
+    );
     let rows: Vec<(String, String)> = client
         .query(r#"SELECT sku, "select"::text FROM "App Data"."Order ""Items""" WHERE sku IN ('old', 'new', 'sku-2500') ORDER BY sku"#, &[])
         .await
@@ -441,7 +452,9 @@ changes:
             ("sku-2500".to_string(), "note 2500".to_string())
         ]
     );
-    let progress = pgphase::state::store::progress(&client, "hostile").await.unwrap();
+    let progress = pgphase::state::store::progress(&client, "hostile")
+        .await
+        .unwrap();
     assert_eq!(progress[0].rows_done, 2500);
     assert_eq!(progress[0].batches, 26, "2500 rows in batches of 97");
 }

@@ -96,7 +96,7 @@ pub enum ExecError {
     Injected(String),
     #[error("verification failed: {count} {what}")]
     Verify { count: i64, what: String },
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", describe_db_error(.source))]
     Db {
         context: String,
         #[source]

@@ -361,8 +361,11 @@ fn check_ident(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if name.contains('\0') {
-        return Err("a name cannot contain a NUL character".into());
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "`{}` contains a control character (line break, tab, NUL…); PostgreSQL names here must not",
+            name.escape_debug()
+        ));
     }
     Ok(())
 }
@@ -380,10 +383,12 @@ fn clean_yaml_message(msg: &str) -> String {
             m = &m[i + 2..];
         }
     }
-    match m.find(" at line ") {
-        Some(i) => m[..i].to_string(),
-        None => m.to_string(),
-    }
+    let m = match m.find(" at line ") {
+        Some(i) => &m[..i],
+        None => m,
+    };
+    m.replace("unknown variant", "unknown change kind")
+        .replace("invalid u32", "expected a whole number")
 }
 
 #[cfg(test)]

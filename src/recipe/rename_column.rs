@@ -109,21 +109,19 @@ BEGIN
   -- Only assigns to NEW: no recursion, no extra writes.
   IF TG_OP = 'INSERT' THEN
     IF NEW.{to} IS NULL THEN
-      NEW.{to} := NEW.{from};      -- an old client wrote {from_l}
+      NEW.{to} := NEW.{from};      -- an old client wrote the old column
     ELSE
-      NEW.{from} := NEW.{to};      -- a new client wrote {to_l}
+      NEW.{from} := NEW.{to};      -- a new client wrote the new column
     END IF;
   ELSIF {n_to} IS DISTINCT FROM {o_to} THEN
-    NEW.{from} := NEW.{to};        -- a new client changed {to_l} (NULL included)
+    NEW.{from} := NEW.{to};        -- a new client changed the new column (NULL included)
   ELSIF {n_from} IS DISTINCT FROM {o_from} OR {n_to} IS DISTINCT FROM {n_from} THEN
-    NEW.{to} := NEW.{from};        -- an old client changed {from_l}, or the row is not backfilled yet
+    NEW.{to} := NEW.{from};        -- an old client changed the old column, or the row is not backfilled yet
   END IF;
   RETURN NEW;
 END
 {tag};",
         func = names.function,
-        from_l = from.as_str(),
-        to_l = to.as_str(),
     );
     let trigger = &names.trigger;
     out.phases.push((
@@ -183,7 +181,7 @@ END
                 })
                 .collect()
         }
-        None => vec![("<primary key>".into(), String::new())],
+        None => vec![("<primary key>".into(), "<its type>".into())],
     };
     let mut backfill = Contribution {
         steps: vec![Step {
@@ -390,11 +388,7 @@ fn carry_over(
     let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
     taken.extend(t.constraints.iter().map(|c| c.name.clone()));
     let mut new_name = |old: &str| -> String {
-        let base = if old.contains(from.as_str()) {
-            old.replacen(from.as_str(), to.as_str(), 1)
-        } else {
-            format!("{old}_{}", to.as_str())
-        };
+        let base = rename_name_part(old, from.as_str(), to.as_str());
         let mut candidate = derived_name(&base, "");
         let mut n = 1;
         while taken.contains(&candidate) {
@@ -519,6 +513,16 @@ fn carry_over(
             lock: LockLevel::ShareUpdateExclusive,
             table: Some(table.clone()),
         });
+        // Undo runs in reverse: the constraint (which owns the index) goes first, then
+        // the index in case the constraint was never attached.
+        c.rollback.push(Step {
+            description: format!("drop index {} concurrently", quote_ident(&name)),
+            action: Action::DropIndexConcurrently {
+                index: index.clone(),
+            },
+            lock: LockLevel::ShareUpdateExclusive,
+            table: Some(table.clone()),
+        });
         if let Some(con) = backs {
             let kind = if con.kind == "p" {
                 "PRIMARY KEY"
@@ -550,12 +554,6 @@ fn carry_over(
                 ),
             ));
         }
-        c.rollback.push(Step {
-            description: format!("drop index {} concurrently", quote_ident(&name)),
-            action: Action::DropIndexConcurrently { index },
-            lock: LockLevel::ShareUpdateExclusive,
-            table: Some(table.clone()),
-        });
     }
 
     // CHECK and FOREIGN KEY constraints: added NOT VALID, then validated.
@@ -618,6 +616,36 @@ fn carry_over(
     c.rollback.reverse();
 }
 
+/// Derives a new object name: `comments_contents_idx` → `comments_body_idx`. Replaces
+/// the column name where it stands as a whole word (not inside a longer word, so `id`
+/// in `idx_comments_id` changes only at the end); appends `_<to>` when it does not occur.
+fn rename_name_part(old: &str, from: &str, to: &str) -> String {
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::new();
+    let mut rest = old;
+    let mut replaced = false;
+    let mut prev: Option<char> = None;
+    while let Some(i) = rest.find(from) {
+        let before = rest[..i].chars().last().or(prev);
+        let after = rest[i + from.len()..].chars().next();
+        if !is_word(before) && !is_word(after) {
+            out.push_str(&rest[..i]);
+            out.push_str(to);
+            replaced = true;
+        } else {
+            out.push_str(&rest[..i + from.len()]);
+        }
+        prev = out.chars().last();
+        rest = &rest[i + from.len()..];
+    }
+    out.push_str(rest);
+    if replaced {
+        out
+    } else {
+        format!("{old}_{to}")
+    }
+}
+
 fn index_sql(idx: &Index, table: &QualifiedName, name: &str, from: &str, to: &str) -> String {
     let keys: Vec<String> = idx
         .key_parts
@@ -661,6 +689,24 @@ fn rename_fk_columns(def: &str, from: &str, to: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_names_replace_whole_parts() {
+        assert_eq!(
+            rename_name_part("comments_contents_idx", "contents", "body"),
+            "comments_body_idx"
+        );
+        assert_eq!(
+            rename_name_part("idx_comments_id", "id", "key"),
+            "idx_comments_key"
+        );
+        assert_eq!(rename_name_part("ix1", "id", "key"), "ix1_key");
+        assert_eq!(
+            rename_name_part("Contents it's long", "Contents", "select"),
+            "select it's long"
+        );
+        assert_eq!(rename_name_part("id_id_x", "id", "k"), "k_k_x");
+    }
 
     #[test]
     fn fk_rename_touches_referencing_side_only() {

@@ -106,7 +106,7 @@ pub fn plan_json(p: &Program) -> serde_json::Value {
 pub fn outcome_text(plan: &str, o: &Outcome) -> String {
     match o {
         Outcome::AwaitingDeploy { phase, gate } => format!(
-            "plan {plan}: phase {phase} done; waiting for the deploy.\n  next: {gate}\n  then: pgphase phase advance {plan} --deployed <REF>\n"
+            "plan {plan}: phase {phase} done; waiting at a deploy gate.\n  next: {gate}\n  then: pgphase phase advance {plan} --deployed <REF>\n"
         ),
         Outcome::Completed => format!("plan {plan}: completed.\n"),
         Outcome::RolledBack => format!("plan {plan}: rolled back; the schema is as it was before the plan.\n"),
