@@ -162,7 +162,7 @@ fn expand_with(cat: Option<&Catalog>, file: &PlanFile) -> Result<Program, CmdErr
         Some(c) => Knowledge::Live(c),
         None => Knowledge::Offline,
     };
-    recipe::expand(&file.plan, knowledge).map_err(|problems| {
+    let program = recipe::expand(&file.plan, knowledge).map_err(|problems| {
         let lines: Vec<String> = problems
             .iter()
             .map(|p| {
@@ -179,7 +179,54 @@ fn expand_with(cat: Option<&Catalog>, file: &PlanFile) -> Result<Program, CmdErr
             "{}\nthe plan does not fit the database; nothing was changed",
             lines.join("\n")
         ))
-    })
+    })?;
+    check_fences_fit(&program, file)?;
+    Ok(program)
+}
+
+/// Every fence must name a phase of the program that ends in a gate with a phase after it.
+fn check_fences_fit(program: &Program, file: &PlanFile) -> Result<(), CmdError> {
+    let gated: Vec<&str> = program
+        .phases
+        .iter()
+        .take(program.phases.len().saturating_sub(1))
+        .filter(|p| p.gate.is_some())
+        .map(|p| p.kind.as_str())
+        .collect();
+    for f in &file.plan.fences {
+        let at = &f.value.at_gate_after;
+        if !gated.contains(&at.value.as_str()) {
+            return Err(CmdError::Invalid(format!(
+                "{}:{}:{}: this plan has no deploy gate after phase `{}`; its gates follow: {}",
+                file.path.display(),
+                at.pos.line,
+                at.pos.column,
+                at.value,
+                if gated.is_empty() {
+                    "none".to_string()
+                } else {
+                    gated.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The deploy fences of a stored plan, read back from the plan file it was started with.
+pub fn stored_fences(stored: &StoredPlan) -> Result<Vec<crate::plan::Fence>, CmdError> {
+    let path = stored
+        .source_path
+        .clone()
+        .unwrap_or_else(|| format!("{}.yaml", stored.name));
+    crate::plan::parse(&stored.source, &path, &stored.name)
+        .map(|p| p.fences.into_iter().map(|f| f.value).collect())
+        .map_err(|e| {
+            CmdError::Failed(anyhow::anyhow!(
+                "cannot read the deploy fences of the stored plan `{}`: {e}",
+                stored.name
+            ))
+        })
 }
 
 /// The plan's lock and its two connections, released on drop of the control client.
@@ -241,6 +288,7 @@ fn checksum_refusal(stored: &StoredPlan, file: &PlanFile) -> Option<Refusal> {
 /// resumes a plan that stopped before its first confirmed gate.
 pub async fn start(s: &Session, file: &PlanFile) -> Result<Outcome, CmdError> {
     let name = file.plan.name.clone();
+    let t0 = Instant::now();
     let result = async {
         let mut l = Locked::acquire(s, &name, Command::Start).await?;
         let result = start_locked(s, &mut l, file).await;
@@ -248,34 +296,68 @@ pub async fn start(s: &Session, file: &PlanFile) -> Result<Outcome, CmdError> {
         result
     }
     .await;
-    audit_refusal(s, &name, Command::Start, result).await
+    audit(s, &name, Command::Start, None, t0, result).await
 }
 
-/// Records a refused command in the plan's event log (when the plan exists), so the
-/// audit trail shows attempts too. Best effort: the refusal is returned either way.
-async fn audit_refusal(
+/// Records how a command ended in the plan's event log (when the plan exists): a
+/// refusal, so the audit trail shows attempts too, or the command's outcome with its
+/// whole duration. Best effort: the result is returned either way.
+async fn audit(
     s: &Session,
     plan: &str,
     command: Command,
+    deployed: Option<&str>,
+    t0: Instant,
     result: Result<Outcome, CmdError>,
 ) -> Result<Outcome, CmdError> {
-    if let Err(CmdError::Refused(r)) = &result {
-        if let Ok(c) = s.conn.connect().await {
-            let known = store::schema_exists(&c).await.unwrap_or(false)
-                && store::load_plan(&c, plan).await.ok().flatten().is_some();
-            if known {
-                let _ = store::record(
-                    &c,
-                    plan,
-                    &s.actor,
-                    Event {
-                        kind: "refused",
-                        message: format!("{} refused: {}", command.as_str(), r.reason),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            }
+    let (kind, message, duration) = match &result {
+        Err(CmdError::Refused(r)) => (
+            "refused",
+            format!("{} refused: {}", command.as_str(), r.reason),
+            None,
+        ),
+        Err(CmdError::Invalid(_)) => return result,
+        Err(CmdError::Failed(e)) => (
+            "command",
+            format!(
+                "{} stopped by an error: {}",
+                command.as_str(),
+                e.to_string().lines().next().unwrap_or_default()
+            ),
+            Some(t0.elapsed().as_millis() as i64),
+        ),
+        Ok(o) => (
+            "command",
+            format!(
+                "{} finished: {}",
+                command.as_str(),
+                match o {
+                    Outcome::AwaitingDeploy { phase, .. } =>
+                        format!("waiting at the deploy gate after {phase}"),
+                    Outcome::Completed => "plan completed".into(),
+                    Outcome::RolledBack => "rolled back".into(),
+                }
+            ),
+            Some(t0.elapsed().as_millis() as i64),
+        ),
+    };
+    if let Ok(c) = s.conn.connect().await {
+        let known = store::schema_exists(&c).await.unwrap_or(false)
+            && store::load_plan(&c, plan).await.ok().flatten().is_some();
+        if known {
+            let _ = store::record(
+                &c,
+                plan,
+                &s.actor,
+                Event {
+                    kind,
+                    message,
+                    deployed_ref: deployed,
+                    duration_ms: duration,
+                    ..Default::default()
+                },
+            )
+            .await;
         }
     }
     result
@@ -358,7 +440,15 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
         )
         .await?;
     }
-    run_phases(s, l, stored, from).await
+    run_phases(s, l, stored, from, None).await
+}
+
+/// Options of `phase advance`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdvanceOptions {
+    /// Confirm the gate even while a deploy fence matches connected sessions; the
+    /// override and the sessions are recorded in the event log.
+    pub force: bool,
 }
 
 /// `pgphase phase advance PLAN --deployed REF`: confirms the open gate and runs on.
@@ -368,6 +458,18 @@ pub async fn advance(
     deployed: &str,
     file: Option<&PlanFile>,
 ) -> Result<Outcome, CmdError> {
+    advance_with(s, plan, deployed, file, AdvanceOptions::default()).await
+}
+
+/// [`advance`] with options (`--force`).
+pub async fn advance_with(
+    s: &Session,
+    plan: &str,
+    deployed: &str,
+    file: Option<&PlanFile>,
+    opts: AdvanceOptions,
+) -> Result<Outcome, CmdError> {
+    let t0 = Instant::now();
     if deployed.trim().is_empty() {
         return Err(CmdError::Invalid(
             "--deployed needs the deploy's reference (a version, tag or commit)".into(),
@@ -375,12 +477,12 @@ pub async fn advance(
     }
     let result = async {
         let mut l = Locked::acquire(s, plan, Command::Advance).await?;
-        let result = advance_locked(s, &mut l, plan, deployed, file).await;
+        let result = advance_locked(s, &mut l, plan, deployed, file, opts).await;
         l.release().await;
         result
     }
     .await;
-    audit_refusal(s, plan, Command::Advance, result).await
+    audit(s, plan, Command::Advance, Some(deployed), t0, result).await
 }
 
 async fn advance_locked(
@@ -389,6 +491,7 @@ async fn advance_locked(
     plan: &str,
     deployed: &str,
     file: Option<&PlanFile>,
+    opts: AdvanceOptions,
 ) -> Result<Outcome, CmdError> {
     let stored = store::load_plan(&l.control, plan).await?;
     if let Some(st) = &stored {
@@ -423,7 +526,10 @@ async fn advance_locked(
     else {
         unreachable!()
     };
-    // Ask before the point of no return, before recording anything.
+    // Deploy fences first, then ask before the point of no return, before recording anything.
+    if let Some(g) = confirm_gate {
+        check_fences(s, l, &stored, g, deployed, opts.force).await?;
+    }
     confirm_destructive(s, &stored.program, from)?;
     if let Some(g) = confirm_gate {
         store::confirm_gate(&l.control, plan, g, &s.actor, deployed).await?;
@@ -465,7 +571,91 @@ async fn advance_locked(
         .await?;
     }
     let stored = store::load_plan(&l.control, plan).await?.expect("exists");
-    run_phases(s, l, stored, from).await
+    run_phases(s, l, stored, from, Some(deployed)).await
+}
+
+/// How long sessions that are already disconnecting get to leave `pg_stat_activity`
+/// before a fence counts them as still connected.
+const FENCE_SETTLE: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Checks the deploy fences at the gate after phase `g`: refuses while a matching
+/// session is connected, unless `force`, which is recorded with the sessions it let by.
+async fn check_fences(
+    s: &Session,
+    l: &Locked,
+    stored: &StoredPlan,
+    g: usize,
+    deployed: &str,
+    force: bool,
+) -> Result<(), CmdError> {
+    let kind = stored.program.phases[g].kind.as_str();
+    for fence in stored_fences(stored)?
+        .iter()
+        .filter(|f| f.at_gate_after.value == kind)
+    {
+        let pattern = fence.no_application_name_like.value.as_str();
+        let mut found = store::fence_stragglers(&l.control, pattern).await?;
+        if !found.is_empty() {
+            // a rolling deploy may have just stopped them: give closing sessions a moment
+            tokio::time::sleep(FENCE_SETTLE).await;
+            found = store::fence_stragglers(&l.control, pattern).await?;
+        }
+        let listing: Vec<String> = found.iter().map(|x| format!("    {x}")).collect();
+        let detail = serde_json::json!({
+            "at_gate_after": kind, "no_application_name_like": pattern, "sessions": found,
+        });
+        if found.is_empty() {
+            store::record(
+                &l.control,
+                &stored.name,
+                &s.actor,
+                Event {
+                    phase: Some(kind),
+                    kind: "fence",
+                    message: format!(
+                        "deploy fence passed: no session has an application_name like '{pattern}'"
+                    ),
+                    deployed_ref: Some(deployed),
+                    detail: Some(detail),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        } else if force {
+            store::record(
+                &l.control,
+                &stored.name,
+                &s.actor,
+                Event {
+                    phase: Some(kind),
+                    kind: "fence",
+                    message: format!(
+                        "deploy fence OVERRIDDEN with --force: {} session(s) with an application_name like '{pattern}' still connected: {}",
+                        found.len(),
+                        found.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
+                    ),
+                    deployed_ref: Some(deployed),
+                    detail: Some(detail),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            s.observer.note(&format!(
+                "deploy fence overridden (--force): {} session(s) like '{pattern}' still connected",
+                found.len()
+            ));
+        } else {
+            return Err(CmdError::refused(
+                format!(
+                    "deploy fence at the gate after `{kind}`: {} session(s) of this database with an application_name like '{pattern}' are still connected:\n{}",
+                    found.len(),
+                    listing.join("\n")
+                ),
+                "drain the old application version (those sessions must disconnect), then re-run this command; `--force` confirms anyway and is recorded in the event log",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Asks before running a point-of-no-return phase between `from` and the next gate.
@@ -529,6 +719,7 @@ async fn run_phases(
     l: &mut Locked,
     mut stored: StoredPlan,
     from: usize,
+    deployed: Option<&str>,
 ) -> Result<Outcome, CmdError> {
     let name = stored.name.clone();
     let program = stored.program.clone();
@@ -564,6 +755,7 @@ async fn run_phases(
                 phase: Some(kind),
                 kind: "phase",
                 message: format!("phase {kind} started"),
+                deployed_ref: deployed,
                 ..Default::default()
             },
         )
@@ -584,7 +776,7 @@ async fn run_phases(
                 exec::run_step(&mut l.work, step, &settings, &cp, &obs).await
             };
             let elapsed = t0.elapsed();
-            record_retries(&l.control, &name, &s.actor, kind, &obs).await?;
+            record_retries(&l.control, &name, &s.actor, kind, deployed, &obs).await?;
             match result {
                 Ok(outcome) => {
                     s.observer.step_finished(kind, step, &outcome, elapsed);
@@ -609,7 +801,8 @@ async fn run_phases(
                             kind: "step",
                             message: msg,
                             duration_ms: Some(elapsed.as_millis() as i64),
-                            ..Default::default()
+                            deployed_ref: deployed,
+                ..Default::default()
                         },
                     )
                     .await?;
@@ -635,7 +828,8 @@ async fn run_phases(
                             kind: "error",
                             message: format!("step failed: {}: {text}", step.description),
                             duration_ms: Some(elapsed.as_millis() as i64),
-                            ..Default::default()
+                            deployed_ref: deployed,
+                ..Default::default()
                         },
                     )
                     .await?;
@@ -665,6 +859,7 @@ async fn run_phases(
                 kind: "phase",
                 message: format!("phase {kind} completed"),
                 duration_ms: Some(phase_start.elapsed().as_millis() as i64),
+                deployed_ref: deployed,
                 ..Default::default()
             },
         )
@@ -703,7 +898,8 @@ async fn run_phases(
         Event {
             kind: "command",
             message: "plan completed".into(),
-            ..Default::default()
+            deployed_ref: deployed,
+                ..Default::default()
         },
     )
     .await?;
@@ -715,6 +911,7 @@ async fn record_retries(
     plan: &str,
     actor: &str,
     phase: &str,
+    deployed: Option<&str>,
     obs: &Recording,
 ) -> Result<(), CmdError> {
     for message in obs.take_retries() {
@@ -726,6 +923,7 @@ async fn record_retries(
                 phase: Some(phase),
                 kind: "retry",
                 message,
+                deployed_ref: deployed,
                 ..Default::default()
             },
         )
@@ -736,6 +934,7 @@ async fn record_retries(
 
 /// `pgphase phase rollback PLAN`: undoes every phase run so far, last first.
 pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
+    let t0 = Instant::now();
     let result = async {
         let mut l = Locked::acquire(s, plan, Command::Rollback).await?;
         let result = rollback_locked(s, &mut l, plan).await;
@@ -743,7 +942,7 @@ pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
         result
     }
     .await;
-    audit_refusal(s, plan, Command::Rollback, result).await
+    audit(s, plan, Command::Rollback, None, t0, result).await
 }
 
 async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outcome, CmdError> {
@@ -811,7 +1010,7 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
             } else {
                 exec::run_step(&mut l.work, step, &settings, &cp, &obs).await
             };
-            record_retries(&l.control, plan, &s.actor, kind, &obs).await?;
+            record_retries(&l.control, plan, &s.actor, kind, None, &obs).await?;
             match result {
                 Ok(outcome) => {
                     s.observer.step_finished(kind, step, &outcome, t0.elapsed());
@@ -839,6 +1038,7 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
                             phase: Some(kind),
                             kind: "error",
                             message: format!("rollback step failed: {}: {text}", step.description),
+                            duration_ms: Some(t0.elapsed().as_millis() as i64),
                             ..Default::default()
                         },
                     )

@@ -59,7 +59,36 @@ pub enum Cmd {
     #[command(subcommand)]
     Phase(PhaseCmd),
     /// Where every plan stands (or one plan's phase timeline).
-    Status { plan: Option<String> },
+    Status {
+        plan: Option<String>,
+        /// Refresh until nothing is running (or Ctrl-C): live bars on a terminal, a line per
+        /// refresh elsewhere, a JSON object per refresh with --output json.
+        #[arg(long, short)]
+        watch: bool,
+        /// Time between refreshes with --watch (e.g. 500ms, 2s).
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
+    /// The release checklist of a plan: per deploy gate, what to deploy, the command to run
+    /// after it, what to verify, the point of no return and how to roll back. With a
+    /// database, a started plan's done items are ticked with who and when.
+    Checklist {
+        /// A plan file, or the name of a plan started in the database.
+        plan: String,
+        /// markdown (paste-able into a pull request) or text.
+        #[arg(long, value_enum, default_value_t = ChecklistFormat::Markdown)]
+        format: ChecklistFormat,
+    },
+    /// Exit 0 when the database has reached a phase of a plan (the phase, or the whole plan,
+    /// is completed); exit 4 otherwise. For deploy pipelines and application start-up.
+    Check {
+        /// The plan's name.
+        #[arg(long)]
+        plan: String,
+        /// The phase that must be completed: expand, dual_write, backfill, switch_reads, contract.
+        #[arg(long, value_name = "PHASE")]
+        at_least: String,
+    },
     /// The event log: every command, step, gate confirmation and rollback.
     History { plan: Option<String> },
     /// Run the whole story on a throwaway local Postgres: the rename under live old/new
@@ -77,6 +106,12 @@ pub enum Cmd {
     },
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ChecklistFormat {
+    Markdown,
+    Text,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum PhaseCmd {
     /// Confirm the deploy the plan is waiting for, then run on to the next gate or the end.
@@ -88,6 +123,10 @@ pub enum PhaseCmd {
         deployed: String,
         #[arg(long, short)]
         yes: bool,
+        /// Confirm the gate even while a deploy fence matches connected sessions; the
+        /// override and those sessions are recorded in the event log.
+        #[arg(long)]
+        force: bool,
     },
     /// Undo every phase run so far, last first (refused once contract has begun).
     Rollback {
@@ -96,6 +135,15 @@ pub enum PhaseCmd {
         #[arg(long, short)]
         yes: bool,
     },
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write it like 500ms or 2s"))?;
+    if d < std::time::Duration::from_millis(100) {
+        return Err("the interval must be at least 100ms".into());
+    }
+    Ok(d)
 }
 
 fn actor(cli: &Cli) -> String {
@@ -197,10 +245,18 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             let conn = ConnInfo::resolve(cli.database_url.as_deref())
                 .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
             let program = run::expand(conn.as_ref(), &f).await?;
+            let fences: Vec<crate::plan::Fence> =
+                f.plan.fences.iter().map(|x| x.value.clone()).collect();
+            let mut json = report::plan_json(&program);
+            json["fences"] = report::fences_json(&fences);
             emit(
                 &cli,
-                report::plan_text(&program),
-                report::plan_json(&program),
+                format!(
+                    "{}{}",
+                    report::plan_text(&program),
+                    report::fences_text(&fences)
+                ),
+                json,
             );
         }
         Cmd::Start { file, yes } => {
@@ -217,10 +273,18 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             plan,
             deployed,
             yes,
+            force,
         }) => {
             let (name, file) = plan_arg(plan)?;
             let s = session(&cli, *yes)?;
-            let out = run::advance(&s, &name, deployed, file.as_ref()).await?;
+            let out = run::advance_with(
+                &s,
+                &name,
+                deployed,
+                file.as_ref(),
+                run::AdvanceOptions { force: *force },
+            )
+            .await?;
             emit(
                 &cli,
                 report::outcome_text(&name, &out),
@@ -237,7 +301,19 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
                 report::outcome_json(&name, &out),
             );
         }
-        Cmd::Status { plan } => {
+        Cmd::Status {
+            plan,
+            watch: true,
+            interval,
+        } => {
+            let client = connection(&cli)?.connect().await?;
+            let views = status_views(&client, plan.as_deref()).await?;
+            if let (Some(p), true) = (plan, views.is_empty()) {
+                return Err(unknown_plan(p));
+            }
+            return watch(&cli, &client, plan.as_deref(), *interval, views).await;
+        }
+        Cmd::Status { plan, .. } => {
             let client = connection(&cli)?.connect().await?;
             let views = status_views(&client, plan.as_deref()).await?;
             match (plan, views.first()) {
@@ -246,15 +322,10 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
                     report::status_detail(v),
                     serde_json::to_value(v).unwrap_or_default(),
                 ),
-                (Some(p), None) => {
-                    return Err(CmdError::refused(
-                        format!("plan `{p}` has not been started in this database"),
-                        "`pgphase status` lists the plans this database knows",
-                    ))
-                }
+                (Some(p), None) => return Err(unknown_plan(p)),
                 (None, _) => emit(
                     &cli,
-                    report::status_table(&views),
+                    report::status_table(&views, report::style::stdout_color()),
                     serde_json::json!({ "plans": views }),
                 ),
             }
@@ -270,6 +341,18 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
                 &cli,
                 report::history_text(&events),
                 serde_json::json!({ "events": events }),
+            );
+        }
+        Cmd::Check { plan, at_least } => return check(&cli, plan, at_least).await,
+        Cmd::Checklist { plan, format } => {
+            let c = checklist(&cli, plan).await?;
+            emit(
+                &cli,
+                match format {
+                    ChecklistFormat::Markdown => report::checklist::markdown(&c),
+                    ChecklistFormat::Text => report::checklist::text(&c),
+                },
+                serde_json::to_value(&c).unwrap_or_default(),
             );
         }
         Cmd::Demo {
@@ -288,6 +371,163 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
         }
     }
     Ok(crate::error::exit::OK)
+}
+
+fn unknown_plan(p: &str) -> CmdError {
+    CmdError::refused(
+        format!("plan `{p}` has not been started in this database"),
+        "`pgphase status` lists the plans this database knows",
+    )
+}
+
+/// `status --watch`: refresh until nothing runs or Ctrl-C.
+async fn watch(
+    cli: &Cli,
+    client: &tokio_postgres::Client,
+    plan: Option<&str>,
+    interval: std::time::Duration,
+    mut views: Vec<report::PlanView>,
+) -> Result<i32, CmdError> {
+    use report::watch::{Watch, WatchMode};
+    let mode = match cli.output {
+        Output::Json => WatchMode::Json,
+        Output::Text if std::io::stdout().is_terminal() => WatchMode::Terminal,
+        Output::Text => WatchMode::Lines,
+    };
+    let mut w = Watch::new(
+        mode,
+        report::style::stdout_color(),
+        plan.map(str::to_string),
+    );
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        w.update(&views, chrono::Utc::now());
+        if !report::anything_running(&views) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut ctrl_c => break,
+        }
+        views = status_views(client, plan).await?;
+    }
+    w.finish(&views);
+    Ok(crate::error::exit::OK)
+}
+
+/// `checklist FILE|PLAN`: from the stored plan when it was started in the database (ticked),
+/// else from the file, expanded against the live catalog, or offline without a database.
+async fn checklist(cli: &Cli, arg: &str) -> Result<report::checklist::Checklist, CmdError> {
+    let (name, file) = plan_arg(arg)?;
+    let conn = ConnInfo::resolve(cli.database_url.as_deref())
+        .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
+    let stored = match &conn {
+        Some(c) => {
+            let client = c.connect().await?;
+            if store::schema_exists(&client).await? {
+                store::load_plan(&client, &name).await?
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let build = |program: &crate::program::Program,
+                 fences: &[crate::plan::Fence],
+                 stored: Option<&store::StoredPlan>,
+                 path: Option<String>,
+                 checksum: Option<String>| {
+        report::checklist::build(&report::checklist::Source {
+            program,
+            file: path,
+            checksum,
+            fences,
+            stored,
+        })
+    };
+    match (stored, file) {
+        (Some(st), f) => {
+            let fences = run::stored_fences(&st)?;
+            let mut c = build(
+                &st.program,
+                &fences,
+                Some(&st),
+                f.as_ref()
+                    .map(|f| f.path.display().to_string())
+                    .or_else(|| st.source_path.clone()),
+                Some(st.checksum.clone()),
+            );
+            if let Some(f) = f.filter(|f| f.checksum != st.checksum) {
+                c.notes.insert(
+                    0,
+                    format!(
+                        "{} changed since the plan started ({} → {}): this checklist follows the started plan",
+                        f.path.display(),
+                        crate::plan::short_checksum(&st.checksum),
+                        crate::plan::short_checksum(&f.checksum)
+                    ),
+                );
+            }
+            Ok(c)
+        }
+        (None, Some(f)) => {
+            let program = run::expand(conn.as_ref(), &f).await?;
+            let fences: Vec<crate::plan::Fence> =
+                f.plan.fences.iter().map(|x| x.value.clone()).collect();
+            Ok(build(
+                &program,
+                &fences,
+                None,
+                Some(f.path.display().to_string()),
+                Some(f.checksum.clone()),
+            ))
+        }
+        (None, None) if conn.is_none() => Err(CmdError::Invalid(format!(
+            "`{arg}` is not a plan file, and no database was given to look the plan up in: pass a plan file, or --database-url"
+        ))),
+        (None, None) => Err(unknown_plan(&name)),
+    }
+}
+
+/// `check --plan NAME --at-least PHASE`.
+async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, CmdError> {
+    use crate::program::PhaseKind;
+    use crate::state::machine::Reached;
+    if !PhaseKind::ALL.iter().any(|k| k.as_str() == phase) {
+        return Err(CmdError::Invalid(format!(
+            "`{phase}` is not a phase; phases are: {}",
+            PhaseKind::ALL.map(|k| k.as_str()).join(", ")
+        )));
+    }
+    let client = connection(cli)?.connect().await?;
+    let stored = if store::schema_exists(&client).await? {
+        store::load_plan(&client, plan).await?
+    } else {
+        None
+    };
+    let result = match &stored {
+        None => report::CheckResult::not_started(plan, phase),
+        Some(st) => match st.state().reached(phase) {
+            Reached::NoSuchPhase => {
+                return Err(CmdError::Invalid(format!(
+                    "plan `{plan}` has no phase `{phase}`; its phases are: {}",
+                    st.phases.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
+            r => report::CheckResult::of(st, phase, r == Reached::Yes),
+        },
+    };
+    emit(
+        cli,
+        report::check_text(&result),
+        serde_json::to_value(&result).unwrap_or_default(),
+    );
+    Ok(if result.reached {
+        crate::error::exit::OK
+    } else {
+        crate::error::exit::NOT_REACHED
+    })
 }
 
 /// Status of one plan or all plans, with whether each is really being worked on.

@@ -78,6 +78,26 @@ pub struct Plan {
     pub depends_on: Vec<String>,
     pub settings: Settings,
     pub changes: Vec<At<Change>>,
+    /// Deploy fences, checked by `phase advance` when it confirms a gate.
+    pub fences: Vec<At<Fence>>,
+}
+
+/// A deploy fence: confirming the gate after phase `at_gate_after` is refused while
+/// a session of the target database whose `application_name` is `LIKE` the pattern
+/// is still connected (the old application version has not been drained).
+///
+/// ```yaml
+/// fences:
+///   - at_gate_after: switch_reads
+///     no_application_name_like: comments-api-old%
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fence {
+    /// The phase whose closing gate the fence guards (`backfill`, `switch_reads`, …).
+    pub at_gate_after: At<String>,
+    /// A SQL `LIKE` pattern (`%` any run of characters, `_` one character).
+    pub no_application_name_like: At<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +110,8 @@ struct RawPlan {
     #[serde(default)]
     settings: Settings,
     changes: At<Vec<At<Change>>>,
+    #[serde(default)]
+    fences: Vec<At<Fence>>,
 }
 
 /// Tunables; every field has a default.
@@ -303,6 +325,39 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
             }
         }
     }
+    for f in &raw.fences {
+        let phase = &f.value.at_gate_after;
+        if !crate::program::PhaseKind::ALL
+            .iter()
+            .any(|k| k.as_str() == phase.value)
+        {
+            return Err(err(
+                phase.pos,
+                format!(
+                    "`{}` is not a phase; a fence names the phase whose gate it guards: {}",
+                    phase.value,
+                    crate::program::PhaseKind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let pattern = &f.value.no_application_name_like;
+        if pattern.value.is_empty() || pattern.value.len() > 200 {
+            return Err(err(
+                pattern.pos,
+                "the application_name pattern must be 1 to 200 characters".into(),
+            ));
+        }
+        if pattern.value.chars().any(char::is_control) {
+            return Err(err(
+                pattern.pos,
+                "the application_name pattern contains a control character".into(),
+            ));
+        }
+    }
     // Two changes on the same column of one table cannot share phases.
     let mut touched: Vec<(QualifiedName, String, Pos)> = Vec::new();
     for change in &raw.changes.value {
@@ -333,6 +388,7 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
         depends_on: raw.depends_on.into_iter().map(|d| d.value).collect(),
         settings: raw.settings,
         changes: raw.changes.value,
+        fences: raw.fences,
     })
 }
 
@@ -481,6 +537,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("63 bytes"), "{e}");
+    }
+
+    #[test]
+    fn fences() {
+        let p = parse(
+            "changes:\n  - rename_column: { table: t, from: a, to: b }\nfences:\n  - at_gate_after: switch_reads\n    no_application_name_like: api-old%\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(p.fences.len(), 1);
+        assert_eq!(p.fences[0].at_gate_after.value, "switch_reads");
+        assert_eq!(p.fences[0].no_application_name_like.value, "api-old%");
+        assert_eq!(p.fences[0].at_gate_after.pos.line, 4);
+        let e = parse(
+            "changes:\n  - rename_column: { table: t, from: a, to: b }\nfences:\n  - at_gate_after: drain\n    no_application_name_like: api-old%\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("f.yaml:4:"), "{e}");
+        assert!(e.to_string().contains("switch_reads"), "{e}");
+        let e = parse(
+            "changes:\n  - rename_column: { table: t, from: a, to: b }\nfences:\n  - at_gate_after: backfill\n    application_name: api-old%\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no_application_name_like"), "{e}");
     }
 
     #[test]

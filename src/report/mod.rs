@@ -1,10 +1,14 @@
 //! The only part that prints: plan listings, status, history, progress.
 //! Results go to stdout; progress and logs to stderr.
 
+pub mod checklist;
+pub mod lint;
 pub mod progress;
+pub mod style;
+pub mod watch;
 
 use chrono::{DateTime, Utc};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
 use serde_json::json;
 use std::fmt::Write;
@@ -134,7 +138,58 @@ pub struct PlanView {
     pub last_error: Option<String>,
     pub next_command: Option<String>,
     pub phases: Vec<PhaseView>,
-    pub backfill: Vec<Progress>,
+    pub backfill: Vec<BackfillView>,
+    /// The most recent gate confirmation, if any.
+    pub last_gate: Option<GateConfirmation>,
+}
+
+/// A backfill's checkpoint with what it means: rate and ETA.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackfillView {
+    #[serde(flatten)]
+    pub progress: Progress,
+    /// The phase's name (`progress.phase` is its index).
+    pub phase_name: Option<String>,
+    /// The step's description.
+    pub step_description: Option<String>,
+    /// Not finished, and a live pgphase process is working on the plan.
+    pub running: bool,
+    /// Average rate since the backfill started (`rows_done` over `updated_at - started_at`).
+    pub rows_per_sec: Option<f64>,
+    /// Seconds left at that rate, while running (rows_total is an estimate).
+    pub eta_seconds: Option<f64>,
+}
+
+impl BackfillView {
+    pub fn percent(&self) -> Option<f64> {
+        match self.progress.rows_total {
+            Some(t) if t > 0 => Some((100.0 * self.progress.rows_done as f64 / t as f64).min(100.0)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GateConfirmation {
+    /// The phase the gate follows.
+    pub phase: String,
+    pub confirmed_by: String,
+    pub deployed_ref: Option<String>,
+    pub confirmed_at: DateTime<Utc>,
+}
+
+/// Rate and ETA of a backfill from its checkpoint row.
+pub fn backfill_rate(p: &Progress) -> (Option<f64>, Option<f64>) {
+    let secs = (p.updated_at - p.started_at).num_milliseconds() as f64 / 1000.0;
+    if secs <= 0.0 || p.rows_done <= 0 {
+        return (None, None);
+    }
+    let rate = p.rows_done as f64 / secs;
+    let eta = p
+        .rows_total
+        .filter(|_| p.finished_at.is_none())
+        .map(|t| ((t - p.rows_done).max(0)) as f64 / rate);
+    (Some(rate), eta)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -217,15 +272,53 @@ pub fn plan_view(p: &StoredPlan, lock_held: bool, backfill: Vec<Progress>) -> Pl
                 gate_confirmed_at: ph.gate_confirmed_at,
             })
             .collect(),
-        backfill,
+        backfill: backfill
+            .into_iter()
+            .map(|b| {
+                let (rate, eta) = backfill_rate(&b);
+                let running = b.finished_at.is_none()
+                    && !interrupted
+                    && matches!(p.status, PlanStatus::Running);
+                let phase = p.program.phases.get(b.phase.max(0) as usize);
+                BackfillView {
+                    phase_name: phase.map(|ph| ph.kind.to_string()),
+                    step_description: phase
+                        .and_then(|ph| ph.steps.get(b.step.max(0) as usize))
+                        .map(|st| st.description.clone()),
+                    running,
+                    rows_per_sec: rate,
+                    eta_seconds: if running { eta } else { None },
+                    progress: b,
+                }
+            })
+            .collect(),
+        last_gate: p
+            .phases
+            .iter()
+            .filter_map(|ph| {
+                ph.gate_confirmed_at.map(|at| GateConfirmation {
+                    phase: ph.kind.clone(),
+                    confirmed_by: ph.gate_confirmed_by.clone().unwrap_or_default(),
+                    deployed_ref: ph.gate_deployed_ref.clone(),
+                    confirmed_at: at,
+                })
+            })
+            .max_by_key(|g| g.confirmed_at),
     }
+}
+
+/// Whether any plan is being worked on right now (for `status --watch`).
+pub fn anything_running(views: &[PlanView]) -> bool {
+    views.iter().any(|v| {
+        !v.interrupted && matches!(v.status, PlanStatus::Running | PlanStatus::RollingBack)
+    })
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-fn status_label(v: &PlanView) -> String {
+pub(crate) fn status_label(v: &PlanView) -> String {
     if v.interrupted {
         format!("{} (interrupted)", v.status)
     } else {
@@ -233,24 +326,89 @@ fn status_label(v: &PlanView) -> String {
     }
 }
 
-fn progress_label(b: &[Progress]) -> String {
-    b.iter()
-        .filter(|p| p.finished_at.is_none())
-        .map(|p| match p.rows_total {
-            Some(t) if t > 0 => format!(
-                "{}/{} rows ({:.0}%)",
-                p.rows_done,
-                t,
-                100.0 * p.rows_done as f64 / t as f64
-            ),
-            _ => format!("{} rows", p.rows_done),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `12.3k`, `4.1M`: short counts for rates.
+pub fn short_count(n: f64) -> String {
+    if n >= 1e6 {
+        format!("{:.1}M", n / 1e6)
+    } else if n >= 1e4 {
+        format!("{:.0}k", n / 1e3)
+    } else if n >= 1e3 {
+        format!("{:.1}k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
 }
 
-/// `pgphase status` for all plans.
-pub fn status_table(views: &[PlanView]) -> String {
+/// `42s`, `3m10s`, `1h05m`.
+pub fn short_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// One backfill as `45000/100000 rows (45%), 12k rows/s, ETA 4s`.
+pub fn backfill_label(b: &BackfillView) -> String {
+    let p = &b.progress;
+    let mut o = match (p.rows_total, b.percent()) {
+        (Some(t), Some(pct)) => format!("{}/{} rows ({pct:.0}%)", p.rows_done, t),
+        _ => format!("{} rows", p.rows_done),
+    };
+    if let Some(r) = b.rows_per_sec {
+        let _ = write!(o, ", {} rows/s", short_count(r));
+    }
+    if p.finished_at.is_some() {
+        o.push_str(", done");
+    } else if let Some(e) = b.eta_seconds {
+        let _ = write!(o, ", ETA {}", short_duration(e));
+    } else if !b.running {
+        o.push_str(", not running");
+    }
+    o
+}
+
+fn progress_label(b: &[BackfillView]) -> String {
+    b.iter()
+        .filter(|p| p.progress.finished_at.is_none())
+        .map(backfill_label)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn status_color(v: &PlanView) -> Color {
+    if v.interrupted {
+        return Color::Red;
+    }
+    match v.status {
+        PlanStatus::Running => Color::Cyan,
+        PlanStatus::AwaitingDeploy => Color::Yellow,
+        PlanStatus::Completed => Color::Green,
+        PlanStatus::RollingBack | PlanStatus::RolledBack => Color::Magenta,
+        PlanStatus::Failed => Color::Red,
+    }
+}
+
+fn last_gate_label(v: &PlanView) -> String {
+    v.last_gate
+        .as_ref()
+        .map(|g| {
+            format!(
+                "{} by {}\n{} (after {})",
+                g.deployed_ref.clone().unwrap_or_default(),
+                g.confirmed_by,
+                ts(&g.confirmed_at),
+                g.phase
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// `pgphase status` for all plans. `color`: ANSI colours (a terminal without NO_COLOR).
+pub fn status_table(views: &[PlanView], color: bool) -> String {
     if views.is_empty() {
         return "no plans in this database yet (start one with `pgphase start FILE`)\n".into();
     }
@@ -261,36 +419,40 @@ pub fn status_table(views: &[PlanView]) -> String {
         // no terminal width to fit: wrap long gate texts at a readable width
         t.set_width(120);
     }
-    t.set_header(vec![
+    let header = [
         "plan",
         "status",
         "phase",
         "waiting for",
         "backfill",
         "last gate",
-    ]);
+    ];
+    if color {
+        t.enforce_styling();
+        t.set_header(
+            header
+                .iter()
+                .map(|h| Cell::new(h).add_attribute(comfy_table::Attribute::Bold)),
+        );
+    } else {
+        t.set_header(header);
+    }
     for v in views {
-        let last_gate = v
-            .phases
-            .iter()
-            .rev()
-            .find(|p| p.gate_confirmed_at.is_some())
-            .map(|p| {
-                format!(
-                    "{} by {} at {}",
-                    p.gate_deployed_ref.clone().unwrap_or_default(),
-                    p.gate_confirmed_by.clone().unwrap_or_default(),
-                    p.gate_confirmed_at.as_ref().map(ts).unwrap_or_default()
-                )
-            })
-            .unwrap_or_default();
+        let mut status = Cell::new(status_label(v));
+        let mut backfill = Cell::new(progress_label(&v.backfill));
+        if color {
+            status = status.fg(status_color(v));
+            if v.backfill.iter().any(|b| b.running) {
+                backfill = backfill.fg(Color::Cyan);
+            }
+        }
         t.add_row(vec![
-            v.plan.clone(),
-            status_label(v),
-            v.current_phase.clone().unwrap_or_default(),
-            v.waiting_for.clone().unwrap_or_default(),
-            progress_label(&v.backfill),
-            last_gate,
+            Cell::new(&v.plan),
+            status,
+            Cell::new(v.current_phase.clone().unwrap_or_default()),
+            Cell::new(v.waiting_for.clone().unwrap_or_default()),
+            backfill,
+            Cell::new(last_gate_label(v)),
         ]);
     }
     // names and statuses never wrap; the gate text does
@@ -383,4 +545,109 @@ pub fn history_text(events: &[EventRow]) -> String {
         o.push_str("no events\n");
     }
     o
+}
+
+/// The answer of `pgphase check --plan NAME --at-least PHASE`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    pub plan: String,
+    pub at_least: String,
+    pub reached: bool,
+    /// None when the plan was never started in this database.
+    pub plan_status: Option<PlanStatus>,
+    pub phase_status: Option<PhaseStatus>,
+    pub current_phase: Option<String>,
+    /// When the phase completed, if it did.
+    pub completed_at: Option<DateTime<Utc>>,
+    pub message: String,
+}
+
+impl CheckResult {
+    pub fn not_started(plan: &str, phase: &str) -> CheckResult {
+        CheckResult {
+            plan: plan.into(),
+            at_least: phase.into(),
+            reached: false,
+            plan_status: None,
+            phase_status: None,
+            current_phase: None,
+            completed_at: None,
+            message: format!(
+                "plan `{plan}` has not been started in this database, so `{phase}` is not reached"
+            ),
+        }
+    }
+
+    pub fn of(p: &StoredPlan, phase: &str, reached: bool) -> CheckResult {
+        let ph = p.phases.iter().find(|x| x.kind == phase);
+        let current = p
+            .phases
+            .get(p.current_phase.max(0) as usize)
+            .map(|x| x.kind.clone());
+        let message = if reached && p.status == PlanStatus::Completed {
+            format!("plan `{}` is completed: `{phase}` is reached", p.name)
+        } else if reached {
+            format!(
+                "plan `{}` has reached `{phase}`: completed{} (the plan is {})",
+                p.name,
+                ph.and_then(|x| x.finished_at)
+                    .map(|t| format!(" at {}", ts(&t)))
+                    .unwrap_or_default(),
+                p.status
+            )
+        } else {
+            format!(
+                "plan `{}` has not reached `{phase}`: the plan is {} at phase `{}`, and `{phase}` is {}",
+                p.name,
+                p.status,
+                current.clone().unwrap_or_default(),
+                ph.map(|x| x.status.as_str()).unwrap_or("unknown")
+            )
+        };
+        CheckResult {
+            plan: p.name.clone(),
+            at_least: phase.into(),
+            reached,
+            plan_status: Some(p.status),
+            phase_status: ph.map(|x| x.status),
+            current_phase: current,
+            completed_at: ph.and_then(|x| x.finished_at).filter(|_| reached),
+            message,
+        }
+    }
+}
+
+pub fn check_text(r: &CheckResult) -> String {
+    format!(
+        "{}: {}\n",
+        if r.reached { "reached" } else { "NOT reached" },
+        r.message
+    )
+}
+
+/// The deploy fences of a plan, after `pgphase plan`'s phases.
+pub fn fences_text(fences: &[crate::plan::Fence]) -> String {
+    let mut o = String::new();
+    if fences.is_empty() {
+        return o;
+    }
+    let _ = writeln!(o, "\ndeploy fences (checked by `phase advance` when it confirms the gate):");
+    for f in fences {
+        let _ = writeln!(
+            o,
+            "  at the gate after {}: no session of the database with an application_name LIKE '{}'",
+            f.at_gate_after.value, f.no_application_name_like.value
+        );
+    }
+    o
+}
+
+pub fn fences_json(fences: &[crate::plan::Fence]) -> serde_json::Value {
+    json!(fences
+        .iter()
+        .map(|f| json!({
+            "at_gate_after": f.at_gate_after.value,
+            "no_application_name_like": f.no_application_name_like.value,
+        }))
+        .collect::<Vec<_>>())
 }

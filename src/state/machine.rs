@@ -284,6 +284,32 @@ pub fn decide(
     }
 }
 
+/// Whether a plan has reached a phase, for `pgphase check --at-least`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reached {
+    /// The phase is completed (or the whole plan is).
+    Yes,
+    /// Not yet: the phase's own status.
+    No(PhaseStatus),
+    /// The plan has no phase of that name.
+    NoSuchPhase,
+}
+
+impl PlanState {
+    /// The phase named `phase` is completed, or the plan is. A phase that completed
+    /// and was then rolled back is not reached.
+    pub fn reached(&self, phase: &str) -> Reached {
+        let Some(p) = self.phases.iter().find(|p| p.name == phase) else {
+            return Reached::NoSuchPhase;
+        };
+        if self.status == PlanStatus::Completed || p.status == PhaseStatus::Completed {
+            Reached::Yes
+        } else {
+            Reached::No(p.status)
+        }
+    }
+}
+
 /// A confirmed gate lies before phase `from`: resuming it belongs to `advance`.
 fn gated_before(s: &PlanState, from: usize) -> bool {
     s.phases[..from.min(s.phases.len())]
@@ -413,6 +439,24 @@ mod tests {
         assert!(decide(Some(&done), Command::Rollback, "x").is_err());
         assert!(decide(Some(&done), Command::Advance, "x").is_err());
         assert!(decide(Some(&done), Command::Start, "x").is_err());
+    }
+
+    #[test]
+    fn reached() {
+        let s = st(
+            PlanStatus::AwaitingDeploy,
+            &[(Completed, false, false), (Completed, true, false), (Pending, false, false)],
+        );
+        assert_eq!(s.reached("p1"), Reached::Yes);
+        assert_eq!(s.reached("p2"), Reached::No(Pending));
+        assert_eq!(s.reached("nope"), Reached::NoSuchPhase);
+        let rolled = st(
+            PlanStatus::RolledBack,
+            &[(RolledBack, true, false), (Pending, false, false)],
+        );
+        assert_eq!(rolled.reached("p0"), Reached::No(RolledBack));
+        let done = st(PlanStatus::Completed, &[(Completed, true, true), (Completed, false, false)]);
+        assert_eq!(done.reached("p1"), Reached::Yes);
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub struct StoredPlan {
     pub name: String,
     pub checksum: String,
     pub source_path: Option<String>,
+    /// The plan file's text as started (what the checksum covers).
+    pub source: String,
     pub program: Program,
     pub status: PlanStatus,
     pub current_phase: i32,
@@ -178,7 +180,7 @@ pub async fn load_plan<C: GenericClient>(c: &C, name: &str) -> anyhow::Result<Op
     let Some(r) = c
         .query_opt(
             "SELECT name, checksum, source_path, program, status, current_phase, revision, started_by,
-                    started_at, updated_at, finished_at, last_error
+                    started_at, updated_at, finished_at, last_error, source
                FROM pgphase.plans WHERE name = $1",
             &[&name],
         )
@@ -224,6 +226,7 @@ pub async fn load_plan<C: GenericClient>(c: &C, name: &str) -> anyhow::Result<Op
         updated_at: r.get(9),
         finished_at: r.get(10),
         last_error: r.get(11),
+        source: r.get(12),
         phases,
     }))
 }
@@ -453,6 +456,8 @@ pub struct EventRow {
     pub message: String,
     pub deployed_ref: Option<String>,
     pub duration_ms: Option<i64>,
+    /// Structured detail (e.g. the sessions a `--force` let through a deploy fence).
+    pub detail: Option<serde_json::Value>,
 }
 
 pub async fn events<C: GenericClient>(
@@ -460,7 +465,7 @@ pub async fn events<C: GenericClient>(
     plan: Option<&str>,
 ) -> Result<Vec<EventRow>, tokio_postgres::Error> {
     Ok(c.query(
-        "SELECT id, at, plan_name, phase, actor, kind, message, deployed_ref, duration_ms
+        "SELECT id, at, plan_name, phase, actor, kind, message, deployed_ref, duration_ms, detail
            FROM pgphase.events WHERE $1::text IS NULL OR plan_name = $1 ORDER BY id",
         &[&plan],
     )
@@ -476,6 +481,7 @@ pub async fn events<C: GenericClient>(
         message: r.get(6),
         deployed_ref: r.get(7),
         duration_ms: r.get(8),
+        detail: r.get(9),
     })
     .collect())
 }
@@ -585,4 +591,63 @@ pub async fn unlock_plan(c: &Client, plan: &str) -> Result<(), tokio_postgres::E
     )
     .await?;
     Ok(())
+}
+
+/// A session of the target database that a deploy fence matched.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Straggler {
+    pub pid: i32,
+    pub application_name: String,
+    pub user: Option<String>,
+    /// `host(client_addr)`; None for a Unix-socket session or when the role may not see it.
+    pub client_addr: Option<String>,
+    pub backend_start: Option<DateTime<Utc>>,
+    pub state: Option<String>,
+}
+
+impl std::fmt::Display for Straggler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} {} from {}, connected since {}{}",
+            self.pid,
+            self.application_name,
+            self.client_addr.as_deref().unwrap_or("local socket"),
+            self.backend_start
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "?".into()),
+            match (&self.user, &self.state) {
+                (Some(u), Some(s)) => format!(" (user {u}, {s})"),
+                (Some(u), None) => format!(" (user {u})"),
+                _ => String::new(),
+            }
+        )
+    }
+}
+
+/// Client sessions of the current database, other than this one, whose
+/// `application_name` is `LIKE pattern`, oldest first.
+pub async fn fence_stragglers<C: GenericClient>(
+    c: &C,
+    pattern: &str,
+) -> Result<Vec<Straggler>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT pid, application_name, usename::text, host(client_addr), backend_start, state
+           FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()
+            AND backend_type = 'client backend' AND application_name LIKE $1
+          ORDER BY backend_start, pid",
+        &[&pattern],
+    )
+    .await?
+    .iter()
+    .map(|r| Straggler {
+        pid: r.get(0),
+        application_name: r.get(1),
+        user: r.get(2),
+        client_addr: r.get(3),
+        backend_start: r.get(4),
+        state: r.get(5),
+    })
+    .collect())
 }
