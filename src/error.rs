@@ -17,6 +17,9 @@ pub mod exit {
     pub const REFUSED: i32 = 3;
     /// `pgphase check`: the database has not reached the requested phase.
     pub const NOT_REACHED: i32 = 4;
+    /// `pgphase lint`: hazardous statements were found (the same code as
+    /// [`NOT_REACHED`]: the check asked for did not pass).
+    pub const FINDINGS: i32 = 4;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -802,7 +802,7 @@ async fn run_phases(
                             message: msg,
                             duration_ms: Some(elapsed.as_millis() as i64),
                             deployed_ref: deployed,
-                ..Default::default()
+                            ..Default::default()
                         },
                     )
                     .await?;
@@ -829,7 +829,7 @@ async fn run_phases(
                             message: format!("step failed: {}: {text}", step.description),
                             duration_ms: Some(elapsed.as_millis() as i64),
                             deployed_ref: deployed,
-                ..Default::default()
+                            ..Default::default()
                         },
                     )
                     .await?;
@@ -899,7 +899,7 @@ async fn run_phases(
             kind: "command",
             message: "plan completed".into(),
             deployed_ref: deployed,
-                ..Default::default()
+            ..Default::default()
         },
     )
     .await?;

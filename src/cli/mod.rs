@@ -79,6 +79,27 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = ChecklistFormat::Markdown)]
         format: ChecklistFormat,
     },
+    /// Report hazardous statements in raw SQL migration files (line, why, and the pgphase
+    /// change kind that does it safely). Exit 4 when findings remain. `-- pgphase:allow RULE`
+    /// on the line before a statement silences one finding.
+    Lint {
+        #[arg(required_unless_present = "rules", value_name = "FILE.sql")]
+        files: Vec<PathBuf>,
+        /// Also run the files, in order, inside one transaction that is rolled back, and
+        /// report the locks each statement really took and whether it rewrote a table: on
+        /// the database given (--database-url / DATABASE_URL / PG*: use a copy or staging
+        /// database), else on a throwaway local PostgreSQL where the files must create
+        /// their own tables.
+        #[arg(long)]
+        trace: bool,
+        /// lock_timeout of the traced statements, so a trace never queues the
+        /// application for longer on a shared database.
+        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        lock_timeout: std::time::Duration,
+        /// List the rules (name, why, fix) and exit.
+        #[arg(long)]
+        rules: bool,
+    },
     /// Exit 0 when the database has reached a phase of a plan (the phase, or the whole plan,
     /// is completed); exit 4 otherwise. For deploy pipelines and application start-up.
     Check {
@@ -344,6 +365,23 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             );
         }
         Cmd::Check { plan, at_least } => return check(&cli, plan, at_least).await,
+        Cmd::Lint {
+            files,
+            trace,
+            lock_timeout,
+            rules,
+        } => {
+            if *rules {
+                let list = crate::lint::rules::list();
+                emit(
+                    &cli,
+                    report::lint::rules_text(&list),
+                    serde_json::json!({ "rules": list }),
+                );
+                return Ok(crate::error::exit::OK);
+            }
+            return lint(&cli, files, *trace, *lock_timeout).await;
+        }
         Cmd::Checklist { plan, format } => {
             let c = checklist(&cli, plan).await?;
             emit(
@@ -490,6 +528,97 @@ async fn checklist(cli: &Cli, arg: &str) -> Result<report::checklist::Checklist,
     }
 }
 
+/// `lint FILE…`, with `--trace` on the given database or a throwaway server.
+async fn lint(
+    cli: &Cli,
+    files: &[PathBuf],
+    trace: bool,
+    lock_timeout: std::time::Duration,
+) -> Result<i32, CmdError> {
+    let mut results = Vec::new();
+    let mut sources = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let src = std::fs::read_to_string(f)
+            .map_err(|e| CmdError::Invalid(format!("{name}: cannot read the file: {e}")))?;
+        results.push(crate::lint::lint_source(&name, &src));
+        sources.push((name, crate::lint::statements(&src)));
+    }
+    let traced = if trace {
+        let conn = ConnInfo::resolve(cli.database_url.as_deref())
+            .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
+        let findings = |file: &str, line: usize| -> Vec<String> {
+            results
+                .iter()
+                .filter(|r| r.file == file)
+                .flat_map(|r| r.findings.iter().chain(&r.allowed))
+                .filter(|x| x.statement_line == line)
+                .map(|x| x.rule.to_string())
+                .collect()
+        };
+        Some(match conn {
+            Some(c) => {
+                let mut client = c.connect().await?;
+                crate::lint::trace::trace(
+                    &mut client,
+                    &c.redacted(),
+                    crate::lint::trace::TraceMode::RolledBack,
+                    &sources,
+                    lock_timeout,
+                    findings,
+                )
+                .await?
+            }
+            None => {
+                let server = tokio::task::spawn_blocking(|| {
+                    crate::pgserver::PgServer::start(&crate::pgserver::ServerOptions::default())
+                })
+                .await
+                .map_err(|e| CmdError::Failed(e.into()))??;
+                let admin = ConnInfo::parse(&server.url("postgres"))?.connect().await?;
+                admin.batch_execute("CREATE DATABASE pgphase_trace").await?;
+                let mut client = ConnInfo::parse(&server.url("pgphase_trace"))?
+                    .connect()
+                    .await?;
+                let target = format!(
+                    "a throwaway PostgreSQL {} (empty database)",
+                    server.major_version()
+                );
+                let r = crate::lint::trace::trace(
+                    &mut client,
+                    &target,
+                    crate::lint::trace::TraceMode::Committed,
+                    &sources,
+                    lock_timeout,
+                    findings,
+                )
+                .await;
+                drop(client);
+                drop(admin);
+                drop(server);
+                r?
+            }
+        })
+    } else {
+        None
+    };
+    let color = report::style::stdout_color();
+    let mut text = report::lint::lint_text(&results, color);
+    if let Some(t) = &traced {
+        text = format!("{}\n{text}", report::lint::trace_text(t, color));
+    }
+    emit(
+        cli,
+        text,
+        report::lint::lint_json(&results, traced.as_ref()),
+    );
+    Ok(if results.iter().any(|r| !r.findings.is_empty()) {
+        crate::error::exit::FINDINGS
+    } else {
+        crate::error::exit::OK
+    })
+}
+
 /// `check --plan NAME --at-least PHASE`.
 async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, CmdError> {
     use crate::program::PhaseKind;
@@ -512,7 +641,11 @@ async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, CmdError> {
             Reached::NoSuchPhase => {
                 return Err(CmdError::Invalid(format!(
                     "plan `{plan}` has no phase `{phase}`; its phases are: {}",
-                    st.phases.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>().join(", ")
+                    st.phases
+                        .iter()
+                        .map(|p| p.kind.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
             r => report::CheckResult::of(st, phase, r == Reached::Yes),

@@ -160,7 +160,9 @@ pub fn build(src: &Source<'_>) -> Checklist {
         } else {
             let g = seg.start - 1;
             let gate = p.phases[g].gate.as_ref().expect("segments end at gates");
-            let confirmed = stored.and_then(|s| s.phases.get(g)).filter(|ph| ph.gate_confirmed_at.is_some());
+            let confirmed = stored
+                .and_then(|s| s.phases.get(g))
+                .filter(|ph| ph.gate_confirmed_at.is_some());
             title = format!("Gate {n}: deploy, then {}", phases.join(" → "));
             for text in &gate.items {
                 let mut it = Item::new(ItemKind::Deploy, text.clone());
@@ -170,7 +172,11 @@ pub fn build(src: &Source<'_>) -> Checklist {
                 }
                 items.push(it);
             }
-            for f in src.fences.iter().filter(|f| f.at_gate_after.value == p.phases[g].kind.as_str()) {
+            for f in src
+                .fences
+                .iter()
+                .filter(|f| f.at_gate_after.value == p.phases[g].kind.as_str())
+            {
                 let pattern = &f.no_application_name_like.value;
                 let mut it = Item::new(
                     ItemKind::Fence,
@@ -228,14 +234,21 @@ pub fn build(src: &Source<'_>) -> Checklist {
         let mut run = Item::new(
             ItemKind::Run,
             match segs.get(n + 1) {
-                Some(_) => format!("runs {}, then stops at the next deploy gate", phases.join(", ")),
+                Some(_) => format!(
+                    "runs {}, then stops at the next deploy gate",
+                    phases.join(", ")
+                ),
                 None => format!("runs {} and completes the plan", phases.join(", ")),
             },
         )
         .command(cmd);
         run.steps = p.phases[seg.clone()]
             .iter()
-            .flat_map(|ph| ph.steps.iter().map(move |s| format!("{}: {} [{}]", ph.kind, s.description, s.lock)))
+            .flat_map(|ph| {
+                ph.steps
+                    .iter()
+                    .map(move |s| format!("{}: {} [{}]", ph.kind, s.description, s.lock))
+            })
             .collect();
         if seg_done {
             run = run.done(runner.clone(), seg_done_at);
@@ -249,7 +262,10 @@ pub fn build(src: &Source<'_>) -> Checklist {
         for i in seg.clone() {
             for s in &p.phases[i].steps {
                 if let Action::Verify { .. } = s.action {
-                    let mut it = Item::new(ItemKind::Verify, format!("(checked by pgphase) {}", s.description));
+                    let mut it = Item::new(
+                        ItemKind::Verify,
+                        format!("(checked by pgphase) {}", s.description),
+                    );
                     if let Some(at) = phase_done(i) {
                         it = it.done(runner.clone(), at);
                     }
@@ -364,7 +380,11 @@ pub fn markdown(c: &Checklist) -> String {
                 ItemKind::Verify => "**Verify:** ",
                 ItemKind::Warning => "⚠️ **",
             };
-            let close = if it.kind == ItemKind::Warning { "**" } else { "" };
+            let close = if it.kind == ItemKind::Warning {
+                "**"
+            } else {
+                ""
+            };
             let text = match (it.kind, &it.command) {
                 (ItemKind::Run, Some(cmd)) => format!("`{cmd}` — {}", it.text),
                 (_, Some(cmd)) => format!("{} — `{cmd}`", it.text),

@@ -163,7 +163,9 @@ pub struct BackfillView {
 impl BackfillView {
     pub fn percent(&self) -> Option<f64> {
         match self.progress.rows_total {
-            Some(t) if t > 0 => Some((100.0 * self.progress.rows_done as f64 / t as f64).min(100.0)),
+            Some(t) if t > 0 => {
+                Some((100.0 * self.progress.rows_done as f64 / t as f64).min(100.0))
+            }
             _ => None,
         }
     }
@@ -631,7 +633,10 @@ pub fn fences_text(fences: &[crate::plan::Fence]) -> String {
     if fences.is_empty() {
         return o;
     }
-    let _ = writeln!(o, "\ndeploy fences (checked by `phase advance` when it confirms the gate):");
+    let _ = writeln!(
+        o,
+        "\ndeploy fences (checked by `phase advance` when it confirms the gate):"
+    );
     for f in fences {
         let _ = writeln!(
             o,

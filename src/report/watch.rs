@@ -88,10 +88,7 @@ impl Watch {
                 if let (Some(r), true) = (rate, b.running) {
                     if r > 0.0 {
                         b.rows_per_sec = Some(r);
-                        b.eta_seconds = b
-                            .progress
-                            .rows_total
-                            .map(|t| (t - rows).max(0) as f64 / r);
+                        b.eta_seconds = b.progress.rows_total.map(|t| (t - rows).max(0) as f64 / r);
                     }
                 }
             }
@@ -104,10 +101,7 @@ impl Watch {
         let views = self.live_rates(views);
         let shown = self.shown(&views);
         match self.mode {
-            WatchMode::Json => println!(
-                "{}",
-                serde_json::json!({ "at": now, "plans": shown })
-            ),
+            WatchMode::Json => println!("{}", serde_json::json!({ "at": now, "plans": shown })),
             WatchMode::Lines => println!("{}", line(&shown, now)),
             WatchMode::Terminal => self.draw(&shown, now),
         }
@@ -117,8 +111,8 @@ impl Watch {
         let Some(multi) = self.multi.clone() else {
             return;
         };
-        let text_style = ProgressStyle::with_template("{msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let text_style =
+            ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
         let header = self
             .header
             .get_or_insert_with(|| multi.add(ProgressBar::new(0).with_style(text_style.clone())));
@@ -131,16 +125,13 @@ impl Watch {
             self.color,
         ));
         if shown.is_empty() {
-            header.set_message(format!(
-                "{}  {}",
-                header.message(),
-                "no plan in progress"
-            ));
+            header.set_message(format!("{}  {}", header.message(), "no plan in progress"));
         }
         for v in shown {
-            let line = self.lines.entry(v.plan.clone()).or_insert_with(|| {
-                multi.add(ProgressBar::new(0).with_style(text_style.clone()))
-            });
+            let line = self
+                .lines
+                .entry(v.plan.clone())
+                .or_insert_with(|| multi.add(ProgressBar::new(0).with_style(text_style.clone())));
             line.set_message(plan_line(v, self.color));
             for b in &v.backfill {
                 let key = (v.plan.clone(), b.progress.phase, b.progress.step);
@@ -203,7 +194,10 @@ fn plan_line(v: &PlanView, color: bool) -> String {
         o.push_str(&format!("  ⏸ {w}"));
     }
     if let Some(e) = &v.last_error {
-        o.push_str(&format!("  error: {}", e.lines().next().unwrap_or_default()));
+        o.push_str(&format!(
+            "  error: {}",
+            e.lines().next().unwrap_or_default()
+        ));
     }
     o
 }
@@ -232,7 +226,11 @@ pub fn line(shown: &[&PlanView], now: DateTime<Utc>) -> String {
                 status_label(v),
                 v.current_phase.clone().unwrap_or_default()
             );
-            for b in v.backfill.iter().filter(|b| b.progress.finished_at.is_none()) {
+            for b in v
+                .backfill
+                .iter()
+                .filter(|b| b.progress.finished_at.is_none())
+            {
                 o.push_str(&format!(" [backfill {}]", backfill_label(b)));
             }
             o

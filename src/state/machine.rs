@@ -445,7 +445,11 @@ mod tests {
     fn reached() {
         let s = st(
             PlanStatus::AwaitingDeploy,
-            &[(Completed, false, false), (Completed, true, false), (Pending, false, false)],
+            &[
+                (Completed, false, false),
+                (Completed, true, false),
+                (Pending, false, false),
+            ],
         );
         assert_eq!(s.reached("p1"), Reached::Yes);
         assert_eq!(s.reached("p2"), Reached::No(Pending));
@@ -455,7 +459,10 @@ mod tests {
             &[(RolledBack, true, false), (Pending, false, false)],
         );
         assert_eq!(rolled.reached("p0"), Reached::No(RolledBack));
-        let done = st(PlanStatus::Completed, &[(Completed, true, true), (Completed, false, false)]);
+        let done = st(
+            PlanStatus::Completed,
+            &[(Completed, true, true), (Completed, false, false)],
+        );
         assert_eq!(done.reached("p1"), Reached::Yes);
     }
 

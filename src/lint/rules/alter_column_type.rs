@@ -1,0 +1,18 @@
+use super::super::{lexer::Statement, stmt::Kind};
+use super::super::{stmt::ActionKind, Ctx, Hit, Rule};
+
+pub const RULE: Rule = Rule {
+    name: "alter-column-type",
+    why: "changing a column's type rewrites the whole table and rebuilds its indexes under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole rewrite (unless the change is binary-coercible, e.g. varchar(n) → text or a larger n; `--trace` shows whether it rewrote), and running code may not expect the new type",
+    fix: "add a column of the new type, keep both in sync with a trigger, backfill in batches, switch the application at a deploy gate, then drop the old column (pgphase change kind `change_column_type`)",
+};
+
+pub fn check(_s: &Statement, k: &Kind, ctx: &Ctx) -> Vec<Hit> {
+    super::each_action(k, ctx, |t, a| match a {
+        ActionKind::AlterColumnType { column } => Some(format!(
+            "changes the type of `{column}` on `{}`",
+            t.display()
+        )),
+        _ => None,
+    })
+}
