@@ -67,7 +67,18 @@ pub struct Statement {
 impl Statement {
     /// The text on one line, whitespace collapsed, at most `max` characters.
     pub fn excerpt(&self, max: usize) -> String {
-        let one: String = self.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        // tokens as written, each gap (whitespace or comments) as one space
+        let base = self.tokens.first().map(|t| t.start).unwrap_or(0);
+        let mut one = String::new();
+        let mut prev_end = base;
+        for t in &self.tokens {
+            if t.start > prev_end {
+                one.push(' ');
+            }
+            one.push_str(&self.text[t.start - base..t.end - base]);
+            prev_end = t.end;
+        }
+        let one: String = one.split_whitespace().collect::<Vec<_>>().join(" ");
         if one.chars().count() > max {
             format!("{}…", one.chars().take(max - 1).collect::<String>())
         } else {
