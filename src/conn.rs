@@ -124,7 +124,9 @@ fn redact_error(msg: &str, url: &str) -> String {
 }
 
 /// `~/.pgpass` (or `PGPASSFILE`): `host:port:db:user:password`, `*` wildcards.
-fn pgpass_lookup(config: &Config) -> Option<String> {
+/// The first matching line wins; a Unix-socket host matches `localhost`. Public so the
+/// choice can be tested.
+pub fn pgpass_lookup(config: &Config) -> Option<String> {
     let path = std::env::var_os("PGPASSFILE")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
