@@ -113,7 +113,7 @@ fn every_rule_has_a_case_and_a_snapshot() {
         assert!(
             r.findings.is_empty(),
             "{rule}: the safe version has findings:\n{good}\n{}",
-            lint_text(&[r.clone()], false)
+            lint_text(std::slice::from_ref(&r), false)
         );
     }
 }
@@ -158,7 +158,11 @@ DROP TABLE comments;
 \.
 "#;
     let r = lint_source("tricky.sql", src);
-    assert!(r.findings.is_empty(), "{}", lint_text(&[r.clone()], false));
+    assert!(
+        r.findings.is_empty(),
+        "{}",
+        lint_text(std::slice::from_ref(&r), false)
+    );
     assert_eq!(r.statements, 7, "{r:#?}");
 }
 

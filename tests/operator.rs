@@ -205,9 +205,9 @@ async fn fence_refuses_while_old_clients_are_connected_then_passes_once_drained(
     .await;
     r.expect(3);
     assert!(
-        r.stderr.starts_with(&format!(
+        r.stderr.starts_with(
             "pgphase: refused: deploy fence at the gate after `switch_reads`: 2 session(s) of this database with an application_name like 'comments-api-old%' are still connected:\n    pid "
-        )),
+        ),
         "{}",
         r.stderr
     );

@@ -386,12 +386,11 @@ pub fn lex(src: &str) -> Lexed {
         }
         // BEGIN ATOMIC … END bodies hold semicolons (psql counts BEGIN/CASE … END)
         if let Some(w) = token.word() {
-            if w == "atomic"
+            let opens_body = w == "atomic"
                 && cur.last().is_some_and(|t| t.is("begin"))
-                && cur.first().is_some_and(|t| t.is("create"))
-            {
-                atomic_depth += 1;
-            } else if atomic_depth > 0 && (w == "begin" || w == "case") {
+                && cur.first().is_some_and(|t| t.is("create"));
+            let nested = atomic_depth > 0 && (w == "begin" || w == "case");
+            if opens_body || nested {
                 atomic_depth += 1;
             } else if atomic_depth > 0 && w == "end" {
                 atomic_depth -= 1;

@@ -632,13 +632,10 @@ pub fn not_null_check_column(expr: &[Tok]) -> Option<String> {
         .filter(|t| !matches!(t, Tok::LParen | Tok::RParen))
         .collect();
     match inner.as_slice() {
-        [col, Tok::Word(is), Tok::Word(not), Tok::Word(null)]
+        [Tok::Word(c) | Tok::QuotedIdent(c), Tok::Word(is), Tok::Word(not), Tok::Word(null)]
             if is == "is" && not == "not" && null == "null" =>
         {
-            match col {
-                Tok::Word(c) | Tok::QuotedIdent(c) => Some(c.clone()),
-                _ => None,
-            }
+            Some(c.clone())
         }
         _ => None,
     }
