@@ -169,8 +169,9 @@ impl Step {
                 format!("DROP INDEX CONCURRENTLY IF EXISTS {index};")
             }
             Action::Backfill(b) => format!(
-                "-- one transaction per batch, repeated until it returns no row; $1 = last key of the previous batch\n-- (the first batch has no lower bound); the checkpoint is saved in the same transaction\n{};",
-                b.batch_sql(true)
+                "-- in batches, one short transaction each, until no rows are left; the batch size\n-- adapts to take about backfill.target_batch_time; the checkpoint (last key, rows)\n-- is saved in the batch's transaction, which also sets {BACKFILL_GUC} = on (see the triggers)\n-- the batch's last key ($1: the previous batch's last key, $2: the batch size):\n{};\n-- the batch ($1: the previous batch's last key, $2: the key found above; the last batch has no upper bound):\n{};",
+                b.bound_sql(true),
+                b.update_sql(true, true)
             ),
             Action::Verify { sql, .. } => sql.clone(),
         }
@@ -183,54 +184,97 @@ impl Step {
     }
 }
 
+/// Set (`SET LOCAL`) in each backfill batch: the sync triggers' WHEN clause skips rows
+/// the backfill writes, since the batch sets exactly what the trigger would.
+pub const BACKFILL_GUC: &str = "pgphase.backfill";
+
 impl BackfillSpec {
-    /// The SQL of one batch: visit the next `batch_size` keys, update those that still
-    /// need work, return how many were visited/updated and the last key (as text).
-    /// With `resume`, `$1..$k` are the previous batch's last key, as text.
-    pub fn batch_sql(&self, resume: bool) -> String {
-        let t = &self.table;
-        let k = self.key.len();
-        let alias: Vec<String> = (0..k).map(|i| format!("pgphase_k{i}")).collect();
-        let cols: Vec<String> = self.key.iter().map(|(c, _)| c.clone()).collect();
-        let tuple = |items: &[String]| {
-            if items.len() == 1 {
-                items[0].clone()
-            } else {
-                format!("({})", items.join(", "))
-            }
-        };
-        let select_keys: Vec<String> = cols
-            .iter()
-            .zip(&alias)
-            .map(|(c, a)| format!("{c} AS {a}"))
-            .collect();
-        let lower = if resume {
-            let params: Vec<String> = self
+    fn key_list(&self) -> String {
+        let cols: Vec<&str> = self.key.iter().map(|(c, _)| c.as_str()).collect();
+        tuple(&cols.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+    }
+
+    /// Key parameters `$first..` cast from text to the key's types, as a tuple.
+    fn key_params(&self, first: usize) -> String {
+        tuple(
+            &self
                 .key
                 .iter()
                 .enumerate()
-                .map(|(i, (_, ty))| format!("CAST(${}::text AS {ty})", i + 1))
-                .collect();
-            format!(" WHERE {} > {}", tuple(&cols), tuple(&params))
+                .map(|(i, (_, ty))| format!("CAST(${}::text AS {ty})", first + i))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Finds the upper bound of the next batch: the key `$k+1` rows after the previous
+    /// batch's last key (`$1..$k`, as text; none for the first batch). Returns the key as
+    /// text, or no row when fewer rows are left (the last batch).
+    pub fn bound_sql(&self, resume: bool) -> String {
+        let k = self.key.len();
+        // aliased: a bare `id::text` output column would be named `id`, and `ORDER BY id`
+        // would then sort by the text instead of using the key's index
+        let cols: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| format!("{c}::text AS pgphase_k{i}"))
+            .collect();
+        let lower = if resume {
+            format!(" WHERE {} > {}", self.key_list(), self.key_params(1))
         } else {
             String::new()
         };
-        let qualified: Vec<String> = cols.iter().map(|c| format!("pgphase_t.{c}")).collect();
-        let batch_cols: Vec<String> = alias.iter().map(|a| format!("pgphase_batch.{a}")).collect();
-        let desc: Vec<String> = alias.iter().map(|a| format!("{a} DESC")).collect();
-        let last_text: Vec<String> = alias.iter().map(|a| format!("last.{a}::text")).collect();
+        let offset = if resume { k + 1 } else { 1 };
         format!(
-            "WITH pgphase_batch AS (\n  SELECT {select_keys} FROM {t}{lower} ORDER BY {order} LIMIT {n}\n), pgphase_upd AS (\n  UPDATE {t} AS pgphase_t SET {set} FROM pgphase_batch\n   WHERE {lhs} = {rhs} AND ({needs})\n  RETURNING 1\n)\nSELECT (SELECT count(*) FROM pgphase_batch), (SELECT count(*) FROM pgphase_upd), {last_text}\n  FROM (SELECT * FROM pgphase_batch ORDER BY {desc} LIMIT 1) last",
-            select_keys = select_keys.join(", "),
-            order = cols.join(", "),
-            n = self.batch_size,
-            set = self.set,
-            lhs = tuple(&qualified),
-            rhs = tuple(&batch_cols),
-            needs = self.needs_work,
-            last_text = last_text.join(", "),
-            desc = desc.join(", "),
+            "SELECT {} FROM {}{lower} ORDER BY {} LIMIT 1 OFFSET ${offset}::int8 - 1",
+            cols.join(", "),
+            self.table,
+            self.key
+                .iter()
+                .map(|(c, _)| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         )
+    }
+
+    /// Counts the rows after the previous batch's last key (`$1..$k`), for the last batch.
+    pub fn remaining_sql(&self, resume: bool) -> String {
+        let lower = if resume {
+            format!(" WHERE {} > {}", self.key_list(), self.key_params(1))
+        } else {
+            String::new()
+        };
+        format!("SELECT count(*) FROM {}{lower}", self.table)
+    }
+
+    /// Updates the rows of one batch that still need work: keys after `$1..$k` (the
+    /// previous batch's last key, when `lower`) up to and including the bound (the next
+    /// `k` parameters, when `upper`). A key range, so one index range scan.
+    pub fn update_sql(&self, lower: bool, upper: bool) -> String {
+        let k = self.key.len();
+        let mut conds = Vec::new();
+        if lower {
+            conds.push(format!("{} > {}", self.key_list(), self.key_params(1)));
+        }
+        if upper {
+            let first = if lower { k + 1 } else { 1 };
+            conds.push(format!("{} <= {}", self.key_list(), self.key_params(first)));
+        }
+        conds.push(format!("({})", self.needs_work));
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table,
+            self.set,
+            conds.join(" AND ")
+        )
+    }
+}
+
+fn tuple(items: &[String]) -> String {
+    if items.len() == 1 {
+        items[0].clone()
+    } else {
+        format!("({})", items.join(", "))
     }
 }
 

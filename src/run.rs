@@ -265,6 +265,7 @@ fn settings_of(program: &Program) -> StepSettings {
         lock_timeout: program.settings.lock_timeout,
         lock_retries: program.settings.lock_retries,
         batch_pause: program.settings.backfill.pause,
+        target_batch_time: program.settings.backfill.target_batch_time,
     }
 }
 

@@ -428,11 +428,13 @@ fn composite_primary_key_pages_by_row_comparison() {
         "{backfill}"
     );
     assert!(
-        backfill.contains("ORDER BY tenant_id, id LIMIT 1000"),
+        backfill.contains("ORDER BY tenant_id, id LIMIT 1 OFFSET $3::int8 - 1"),
         "{backfill}"
     );
     assert!(
-        backfill.contains("WHERE (pgphase_t.tenant_id, pgphase_t.id) = (pgphase_batch.pgphase_k0, pgphase_batch.pgphase_k1)"),
+        backfill.contains(
+            "AND (tenant_id, id) <= (CAST($3::text AS integer), CAST($4::text AS bigint))"
+        ),
         "{backfill}"
     );
     // A nullable column: no NOT NULL carry-over at all.
@@ -482,7 +484,7 @@ fn hostile_identifiers_are_quoted() {
         "ALTER TABLE \"App Data\".\"Comments\" ADD COLUMN IF NOT EXISTS \"select\" text;",
         "NEW.\"select\" := NEW.\"Contents\";",
         "ON \"App Data\".\"Comments\" FOR EACH ROW EXECUTE FUNCTION",
-        "SELECT \"Id\" AS pgphase_k0 FROM \"App Data\".\"Comments\" WHERE \"Id\" > CAST($1::text AS integer) ORDER BY \"Id\"",
+        "SELECT \"Id\"::text AS pgphase_k0 FROM \"App Data\".\"Comments\" WHERE \"Id\" > CAST($1::text AS integer) ORDER BY \"Id\"",
         "SET \"select\" = \"Contents\"",
         "CHECK (\"select\" IS NOT NULL) NOT VALID;",
         "CREATE INDEX CONCURRENTLY \"Comments_select_idx\" ON \"App Data\".\"Comments\" USING btree (\"select\");",

@@ -399,7 +399,7 @@ async fn composite_key_and_hostile_identifiers() {
         .unwrap();
     let plan = plan_from(
         r#"name: hostile
-settings: { backfill: { batch_size: 97 } }
+settings: { backfill: { batch_size: 97, target_batch_time: 0s } }
 changes:
   - rename_column: { table: '"App Data"."Order ""Items"""', from: Note, to: select }
 "#,

@@ -1,17 +1,22 @@
 //! Batched keyset backfill: one short transaction per batch, the checkpoint written in
 //! the same transaction, so an interrupted run resumes after the last committed batch.
 //!
-//! Rows are visited in key order (`(a, b) > ($1, $2) ORDER BY a, b LIMIT n`); only rows
-//! that still need work are updated. Rows written while the backfill runs are kept in
-//! sync by the triggers, so they never add work and cannot keep it from finishing.
+//! Rows are visited in key ranges: the batch's upper key is found by `ORDER BY key
+//! OFFSET n-1 LIMIT 1` after the previous batch's last key (row comparison for composite
+//! keys), then one `UPDATE … WHERE key > last AND key <= bound` (an index range scan)
+//! touches only rows that still need work. The batch size adapts toward a target batch
+//! duration. Rows written while the backfill runs are kept in sync by the triggers, so
+//! they never add work and cannot keep it from finishing.
 
 use std::time::{Duration, Instant};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::{backoff, CheckpointKey, ExecError, Observer, StepOutcome, StepSettings};
-use crate::program::BackfillSpec;
+use super::{
+    backoff, is_lock_conflict, CheckpointKey, ExecError, Observer, StepOutcome, StepSettings,
+};
+use crate::program::{BackfillSpec, BACKFILL_GUC};
 use crate::sql::quote_literal;
+use tokio_postgres::types::ToSql;
 
 pub(super) async fn run(
     work: &mut Client,
@@ -61,84 +66,144 @@ pub(super) async fn run(
     .map_err(db("recording the backfill"))?;
     observer.backfill_started(&spec.table, rows_done, total);
 
-    let first_sql = spec.batch_sql(false);
-    let next_sql = spec.batch_sql(true);
-    let first = work
-        .prepare(&first_sql)
+    let bound_first = work
+        .prepare(&spec.bound_sql(false))
         .await
-        .map_err(db("preparing the backfill batch"))?;
-    let next = work
-        .prepare(&next_sql)
+        .map_err(db("preparing the backfill"))?;
+    let bound_next = work
+        .prepare(&spec.bound_sql(true))
         .await
-        .map_err(db("preparing the backfill batch"))?;
+        .map_err(db("preparing the backfill"))?;
+    let upd_first = work
+        .prepare(&spec.update_sql(false, true))
+        .await
+        .map_err(db("preparing the backfill"))?;
+    let upd_next = work
+        .prepare(&spec.update_sql(true, true))
+        .await
+        .map_err(db("preparing the backfill"))?;
+    let upd_last_first = work
+        .prepare(&spec.update_sql(false, false))
+        .await
+        .map_err(db("preparing the backfill"))?;
+    let upd_last_next = work
+        .prepare(&spec.update_sql(true, false))
+        .await
+        .map_err(db("preparing the backfill"))?;
+    let left_first = work
+        .prepare(&spec.remaining_sql(false))
+        .await
+        .map_err(db("preparing the backfill"))?;
+    let left_next = work
+        .prepare(&spec.remaining_sql(true))
+        .await
+        .map_err(db("preparing the backfill"))?;
     let started = Instant::now();
     let start_rows = rows_done;
     let mut last_report = Instant::now();
     let mut lock_failures = 0u32;
+    let mut size = BatchSize::new(spec.batch_size, settings.target_batch_time);
+    // synchronous_commit off: a batch does not wait for its WAL flush (nor make the
+    // application's commits queue behind it). Safe: the checkpoint commits with its
+    // batch, so a crash loses both together and the resumed run redoes that batch.
+    // force_custom_plan: a generic plan does not know the batch's OFFSET and key range
+    // and falls back to scanning and sorting the whole table on every batch.
+    let setup = format!(
+        "SET LOCAL lock_timeout = {}; SET LOCAL {BACKFILL_GUC} = 'on'; SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan",
+        quote_literal(&format!("{}ms", settings.lock_timeout.as_millis().max(1)))
+    );
     loop {
+        let t0 = Instant::now();
         let tx = work
             .transaction()
             .await
             .map_err(db("beginning a backfill batch"))?;
         // Row locks held by the application must not make us wait long: a batch that
-        // cannot lock its rows in time is retried.
-        tx.batch_execute(&format!(
-            "SET LOCAL lock_timeout = {}",
-            quote_literal(&format!("{}ms", settings.lock_timeout.as_millis().max(1)))
-        ))
-        .await
-        .map_err(db("setting lock_timeout"))?;
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = match &last_key {
-            Some(k) => k
-                .iter()
-                .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect(),
+        // cannot lock its rows in time is rolled back and retried.
+        tx.batch_execute(&setup)
+            .await
+            .map_err(db("setting up the batch"))?;
+        let n = size.rows() as i64;
+        let mut params: Vec<&(dyn ToSql + Sync)> = match &last_key {
+            Some(k) => k.iter().map(|s| s as &(dyn ToSql + Sync)).collect(),
             None => Vec::new(),
         };
-        let stmt = if last_key.is_some() { &next } else { &first };
-        let row = match tx.query_opt(stmt, &params).await {
-            Ok(r) => r,
-            Err(e) if matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED) =>
-            {
+        params.push(&n);
+        let bound = if last_key.is_some() {
+            &bound_next
+        } else {
+            &bound_first
+        };
+        let bound: Option<Vec<String>> = tx
+            .query_opt(bound, &params)
+            .await
+            .map_err(db("finding the next batch"))?
+            .map(|r| (0..spec.key.len()).map(|i| r.get::<_, String>(i)).collect());
+        params.pop();
+        let (stmt, visited) = match (&bound, last_key.is_some()) {
+            (Some(b), resume) => {
+                params.extend(b.iter().map(|s| s as &(dyn ToSql + Sync)));
+                (if resume { &upd_next } else { &upd_first }, Some(n))
+            }
+            (None, resume) => {
+                // the last batch: fewer than `n` rows are left; count them for progress
+                let left = if resume { &left_next } else { &left_first };
+                let left: i64 = tx
+                    .query_one(left, &params)
+                    .await
+                    .map_err(db("counting the last batch"))?
+                    .get(0);
+                (
+                    if resume {
+                        &upd_last_next
+                    } else {
+                        &upd_last_first
+                    },
+                    Some(left),
+                )
+            }
+        };
+        let updated = match tx.execute(stmt, &params).await {
+            Ok(u) => u,
+            Err(e) if is_lock_conflict(&e) => {
                 drop(tx);
                 lock_failures += 1;
                 if lock_failures >= settings.lock_retries.max(1) {
-                    return Err(ExecError::db("backfill batch could not lock its rows", e));
+                    return Err(ExecError::db(
+                        format!("backfill batch could not lock its rows {lock_failures} times"),
+                        e,
+                    ));
                 }
+                // smaller batches are less likely to meet a locked row
+                size.shrink();
                 tokio::time::sleep(backoff(lock_failures)).await;
                 continue;
             }
             Err(e) => return Err(ExecError::db("backfill batch", e)),
         };
         lock_failures = 0;
-        let Some(row) = row else {
-            tx.execute(
-                "UPDATE pgphase.backfill_progress SET finished_at = now(), updated_at = now()
-                  WHERE plan_name = $1 AND phase = $2 AND step = $3",
-                &[&cp.plan, &cp.phase, &cp.step],
-            )
-            .await
-            .map_err(db("recording the end of the backfill"))?;
-            tx.commit().await.map_err(db("committing the backfill"))?;
-            break;
-        };
-        let visited: i64 = row.get(0);
-        let key: Vec<String> = (0..spec.key.len())
-            .map(|i| row.get::<_, String>(2 + i))
-            .collect();
+        let visited = visited.unwrap_or(updated as i64);
         rows_done += visited;
-        batches += 1;
+        if visited > 0 {
+            batches += 1; // the closing batch may find nothing left
+        }
+        let key_json = bound.as_ref().map(|b| serde_json::json!(b));
         tx.execute(
-            "UPDATE pgphase.backfill_progress SET last_key = $4, rows_done = $5, batches = $6, updated_at = now()
+            "UPDATE pgphase.backfill_progress SET last_key = coalesce($4, last_key), rows_done = $5, batches = $6,
+                    updated_at = now(), finished_at = CASE WHEN $4 IS NULL THEN now() END
               WHERE plan_name = $1 AND phase = $2 AND step = $3",
-            &[&cp.plan, &cp.phase, &cp.step, &serde_json::json!(key), &rows_done, &batches],
+            &[&cp.plan, &cp.phase, &cp.step, &key_json, &rows_done, &batches],
         )
         .await
         .map_err(db("saving the backfill checkpoint"))?;
         tx.commit()
             .await
             .map_err(db("committing a backfill batch"))?;
-        last_key = Some(key);
+        size.observe(t0.elapsed());
+        match bound {
+            Some(b) => last_key = Some(b),
+            None => break,
+        }
         if last_report.elapsed() >= Duration::from_millis(200) {
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             observer.backfill_progress(rows_done, total, (rows_done - start_rows) as f64 / secs);
@@ -174,4 +239,61 @@ async fn estimate_rows(work: &Client, spec: &BackfillSpec) -> Result<Option<i64>
         .map_err(|e| ExecError::db("counting rows", e))?
         .get(0);
     Ok(Some(n))
+}
+
+/// Batch size that adapts toward a target batch duration: grows at most 2× and
+/// shrinks at most 4× per batch, between 100 and 100 000 rows.
+#[derive(Debug, Clone)]
+pub struct BatchSize {
+    rows: f64,
+    target: Duration,
+}
+
+impl BatchSize {
+    const MIN: f64 = 100.0;
+    const MAX: f64 = 100_000.0;
+
+    pub fn new(initial: u32, target: Duration) -> BatchSize {
+        BatchSize {
+            rows: (initial as f64).max(1.0),
+            target,
+        }
+    }
+    pub fn rows(&self) -> u32 {
+        self.rows.round() as u32
+    }
+    /// Adjusts after a batch that took `took`.
+    pub fn observe(&mut self, took: Duration) {
+        if self.target.is_zero() {
+            return;
+        }
+        let ratio = self.target.as_secs_f64() / took.as_secs_f64().max(1e-4);
+        self.rows = (self.rows * ratio.clamp(0.25, 2.0)).clamp(Self::MIN, Self::MAX);
+    }
+    pub fn shrink(&mut self) {
+        if !self.target.is_zero() {
+            self.rows = (self.rows / 2.0).max(Self::MIN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_size_converges_to_the_target() {
+        let mut b = BatchSize::new(1000, Duration::from_millis(100));
+        // a table where a row costs 10 µs: the ideal batch is 10 000 rows
+        for _ in 0..20 {
+            let took = Duration::from_secs_f64(b.rows() as f64 * 10e-6);
+            b.observe(took);
+        }
+        assert!((9_000..=11_000).contains(&b.rows()), "{}", b.rows());
+        b.observe(Duration::from_secs(10));
+        assert_eq!(b.rows(), 2_500, "shrinks at most 4x at once");
+        let mut fixed = BatchSize::new(500, Duration::ZERO);
+        fixed.observe(Duration::from_millis(1));
+        assert_eq!(fixed.rows(), 500);
+    }
 }

@@ -136,6 +136,8 @@ pub struct StepSettings {
     pub lock_timeout: Duration,
     pub lock_retries: u32,
     pub batch_pause: Duration,
+    /// Adapt batch sizes toward this duration; zero keeps them fixed.
+    pub target_batch_time: Duration,
 }
 
 /// Identifies a backfill's checkpoint row.
@@ -297,7 +299,7 @@ async fn with_lock_retries(
     })
 }
 
-fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED)
 }
 

@@ -139,8 +139,12 @@ impl Default for Settings {
 #[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackfillSettings {
-    /// Rows per batch (one short transaction each).
+    /// Rows in the first batch (one short transaction each); later batches adapt.
     pub batch_size: u32,
+    /// Batch sizes adapt so that each batch takes about this long (row locks are held
+    /// for at most about twice that). `0s` keeps `batch_size` fixed.
+    #[serde(with = "duration_text")]
+    pub target_batch_time: Duration,
     /// Sleep between batches, to leave room for the application.
     #[serde(with = "duration_text")]
     pub pause: Duration,
@@ -150,6 +154,7 @@ impl Default for BackfillSettings {
     fn default() -> Self {
         BackfillSettings {
             batch_size: 1000,
+            target_batch_time: Duration::from_millis(100),
             pause: Duration::ZERO,
         }
     }

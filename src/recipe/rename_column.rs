@@ -4,6 +4,7 @@
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Column, Index, Table};
 use crate::plan::{Pos, RenameColumn};
+use crate::program::BACKFILL_GUC;
 use crate::program::{
     Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
 };
@@ -18,6 +19,7 @@ struct Names {
     /// BEFORE row triggers fire in name order; `zz_` makes ours run after the
     /// application's own triggers, so it syncs the values they settled on.
     trigger: Ident,
+    update_trigger: Ident,
     not_null_check: Ident,
     dollar_tag: String,
 }
@@ -28,6 +30,7 @@ impl Names {
         Names {
             function: QualifiedName::new("pgphase", format!("sync_{tag}")),
             trigger: Ident::new(format!("zz_pgphase_sync_{tag}")),
+            update_trigger: Ident::new(format!("zz_pgphase_sync_{tag}_u")),
             not_null_check: Ident::new(format!("pgphase_not_null_{tag}")),
             dollar_tag: format!("$pgphase_{tag}$"),
         }
@@ -123,7 +126,14 @@ END
 {tag};",
         func = names.function,
     );
-    let trigger = &names.trigger;
+    let (trigger, update_trigger) = (&names.trigger, &names.update_trigger);
+    // UPDATEs that change neither column (the common case: other columns) and the
+    // backfill's own batches (which set exactly what the function would) never call
+    // the function: the WHEN clause is evaluated by the executor, not PL/pgSQL.
+    let update_when = format!(
+        "({n_to} IS DISTINCT FROM {o_to} OR {n_from} IS DISTINCT FROM {o_from} OR {n_to} IS DISTINCT FROM {n_from}) AND current_setting('{BACKFILL_GUC}', true) IS DISTINCT FROM 'on'"
+    );
+    let func = &names.function;
     out.phases.push((
         PhaseKind::DualWrite,
         Contribution {
@@ -135,12 +145,11 @@ END
                     table: None,
                 },
                 Step::sql(
-                    format!("install the BEFORE INSERT OR UPDATE trigger on {short}: old clients write {from}, new clients write {to}, both stay equal"),
+                    format!("install the BEFORE INSERT and BEFORE UPDATE triggers on {short}: old clients write {from}, new clients write {to}, both stay equal"),
                     &table,
                     LockLevel::ShareRowExclusive,
                     format!(
-                        "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {}();",
-                        names.function
+                        "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {func}();\nCREATE TRIGGER {update_trigger} BEFORE UPDATE ON {table} FOR EACH ROW\n  WHEN ({update_when})\n  EXECUTE FUNCTION {func}();"
                     ),
                 )
                 .skip_if(format!(
@@ -151,15 +160,15 @@ END
             ],
             rollback: vec![
                 Step::sql(
-                    format!("remove the sync trigger from {short}"),
+                    format!("remove the sync triggers from {short}"),
                     &table,
                     LockLevel::AccessExclusive,
-                    format!("DROP TRIGGER IF EXISTS {trigger} ON {table};"),
+                    format!("DROP TRIGGER IF EXISTS {trigger} ON {table};\nDROP TRIGGER IF EXISTS {update_trigger} ON {table};"),
                 ),
                 Step {
                     description: "drop the sync function".into(),
                     action: Action::Sql {
-                        sql: format!("DROP FUNCTION IF EXISTS {}();", names.function),
+                        sql: format!("DROP FUNCTION IF EXISTS {func}();"),
                         skip_if: None,
                     },
                     lock: LockLevel::AccessShare,
@@ -239,7 +248,7 @@ END
     // while both columns are written a default on the new one would be
     // indistinguishable from a value an old client wrote.
     let mut contract_sql = format!(
-        "DROP TRIGGER IF EXISTS {trigger} ON {table};\nALTER TABLE {table} DROP COLUMN IF EXISTS {from};\n"
+        "DROP TRIGGER IF EXISTS {trigger} ON {table};\nDROP TRIGGER IF EXISTS {update_trigger} ON {table};\nALTER TABLE {table} DROP COLUMN IF EXISTS {from};\n"
     );
     if let Some(default) = col.and_then(|c| c.default.as_ref()) {
         contract_sql.push_str(&format!(

@@ -109,7 +109,7 @@ pub fn rename_plan(lock_timeout: &str, retries: u32, batch: u32) -> PlanFile {
 settings:
   lock_timeout: {lock_timeout}
   lock_retries: {retries}
-  backfill: {{ batch_size: {batch} }}
+  backfill: {{ batch_size: {batch}, target_batch_time: 0s }}
 changes:
   - rename_column: {{ table: comments, from: contents, to: body }}
 "
