@@ -399,10 +399,10 @@ fn last_gate_label(v: &PlanView) -> String {
         .as_ref()
         .map(|g| {
             format!(
-                "{} by {}\n{} (after {})",
+                "{}\nby {}, {}\n(after {})",
                 g.deployed_ref.clone().unwrap_or_default(),
                 g.confirmed_by,
-                ts(&g.confirmed_at),
+                g.confirmed_at.format("%Y-%m-%d %H:%M UTC"),
                 g.phase
             )
         })
@@ -419,7 +419,7 @@ pub fn status_table(views: &[PlanView], color: bool) -> String {
         .set_content_arrangement(ContentArrangement::Dynamic);
     if !std::io::stdout().is_terminal() {
         // no terminal width to fit: wrap long gate texts at a readable width
-        t.set_width(120);
+        t.set_width(160);
     }
     let header = [
         "plan",
@@ -441,7 +441,7 @@ pub fn status_table(views: &[PlanView], color: bool) -> String {
     }
     for v in views {
         let mut status = Cell::new(status_label(v));
-        let mut backfill = Cell::new(progress_label(&v.backfill));
+        let mut backfill = Cell::new(progress_label(&v.backfill).replacen(", ", "\n", 1));
         if color {
             status = status.fg(status_color(v));
             if v.backfill.iter().any(|b| b.running) {
@@ -457,10 +457,21 @@ pub fn status_table(views: &[PlanView], color: bool) -> String {
             Cell::new(last_gate_label(v)),
         ]);
     }
-    // names and statuses never wrap; the gate text does
+    // names and statuses never wrap; the gate text does; progress and the last gate
+    // keep a readable width
     for i in 0..3 {
         if let Some(c) = t.column_mut(i) {
             c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        }
+    }
+    let busy = views
+        .iter()
+        .any(|v| !progress_label(&v.backfill).is_empty());
+    for (i, min) in [(4, if busy { 24 } else { 0 }), (5, 22)] {
+        if let Some(c) = t.column_mut(i) {
+            c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+                comfy_table::Width::Fixed(min),
+            ));
         }
     }
     format!("{t}\n")
