@@ -1,15 +1,101 @@
 //! Connection settings as psql users expect them, and connecting without ever printing
 //! a password.
+//!
+//! TLS follows libpq: `sslmode` (disable, allow, prefer — the default —, require,
+//! verify-ca, verify-full), `sslrootcert` (a file, or `system`), `sslcert` and `sslkey`,
+//! from the URL's query or the `key=value` string, else `PGSSLMODE`, `PGSSLROOTCERT`,
+//! `PGSSLCERT`, `PGSSLKEY`, else `~/.postgresql/root.crt`, `postgresql.crt` and
+//! `postgresql.key` when they exist. A root certificate, when there is one, is checked
+//! in every mode that uses TLS (so `require` then acts as `verify-ca`, as in libpq).
+//! tokio-postgres understands only disable/prefer/require, so these parameters are taken
+//! out of the string here and the rest is handed to [`tokio_postgres::Config`].
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
+use postgres_openssl::MakeTlsConnector;
+use tokio_postgres::config::{Host, SslMode as PgSslMode};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
 
 /// Where to connect, with a printable description that never contains the password.
 #[derive(Clone)]
 pub struct ConnInfo {
     config: Config,
+    tls: Tls,
 }
+
+/// libpq's `sslmode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// Plain first; TLS (unverified) only if the server refuses plain connections.
+    Allow,
+    /// TLS when the server offers it, else plain (libpq's default).
+    Prefer,
+    /// TLS or nothing; the certificate is checked only if a root certificate is present.
+    Require,
+    /// TLS, and the server certificate must chain to `sslrootcert`.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(text: &str) -> anyhow::Result<SslMode> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => bail!(
+                "invalid sslmode `{other}`: expected disable, allow, prefer, require, verify-ca or verify-full"
+            ),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// Where the trusted root certificates come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum RootCert {
+    /// `sslrootcert=system`: the operating system's trusted roots.
+    System,
+    File(PathBuf),
+}
+
+/// The TLS parameters after the string and the environment had their say; the
+/// `~/.postgresql` defaults are looked at when connecting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tls {
+    mode: SslMode,
+    root_cert: Option<RootCert>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+/// The connection-string parameters handled here rather than by tokio-postgres.
+const TLS_PARAMS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
 impl std::fmt::Debug for ConnInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,12 +130,23 @@ impl ConnInfo {
         if let Some(pw) = env("PGPASSWORD") {
             config.password(pw);
         }
-        Ok(Some(ConnInfo::finish(config)))
+        Ok(Some(ConnInfo::finish(config, Vec::new(), &env)?))
     }
 
     /// Parses a `postgres://` URL or a `key=value` connection string.
     pub fn parse(url: &str) -> anyhow::Result<ConnInfo> {
-        let config: Config = match url.parse() {
+        ConnInfo::parse_with_env(url, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// [`ConnInfo::parse`] with the environment given, for tests.
+    fn parse_with_env(url: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ConnInfo> {
+        let (rest, tls_params) = split_tls_params(url).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot parse the database URL ({}); expected postgres://user[:password]@host[:port]/dbname",
+                redact_error(&e, url)
+            )
+        })?;
+        let config: Config = match rest.parse() {
             Ok(c) => c,
             // tokio-postgres' message can echo the input; say what is wrong without it
             Err(e) => bail!(
@@ -57,10 +154,16 @@ impl ConnInfo {
                 redact_error(&e.to_string(), url)
             ),
         };
-        Ok(ConnInfo::finish(config))
+        ConnInfo::finish(config, tls_params, env)
     }
 
-    fn finish(mut config: Config) -> ConnInfo {
+    /// Adds what the string left out: application name, password from the password
+    /// file, TLS parameters from the environment.
+    fn finish(
+        mut config: Config,
+        tls_params: Vec<(String, String)>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<ConnInfo> {
         if config.get_application_name().is_none() {
             config.application_name("pgphase");
         }
@@ -69,7 +172,42 @@ impl ConnInfo {
                 config.password(pw);
             }
         }
-        ConnInfo { config }
+        let param = |name: &str, var: &str| {
+            tls_params
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| env(var))
+        };
+        let root_cert = param("sslrootcert", "PGSSLROOTCERT").map(|v| match v.as_str() {
+            "system" => RootCert::System,
+            _ => RootCert::File(v.into()),
+        });
+        let mode = match param("sslmode", "PGSSLMODE") {
+            Some(m) => SslMode::parse(&m)?,
+            // as libpq: the system's roots trust too much for anything weaker
+            None if root_cert == Some(RootCert::System) => SslMode::VerifyFull,
+            None => SslMode::Prefer,
+        };
+        if root_cert == Some(RootCert::System) && mode != SslMode::VerifyFull {
+            bail!(
+                "sslmode={} may not be used with sslrootcert=system: use sslmode=verify-full",
+                mode.as_str()
+            );
+        }
+        let tls = Tls {
+            mode,
+            root_cert,
+            cert: param("sslcert", "PGSSLCERT").map(PathBuf::from),
+            key: param("sslkey", "PGSSLKEY").map(PathBuf::from),
+        };
+        Ok(ConnInfo { config, tls })
+    }
+
+    /// The `sslmode` in force.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.mode
     }
 
     /// `postgres://user@host:port/db`, never with the password.
@@ -100,17 +238,315 @@ impl ConnInfo {
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
+        self.connect_tls()
             .await
-            .with_context(|| format!("cannot connect to {}", self.redacted()))?;
-        tokio::spawn(async move {
-            // errors surface on the next query through the client
-            let _ = connection.await;
-        });
-        Ok(client)
+            .with_context(|| format!("cannot connect to {}", self.redacted()))
     }
+
+    async fn connect_tls(&self) -> anyhow::Result<Client> {
+        let unix_only = self
+            .config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)));
+        // as libpq: TLS is never used over a Unix socket
+        let mode = if unix_only && !self.config.get_hosts().is_empty() {
+            SslMode::Disable
+        } else {
+            self.tls.mode
+        };
+        let mut config = self.config.clone();
+        match mode {
+            SslMode::Disable => {
+                config.ssl_mode(PgSslMode::Disable);
+                Ok(spawn_connection(&config, NoTls).await?)
+            }
+            SslMode::Allow => {
+                config.ssl_mode(PgSslMode::Disable);
+                match spawn_connection(&config, NoTls).await {
+                    Ok(client) => Ok(client),
+                    // e.g. pg_hba.conf allows only `hostssl`: try again with TLS
+                    Err(plain) if plain.as_db_error().is_some() => {
+                        self.connect_over_tls(config, PgSslMode::Require, SslMode::Require)
+                            .await
+                    }
+                    Err(plain) => Err(plain.into()),
+                }
+            }
+            SslMode::Prefer => self.connect_over_tls(config, PgSslMode::Prefer, mode).await,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                self.connect_over_tls(config, PgSslMode::Require, mode)
+                    .await
+            }
+        }
+    }
+
+    /// Connects with TLS as `mode` asks; a rejected server certificate is explained
+    /// in one line rather than OpenSSL's error stack.
+    async fn connect_over_tls(
+        &self,
+        mut config: Config,
+        negotiate: PgSslMode,
+        mode: SslMode,
+    ) -> anyhow::Result<Client> {
+        config.ssl_mode(negotiate);
+        let (tls, rejected) = self.tls.connector(mode)?;
+        match spawn_connection(&config, tls).await {
+            Ok(client) => Ok(client),
+            Err(e) => {
+                let Some(reason) = rejected.lock().ok().and_then(|mut r| r.take()) else {
+                    return Err(e.into());
+                };
+                let root = match &self.tls.root_cert {
+                    Some(RootCert::System) => "the system's trusted roots".to_string(),
+                    Some(RootCert::File(p)) => format!("sslrootcert={}", p.display()),
+                    None => format!("sslrootcert={}", default_file("root.crt").display()),
+                };
+                bail!(
+                    "the server's certificate was rejected: {reason} (sslmode={}, checked against {root})",
+                    mode.as_str()
+                )
+            }
+        }
+    }
+}
+
+/// Connects and runs the connection on its own task; errors surface on the next
+/// query through the client.
+async fn spawn_connection<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// `~/.postgresql/NAME`, libpq's default place for certificates.
+fn default_file(name: &str) -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".postgresql")
+        .join(name)
+}
+
+impl Tls {
+    /// The OpenSSL connector for `mode` (never `Disable`), and where it notes why it
+    /// rejected the server's certificate, if it does.
+    fn connector(&self, mode: SslMode) -> anyhow::Result<(MakeTlsConnector, Rejection)> {
+        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+        // Only the roots asked for: the connector starts out trusting the system's.
+        let root = self.root_cert.clone().or_else(|| {
+            let default = default_file("root.crt");
+            default.is_file().then_some(RootCert::File(default))
+        });
+        match &root {
+            Some(RootCert::System) => {}
+            Some(RootCert::File(path)) => {
+                let pem = std::fs::read(path).with_context(|| {
+                    format!("could not read root certificate file {}", path.display())
+                })?;
+                let certs = X509::stack_from_pem(&pem).with_context(|| {
+                    format!("could not read root certificate file {}", path.display())
+                })?;
+                let mut store = X509StoreBuilder::new()?;
+                for cert in certs {
+                    store.add_cert(cert)?;
+                }
+                builder.set_cert_store(store.build());
+            }
+            None if mode.verifies() => bail!(
+                "sslmode={} needs the root certificate that signed the server's certificate: \
+                 set sslrootcert=/path/to/ca.crt (URL parameter or PGSSLROOTCERT), or \
+                 sslrootcert=system for the system's trusted roots, or put it at {}",
+                mode.as_str(),
+                default_file("root.crt").display()
+            ),
+            None => {}
+        }
+        // as libpq: a root certificate, when present, is checked in every TLS mode
+        let rejected = Rejection::default();
+        if root.is_some() {
+            let slot = rejected.clone();
+            builder.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+                if !ok {
+                    if let Ok(mut slot) = slot.lock() {
+                        slot.get_or_insert_with(|| ctx.error().to_string());
+                    }
+                }
+                ok
+            });
+        } else {
+            builder.set_verify(SslVerifyMode::NONE);
+        }
+        let cert = self.cert.clone().or_else(|| {
+            let default = default_file("postgresql.crt");
+            default.is_file().then_some(default)
+        });
+        if let Some(cert) = cert {
+            let key = self
+                .key
+                .clone()
+                .unwrap_or_else(|| default_file("postgresql.key"));
+            load_client_cert(&mut builder, &cert, &key)?;
+        }
+        let mut connector = MakeTlsConnector::new(builder.build());
+        let check_name = mode == SslMode::VerifyFull;
+        connector.set_callback(move |config, _domain| {
+            config.set_verify_hostname(check_name);
+            Ok(())
+        });
+        Ok((connector, rejected))
+    }
+}
+
+/// Why certificate verification failed, as OpenSSL's verifier said it.
+type Rejection = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+fn load_client_cert(
+    builder: &mut openssl::ssl::SslConnectorBuilder,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<()> {
+    builder
+        .set_certificate_chain_file(cert)
+        .with_context(|| format!("could not load client certificate {}", cert.display()))?;
+    builder
+        .set_private_key_file(key, SslFiletype::PEM)
+        .with_context(|| format!("could not load client key {}", key.display()))?;
+    builder.check_private_key().with_context(|| {
+        format!(
+            "client key {} does not match certificate {}",
+            key.display(),
+            cert.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Takes [`TLS_PARAMS`] out of a URL's query or a `key=value` string: the rest,
+/// and the parameters taken, in order.
+fn split_tls_params(text: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let mut taken = Vec::new();
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let Some((base, query)) = text.split_once('?') else {
+            return Ok((text.to_string(), taken));
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode(k);
+            if TLS_PARAMS.contains(&key.as_str()) {
+                taken.push((key, percent_decode(v)));
+            } else {
+                kept.push(pair);
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return Ok((rest, taken));
+    }
+    // key=value form: re-emitted quoted, which tokio-postgres reads back the same
+    let mut rest = Vec::new();
+    for (key, value) in parse_keyword_values(text)? {
+        if TLS_PARAMS.contains(&key.as_str()) {
+            taken.push((key, value));
+        } else {
+            rest.push(format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        }
+    }
+    Ok((rest.join(" "), taken))
+}
+
+/// libpq's `key=value` syntax: whitespace-separated, optional spaces around `=`,
+/// values optionally in single quotes, backslash escapes.
+fn parse_keyword_values(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(format!("missing `=` after `{key}`"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated quoted value of `{key}`")),
+                    Some('\'') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                chars.next();
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+/// `%XX` escapes decoded (a `+` stays a `+`, as libpq reads URLs).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn redact_error(msg: &str, url: &str) -> String {
@@ -193,6 +629,96 @@ mod tests {
     fn bad_url_error_hides_password() {
         let e = ConnInfo::parse("postgres://alice:s3cret@db:notaport/app").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn tls_parameters_from_the_url() {
+        let c = ConnInfo::parse_with_env(
+            "postgres://alice:s3cret@db:6543/app?application_name=api&sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20dir%2Fca.crt&sslcert=/c.crt&sslkey=/c.key",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(
+            c.tls.root_cert,
+            Some(RootCert::File("/etc/ca dir/ca.crt".into()))
+        );
+        assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/c.crt")));
+        assert_eq!(c.tls.key.as_deref(), Some(Path::new("/c.key")));
+        // the rest reached tokio-postgres untouched
+        assert_eq!(c.config.get_application_name(), Some("api"));
+        assert_eq!(c.config.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(c.redacted(), "postgres://alice@db:6543/app");
+        // no TLS parameter: libpq's default
+        let c = ConnInfo::parse_with_env("postgres://alice@db/app", &no_env).unwrap();
+        assert_eq!(c.ssl_mode(), SslMode::Prefer);
+        assert_eq!(c.tls.root_cert, None);
+    }
+
+    #[test]
+    fn tls_parameters_from_a_keyword_string() {
+        let c = ConnInfo::parse_with_env(
+            r"host=db port = 6543 user=alice password='it\'s a s3cret' dbname=app sslmode=verify-ca sslrootcert='/ca dir/ca.crt'",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(
+            c.tls.root_cert,
+            Some(RootCert::File("/ca dir/ca.crt".into()))
+        );
+        assert_eq!(c.config.get_password(), Some(&b"it's a s3cret"[..]));
+        assert_eq!(c.redacted(), "postgres://alice@db:6543/app");
+        let e = ConnInfo::parse_with_env("host=db password='s3cret", &no_env).unwrap_err();
+        assert!(!format!("{e:#}").contains("s3cret"), "{e:#}");
+    }
+
+    #[test]
+    fn tls_environment_and_precedence() {
+        let env = |k: &str| match k {
+            "PGSSLMODE" => Some("require".to_string()),
+            "PGSSLROOTCERT" => Some("/env/ca.crt".to_string()),
+            _ => None,
+        };
+        let c = ConnInfo::parse_with_env("postgres://u@h/d", &env).unwrap();
+        assert_eq!(c.ssl_mode(), SslMode::Require);
+        assert_eq!(c.tls.root_cert, Some(RootCert::File("/env/ca.crt".into())));
+        // the string wins over the environment
+        let c = ConnInfo::parse_with_env("postgres://u@h/d?sslmode=disable", &env).unwrap();
+        assert_eq!(c.ssl_mode(), SslMode::Disable);
+        // sslrootcert=system means verify-full, and nothing weaker is accepted
+        let c = ConnInfo::parse_with_env("postgres://u@h/d?sslrootcert=system", &no_env).unwrap();
+        assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(c.tls.root_cert, Some(RootCert::System));
+        let e = ConnInfo::parse_with_env(
+            "postgres://u@h/d?sslrootcert=system&sslmode=require",
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("verify-full"), "{e}");
+        let e = ConnInfo::parse_with_env("postgres://u:s3cret@h/d?sslmode=verify", &no_env)
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid sslmode `verify`"), "{e}");
+        assert!(!format!("{e:#}").contains("s3cret"), "{e:#}");
+        for mode in [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ] {
+            assert_eq!(SslMode::parse(mode).unwrap().as_str(), mode);
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c%2f%zz%"), "a b+c/%zz%");
     }
 
     #[test]

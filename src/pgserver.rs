@@ -69,6 +69,11 @@ pub struct ServerOptions {
     /// Extra server settings, passed as `-c NAME=VALUE` after the built-in
     /// ones, so they can also override them.
     pub extra_conf: Vec<(String, String)>,
+    /// Files written into the data directory before the server starts, as (file
+    /// name, contents), owned by the server's OS user with mode 0600: a TLS
+    /// certificate and key, say. Settings name them relative to the data
+    /// directory (`ssl_key_file=server.key`).
+    pub data_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for ServerOptions {
@@ -78,6 +83,7 @@ impl Default for ServerOptions {
             durable: false,
             watch_parent: true,
             extra_conf: Vec::new(),
+            data_files: Vec::new(),
         }
     }
 }
@@ -143,6 +149,7 @@ impl PgServer {
             server.spawn_watchdog()?;
         }
         server.initdb(opts.durable)?;
+        server.write_data_files(&opts.data_files)?;
         server.launch(opts)?;
         Ok(server)
     }
@@ -278,6 +285,22 @@ impl PgServer {
             None => String::new(),
         };
         bail!("initdb failed{hint}: {}\n{}", out.status, output_text(&out))
+    }
+
+    /// Writes [`ServerOptions::data_files`] into the data directory.
+    fn write_data_files(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        for (name, contents) in files {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                bail!("data file name `{name}` must be a plain file name");
+            }
+            let path = self.data_dir.join(name);
+            fs::write(&path, contents)
+                .with_context(|| format!("could not write {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("could not restrict {}", path.display()))?;
+            self.user.give(&path)?;
+        }
+        Ok(())
     }
 
     /// Starts the server with `pg_ctl start`, on a new free port each attempt
