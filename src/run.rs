@@ -528,10 +528,30 @@ async fn advance_locked(
         unreachable!()
     };
     // Deploy fences first, then ask before the point of no return, before recording anything.
-    if let Some(g) = confirm_gate {
-        check_fences(s, l, &stored, g, deployed, opts.force).await?;
-    }
+    let fence_events = match confirm_gate {
+        Some(g) => check_fences(l, &stored, g, opts.force).await?,
+        None => Vec::new(),
+    };
     confirm_destructive(s, &stored.program, from)?;
+    for (kind, message, detail) in fence_events {
+        if message.contains("OVERRIDDEN") {
+            s.observer.note(&message);
+        }
+        store::record(
+            &l.control,
+            plan,
+            &s.actor,
+            Event {
+                phase: Some(kind.as_str()),
+                kind: "fence",
+                message,
+                deployed_ref: Some(deployed),
+                detail: Some(detail),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
     if let Some(g) = confirm_gate {
         store::confirm_gate(&l.control, plan, g, &s.actor, deployed).await?;
         store::record(
@@ -580,16 +600,16 @@ async fn advance_locked(
 const FENCE_SETTLE: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// Checks the deploy fences at the gate after phase `g`: refuses while a matching
-/// session is connected, unless `force`, which is recorded with the sessions it let by.
+/// session is connected, unless `force`. Returns the `fence` events to record once the
+/// command is confirmed: (phase, message, detail with the sessions).
 async fn check_fences(
-    s: &Session,
     l: &Locked,
     stored: &StoredPlan,
     g: usize,
-    deployed: &str,
     force: bool,
-) -> Result<(), CmdError> {
+) -> Result<Vec<(String, String, serde_json::Value)>, CmdError> {
     let kind = stored.program.phases[g].kind.as_str();
+    let mut events = Vec::new();
     for fence in stored_fences(stored)?
         .iter()
         .filter(|f| f.at_gate_after.value == kind)
@@ -601,51 +621,27 @@ async fn check_fences(
             tokio::time::sleep(FENCE_SETTLE).await;
             found = store::fence_stragglers(&l.control, pattern).await?;
         }
-        let listing: Vec<String> = found.iter().map(|x| format!("    {x}")).collect();
         let detail = serde_json::json!({
             "at_gate_after": kind, "no_application_name_like": pattern, "sessions": found,
         });
         if found.is_empty() {
-            store::record(
-                &l.control,
-                &stored.name,
-                &s.actor,
-                Event {
-                    phase: Some(kind),
-                    kind: "fence",
-                    message: format!(
-                        "deploy fence passed: no session has an application_name like '{pattern}'"
-                    ),
-                    deployed_ref: Some(deployed),
-                    detail: Some(detail),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            events.push((
+                kind.to_string(),
+                format!("deploy fence passed: no session has an application_name like '{pattern}'"),
+                detail,
+            ));
         } else if force {
-            store::record(
-                &l.control,
-                &stored.name,
-                &s.actor,
-                Event {
-                    phase: Some(kind),
-                    kind: "fence",
-                    message: format!(
-                        "deploy fence OVERRIDDEN with --force: {} session(s) with an application_name like '{pattern}' still connected: {}",
-                        found.len(),
-                        found.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
-                    ),
-                    deployed_ref: Some(deployed),
-                    detail: Some(detail),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            s.observer.note(&format!(
-                "deploy fence overridden (--force): {} session(s) like '{pattern}' still connected",
-                found.len()
+            events.push((
+                kind.to_string(),
+                format!(
+                    "deploy fence OVERRIDDEN with --force: {} session(s) with an application_name like '{pattern}' still connected: {}",
+                    found.len(),
+                    found.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
+                ),
+                detail,
             ));
         } else {
+            let listing: Vec<String> = found.iter().map(|x| format!("    {x}")).collect();
             return Err(CmdError::refused(
                 format!(
                     "deploy fence at the gate after `{kind}`: {} session(s) of this database with an application_name like '{pattern}' are still connected:\n{}",
@@ -656,7 +652,7 @@ async fn check_fences(
             ));
         }
     }
-    Ok(())
+    Ok(events)
 }
 
 /// Asks before running a point-of-no-return phase between `from` and the next gate.

@@ -493,7 +493,13 @@ async fn full_walk_with_json_output() {
             .starts_with("gate confirmed: "));
     }
     assert!(events.iter().all(|e| e["actor"] == "alice"), "{v:#}");
-    assert_eq!(events.last().unwrap()["message"], "plan completed");
+    // the log ends with the plan's completion and the command's outcome
+    let n = events.len();
+    assert_eq!(events[n - 2]["message"], "plan completed");
+    assert_eq!(
+        events[n - 1]["message"],
+        "phase advance finished: plan completed"
+    );
 
     // the same history as text
     let r = run_on(&db.url, &["history", PLAN]).await;
