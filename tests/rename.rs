@@ -350,6 +350,22 @@ async fn two_operators_cannot_move_one_plan() {
         1,
         "no phase runs twice"
     );
+    let (a, b) = tokio::join!(
+        run::rollback(&s, &plan.plan.name),
+        run::rollback(&s, &plan.plan.name)
+    );
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one rollback proceeds: {a:?} / {b:?}"
+    );
+    let events = store::events(&client, Some(&plan.plan.name)).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.message == "rollback started")
+            .count(),
+        1
+    );
 }
 
 /// Half-way through a rollback (sync trigger gone, `body` still there) the old

@@ -390,13 +390,18 @@ async fn create_index_concurrently(
 }
 
 async fn drop_index_concurrently(work: &Client, index: &QualifiedName) -> Result<(), ExecError> {
-    work.batch_execute(&format!(
-        "SET lock_timeout = 0; SET statement_timeout = 0; DROP INDEX CONCURRENTLY IF EXISTS {index}"
-    ))
-    .await
-    .map_err(|e| ExecError::db(format!("dropping invalid index {index}"), e))?;
+    // separate statements: several in one simple query form an implicit transaction
+    // block, where CONCURRENTLY is refused
+    work.batch_execute("SET lock_timeout = 0")
+        .await
+        .and(work.batch_execute("SET statement_timeout = 0").await)
+        .map_err(|e| ExecError::db("setting timeouts", e))?;
+    let r = work
+        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+        .await
+        .map_err(|e| ExecError::db(format!("dropping invalid index {index}"), e));
     reset_session(work).await;
-    Ok(())
+    r
 }
 
 /// Measures how long `f` takes.

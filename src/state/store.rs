@@ -569,7 +569,8 @@ pub async fn lock_holder<C: GenericClient>(
             "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
                     coalesce(host(a.client_addr), 'local'), to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')
                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int8::oid
+              WHERE l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.classid = $1::int8::oid
                 AND l.objid = $2::int8::oid AND l.objsubid = 2",
             &[&(LOCK_CLASS as i64), &(lock_key(plan) as i64)],
         )
