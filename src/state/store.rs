@@ -86,9 +86,17 @@ pub async fn ensure_schema(client: &mut Client) -> Result<(), tokio_postgres::Er
     // serialize installers; transaction-scoped, released at commit
     tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS])
         .await?;
+    // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+    // exists: a schema a DBA created for the migration role must be enough.
+    let exists: bool = tx
+        .query_one("SELECT to_regnamespace('pgphase') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        tx.batch_execute("CREATE SCHEMA pgphase").await?;
+    }
     tx.batch_execute(
-        "CREATE SCHEMA IF NOT EXISTS pgphase;
-         CREATE TABLE IF NOT EXISTS pgphase.schema_version (
+        "CREATE TABLE IF NOT EXISTS pgphase.schema_version (
              version int NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());",
     )
     .await?;
@@ -636,7 +644,10 @@ pub async fn fence_stragglers<C: GenericClient>(
         "SELECT pid, application_name, usename::text, host(client_addr), backend_start, state
            FROM pg_stat_activity
           WHERE datname = current_database() AND pid <> pg_backend_pid()
-            AND backend_type = 'client backend' AND application_name LIKE $1
+            -- backend_type is NULL for other roles' sessions without pg_read_all_stats;
+            -- application_name is visible to every role
+            AND coalesce(backend_type, 'client backend') = 'client backend'
+            AND application_name LIKE $1
           ORDER BY backend_start, pid",
         &[&pattern],
     )
