@@ -616,6 +616,14 @@ pub struct Straggler {
 
 impl std::fmt::Display for Straggler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.backend_start.is_none() {
+            // another role's session, seen without pg_read_all_stats
+            return write!(
+                f,
+                "pid {} {} (address and start hidden: this role lacks pg_read_all_stats)",
+                self.pid, self.application_name
+            );
+        }
         write!(
             f,
             "pid {} {} from {}, connected since {}{}",
