@@ -90,7 +90,7 @@ impl Observer for StderrObserver {
             );
             bar.set_style(
                 ProgressStyle::with_template(
-                    "    {bar:40.cyan/blue} {pos}/{len} rows {per_sec} eta {eta}",
+                    "    {bar:40.cyan/blue} {pos}/{len} rows  {msg}  eta {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -106,6 +106,7 @@ impl Observer for StderrObserver {
                 }
             }
             b.set_position(done as u64);
+            b.set_message(format!("{:.0} rows/s", rows_per_sec));
             return;
         }
         let mut last = self.last_line.lock().unwrap();
