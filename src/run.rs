@@ -139,14 +139,38 @@ pub async fn expand(conn: Option<&ConnInfo>, file: &PlanFile) -> Result<Program,
 }
 
 async fn load_catalog(client: &Client, file: &PlanFile) -> Result<Catalog, CmdError> {
-    let tables: Vec<_> = file
+    let mut tables: Vec<_> = file
         .plan
         .changes
         .iter()
-        .map(|c| match &c.value {
-            crate::plan::Change::RenameColumn(rc) => rc.table_name(),
-        })
+        .flat_map(|c| recipe::tables_of(&c.value))
         .collect();
+    for index in file
+        .plan
+        .changes
+        .iter()
+        .flat_map(|c| recipe::indexes_of(&c.value))
+    {
+        let table = client
+            .query_opt(
+                "SELECT tn.nspname::text, t.relname::text FROM pg_index i
+                   JOIN pg_class ic ON ic.oid = i.indexrelid
+                   JOIN pg_namespace n ON n.oid = ic.relnamespace
+                   JOIN pg_class t ON t.oid = i.indrelid
+                   JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                  WHERE n.nspname = $1 AND ic.relname = $2",
+                &[&index.schema.as_str(), &index.name.as_str()],
+            )
+            .await?;
+        if let Some(r) = table {
+            tables.push(crate::sql::QualifiedName::new(
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+            ));
+        }
+    }
+    tables.sort();
+    tables.dedup();
     let cat = Catalog::load(client, &tables).await?;
     if cat.major_version() < 13 {
         return Err(CmdError::Invalid(format!(

@@ -81,6 +81,7 @@ fn table(name: &QualifiedName, columns: Vec<Column>, pk: Option<&[&str]>) -> Tab
         referenced_by: Vec::new(),
         triggers: Vec::new(),
         estimated_rows: 50_000,
+        views: Vec::new(),
     };
     if let Some(cols) = pk {
         let (i, c) = primary_key(name, cols);

@@ -33,6 +33,16 @@ pub struct Table {
     pub triggers: Vec<(String, String)>,
     /// planner estimate; -1 when never analyzed
     pub estimated_rows: i64,
+    /// Views (and materialized views) whose query uses columns of this table.
+    #[serde(default)]
+    pub views: Vec<ViewDependency>,
+}
+
+/// A view that depends on columns of a table: dropping them would fail or cascade.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ViewDependency {
+    pub view: QualifiedName,
+    pub columns: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -262,6 +272,28 @@ async fn load_table<C: GenericClient>(
         .map(|r| (r.get(0), r.get(1)))
         .collect();
 
+    let views = client
+        .query(
+            "SELECT vn.nspname::text, v.relname::text,
+                    array_agg(DISTINCT a.attname::text ORDER BY a.attname::text)
+               FROM pg_depend d
+               JOIN pg_rewrite r ON r.oid = d.objid
+               JOIN pg_class v ON v.oid = r.ev_class
+               JOIN pg_namespace vn ON vn.oid = v.relnamespace
+               JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+              WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                AND d.refobjid = $1 AND v.oid <> $1
+              GROUP BY 1, 2 ORDER BY 1, 2",
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| ViewDependency {
+            view: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            columns: r.get(2),
+        })
+        .collect();
+
     let primary_key = constraints
         .iter()
         .find(|c| c.kind == "p")
@@ -276,6 +308,7 @@ async fn load_table<C: GenericClient>(
         referenced_by,
         triggers,
         estimated_rows,
+        views,
     };
     table.unique_not_null_keys = table
         .indexes

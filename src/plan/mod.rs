@@ -184,13 +184,165 @@ pub mod duration_text {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
     RenameColumn(RenameColumn),
+    AddColumn(Box<AddColumn>),
+    DropColumn(DropColumn),
+    AddIndex(AddIndex),
+    DropIndex(DropIndex),
 }
 
 impl Change {
     pub fn kind(&self) -> &'static str {
         match self {
             Change::RenameColumn(_) => "rename_column",
+            Change::AddColumn(_) => "add_column",
+            Change::DropColumn(_) => "drop_column",
+            Change::AddIndex(_) => "add_index",
+            Change::DropIndex(_) => "drop_index",
         }
+    }
+
+    /// The columns this change adds, renames or removes, as (table, column, position):
+    /// two changes on the same column cannot share phases.
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        match self {
+            Change::RenameColumn(rc) => {
+                vec![(rc.table_name(), &rc.from), (rc.table_name(), &rc.to)]
+            }
+            Change::AddColumn(ac) => vec![(ac.table_name(), &ac.column.name)],
+            Change::DropColumn(dc) => vec![(dc.table_name(), &dc.column)],
+            Change::AddIndex(_) | Change::DropIndex(_) => Vec::new(),
+        }
+    }
+}
+
+/// `add_column: { table, column: { name, type, nullable, default, unique, check, references }, backfill }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumn {
+    pub table: At<String>,
+    pub column: At<NewColumn>,
+    /// SQL expression over the row, evaluated for existing rows (batched backfill).
+    pub backfill: Option<At<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewColumn {
+    pub name: At<String>,
+    /// SQL type, passed through as written (`text`, `varchar(20)`, `numeric(10,2)`).
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    /// Defaults to true.
+    pub nullable: Option<At<bool>>,
+    /// SQL expression, passed through as written.
+    pub default: Option<At<String>>,
+    #[serde(default)]
+    pub unique: bool,
+    /// SQL boolean expression, passed through as written.
+    pub check: Option<At<String>>,
+    pub references: Option<At<References>>,
+}
+
+impl NewColumn {
+    pub fn nullable(&self) -> bool {
+        self.nullable.as_ref().is_none_or(|n| n.value)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct References {
+    pub table: At<String>,
+    pub column: At<String>,
+    /// `cascade`, `restrict`, `no action` (default), `set null`, `set default`.
+    pub on_delete: Option<At<String>>,
+}
+
+impl References {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+    /// The `ON DELETE` action as SQL keywords (validated at load).
+    pub fn on_delete_sql(&self) -> &'static str {
+        on_delete_keywords(
+            self.on_delete
+                .as_ref()
+                .map_or("no action", |o| o.value.as_str()),
+        )
+        .expect("validated at load")
+    }
+}
+
+fn on_delete_keywords(text: &str) -> Option<&'static str> {
+    match text.trim().to_ascii_lowercase().replace('_', " ").as_str() {
+        "cascade" => Some("CASCADE"),
+        "restrict" => Some("RESTRICT"),
+        "no action" => Some("NO ACTION"),
+        "set null" => Some("SET NULL"),
+        "set default" => Some("SET DEFAULT"),
+        _ => None,
+    }
+}
+
+impl AddColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `drop_column: { table, column }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropColumn {
+    pub table: At<String>,
+    pub column: At<String>,
+}
+
+impl DropColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `add_index: { table, name, columns: [..], unique, where, method }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddIndex {
+    pub table: At<String>,
+    /// The index name (created in the table's schema).
+    pub name: At<String>,
+    pub columns: At<Vec<At<String>>>,
+    #[serde(default)]
+    pub unique: bool,
+    /// Partial-index predicate, an SQL expression passed through as written.
+    #[serde(rename = "where")]
+    pub predicate: Option<At<String>>,
+    /// Access method; `btree` when omitted.
+    pub method: Option<At<String>>,
+}
+
+/// Index access methods an `add_index` may name.
+pub const INDEX_METHODS: [&str; 6] = ["btree", "hash", "gist", "spgist", "gin", "brin"];
+
+impl AddIndex {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+    pub fn method(&self) -> &str {
+        self.method.as_ref().map_or("btree", |m| m.value.as_str())
+    }
+}
+
+/// `drop_index: { name }` (`index` or `schema.index`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropIndex {
+    pub name: At<String>,
+}
+
+impl DropIndex {
+    pub fn index_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.name).expect("validated at load")
     }
 }
 
@@ -328,7 +480,102 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                     ));
                 }
             }
+            Change::AddColumn(ac) => {
+                QualifiedName::parse(&ac.table).map_err(|m| err(ac.table.pos, m))?;
+                let col = &ac.column.value;
+                check_ident(&col.name).map_err(|m| err(col.name.pos, m))?;
+                check_sql_text(&col.type_sql, "type").map_err(|m| err(col.type_sql.pos, m))?;
+                for (e, what) in [
+                    (&col.default, "default"),
+                    (&col.check, "check"),
+                    (&ac.backfill, "backfill"),
+                ] {
+                    if let Some(e) = e {
+                        check_sql_text(e, what).map_err(|m| err(e.pos, m))?;
+                    }
+                }
+                if let Some(r) = &col.references {
+                    QualifiedName::parse(&r.table).map_err(|m| err(r.table.pos, m))?;
+                    check_ident(&r.column).map_err(|m| err(r.column.pos, m))?;
+                    if let Some(o) = &r.on_delete {
+                        if on_delete_keywords(o).is_none() {
+                            return Err(err(
+                                o.pos,
+                                format!("`{}` is not an ON DELETE action; use cascade, restrict, no action, set null or set default", o.value),
+                            ));
+                        }
+                    }
+                }
+                if !col.nullable() && col.default.is_none() && ac.backfill.is_none() {
+                    let pos = col.nullable.as_ref().map_or(ac.column.pos, |n| n.pos);
+                    return Err(err(
+                        pos,
+                        format!(
+                            "`{}` is NOT NULL but has neither `default` nor `backfill`: existing rows would have no value; give one of them (or make it nullable)",
+                            col.name.value
+                        ),
+                    ));
+                }
+            }
+            Change::DropColumn(dc) => {
+                QualifiedName::parse(&dc.table).map_err(|m| err(dc.table.pos, m))?;
+                check_ident(&dc.column).map_err(|m| err(dc.column.pos, m))?;
+            }
+            Change::AddIndex(ai) => {
+                QualifiedName::parse(&ai.table).map_err(|m| err(ai.table.pos, m))?;
+                check_ident(&ai.name).map_err(|m| err(ai.name.pos, m))?;
+                if ai.columns.value.is_empty() {
+                    return Err(err(
+                        ai.columns.pos,
+                        "`columns` is empty: list the columns to index".into(),
+                    ));
+                }
+                for c in &ai.columns.value {
+                    check_ident(c).map_err(|m| err(c.pos, m))?;
+                }
+                if let Some(p) = &ai.predicate {
+                    check_sql_text(p, "where").map_err(|m| err(p.pos, m))?;
+                }
+                if let Some(m) = &ai.method {
+                    if !INDEX_METHODS.contains(&m.value.as_str()) {
+                        return Err(err(
+                            m.pos,
+                            format!(
+                                "`{}` is not an index method; use one of: {}",
+                                m.value,
+                                INDEX_METHODS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Change::DropIndex(di) => {
+                QualifiedName::parse(&di.name).map_err(|m| err(di.name.pos, m))?;
+            }
         }
+    }
+    // Two changes creating or dropping the same index cannot share a plan.
+    let mut index_names: Vec<(QualifiedName, Pos)> = Vec::new();
+    for change in &raw.changes.value {
+        let (name, pos) = match &change.value {
+            Change::AddIndex(ai) => (
+                QualifiedName::new(ai.table_name().schema.as_str(), ai.name.value.clone()),
+                ai.name.pos,
+            ),
+            Change::DropIndex(di) => (di.index_name(), di.name.pos),
+            _ => continue,
+        };
+        if let Some((_, first)) = index_names.iter().find(|(n, _)| *n == name) {
+            return Err(err(
+                pos,
+                format!(
+                    "index `{}` is already changed by the change at line {}; split the plan in two with depends_on",
+                    name.display_short(),
+                    first.line
+                ),
+            ));
+        }
+        index_names.push((name, pos));
     }
     for f in &raw.fences {
         let phase = &f.value.at_gate_after;
@@ -366,9 +613,7 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
     // Two changes on the same column of one table cannot share phases.
     let mut touched: Vec<(QualifiedName, String, Pos)> = Vec::new();
     for change in &raw.changes.value {
-        let Change::RenameColumn(rc) = &change.value;
-        let table = rc.table_name();
-        for col in [&rc.from, &rc.to] {
+        for (table, col) in change.value.touched_columns() {
             if let Some((_, _, first)) = touched
                 .iter()
                 .find(|(t, c, _)| *t == table && *c == col.value)
@@ -407,6 +652,25 @@ fn check_plan_name(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "plan name `{name}` may use only letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    Ok(())
+}
+
+/// A type or an SQL expression written in the plan: passed through as written, so it
+/// must be one non-empty fragment, not a statement list.
+fn check_sql_text(text: &str, what: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err(format!("`{what}` is empty"));
+    }
+    if text.contains(';') {
+        return Err(format!(
+            "`{what}` contains `;`: it is one SQL expression, not a statement list"
+        ));
+    }
+    if text.contains("--") || text.contains("/*") {
+        return Err(format!(
+            "`{what}` contains a comment; write the expression only"
         ));
     }
     Ok(())
@@ -464,7 +728,9 @@ mod tests {
         let p = parse(GOOD, "f.yaml", "x").unwrap();
         assert_eq!(p.name, "r");
         assert_eq!(p.settings, Settings::default());
-        let Change::RenameColumn(rc) = &p.changes[0].value;
+        let Change::RenameColumn(rc) = &p.changes[0].value else {
+            panic!("a rename")
+        };
         assert_eq!(rc.to.value, "body");
         assert_eq!(rc.to.pos.line, 3);
     }

@@ -1,6 +1,11 @@
 //! Recipes: one file per change kind, each turning a change into phase contributions.
 //! Pure: a recipe reads the plan and a catalog snapshot, never a connection.
 
+mod add_column;
+mod add_index;
+mod common;
+mod drop_column;
+mod drop_index;
 mod rename_column;
 
 use sha2::{Digest, Sha256};
@@ -8,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::Catalog;
 use crate::plan::{Change, Plan, Pos};
 use crate::program::Program;
+use crate::sql::QualifiedName;
 
 /// A change that does not fit the live database, with what to do about it.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,14 +31,23 @@ pub enum Knowledge<'a> {
 
 /// Expands a plan into its program. `Offline` expansion shows the shape and the SQL
 /// that does not depend on the catalog; carry-over steps are decided at `start`.
+///
+/// Changes contribute to shared phases in dependency order (see [`order`]), which is
+/// plan order unless a change needs another that comes later in the file.
 pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Precondition>> {
     let mut outputs = Vec::new();
     let mut problems = Vec::new();
-    for change in &plan.changes {
-        let result = match &change.value {
+    let added = added_columns(plan);
+    let batch_size = plan.settings.backfill.batch_size;
+    for i in order(plan) {
+        let result = match &plan.changes[i].value {
             Change::RenameColumn(rc) => {
-                rename_column::expand(&plan.name, plan.settings.backfill.batch_size, rc, knowledge)
+                rename_column::expand(&plan.name, batch_size, rc, knowledge)
             }
+            Change::AddColumn(ac) => add_column::expand(&plan.name, batch_size, ac, knowledge),
+            Change::DropColumn(dc) => drop_column::expand(dc, knowledge),
+            Change::AddIndex(ai) => add_index::expand(ai, knowledge, &added),
+            Change::DropIndex(di) => drop_index::expand(di, knowledge),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -50,6 +65,71 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
         );
     }
     Ok(program)
+}
+
+/// The tables a change reads from the catalog (its own, and the ones it references).
+pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
+    match change {
+        Change::RenameColumn(rc) => vec![rc.table_name()],
+        Change::AddColumn(ac) => {
+            let mut t = vec![ac.table_name()];
+            if let Some(r) = &ac.column.references {
+                t.push(r.table_name());
+            }
+            t
+        }
+        Change::DropColumn(dc) => vec![dc.table_name()],
+        Change::AddIndex(ai) => vec![ai.table_name()],
+        Change::DropIndex(_) => Vec::new(),
+    }
+}
+
+/// Indexes a change names without its table: the catalog loader adds their tables.
+pub fn indexes_of(change: &Change) -> Vec<QualifiedName> {
+    match change {
+        Change::DropIndex(di) => vec![di.index_name()],
+        _ => Vec::new(),
+    }
+}
+
+/// Columns the plan's `add_column` changes add, as (table, column).
+fn added_columns(plan: &Plan) -> Vec<(QualifiedName, String)> {
+    plan.changes
+        .iter()
+        .filter_map(|c| match &c.value {
+            Change::AddColumn(ac) => Some((ac.table_name(), ac.column.name.value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The order changes contribute to each phase: a change comes after the changes it
+/// depends on (an index after the `add_column` of a column it indexes), otherwise in
+/// plan order. Kahn's algorithm taking the earliest ready change each time; the
+/// dependencies all point from an index to a column, so there is no cycle.
+pub fn order(plan: &Plan) -> Vec<usize> {
+    let n = plan.changes.len();
+    let depends = |i: usize, j: usize| match (&plan.changes[i].value, &plan.changes[j].value) {
+        (Change::AddIndex(ai), Change::AddColumn(ac)) => {
+            ai.table_name() == ac.table_name()
+                && ai
+                    .columns
+                    .value
+                    .iter()
+                    .any(|c| c.value == ac.column.name.value)
+        }
+        _ => false,
+    };
+    let mut done = vec![false; n];
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let next = (0..n)
+            .find(|&i| !done[i] && (0..n).all(|j| done[j] || j == i || !depends(i, j)))
+            .expect("no dependency cycle");
+        done[next] = true;
+        out.push(next);
+    }
+    out
 }
 
 /// A short, stable tag for objects pgphase creates for one change (8 hex digits).

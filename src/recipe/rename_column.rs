@@ -382,18 +382,7 @@ fn carry_over(
     names: &Names,
     knowledge: Knowledge<'_>,
 ) {
-    let short = table.display_short();
-    let major = match knowledge {
-        Knowledge::Live(cat) => cat.major_version(),
-        Knowledge::Offline => 0,
-    };
-    let constraint_exists = |name: &str| {
-        format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass AND conname = {})",
-            table.regclass_literal(),
-            quote_literal(name)
-        )
-    };
+    let constraint_exists = |name: &str| super::common::constraint_exists(table, name);
     let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
     taken.extend(t.constraints.iter().map(|c| c.name.clone()));
     let mut new_name = |old: &str| -> String {
@@ -409,86 +398,16 @@ fn carry_over(
     };
 
     if col.not_null {
-        let check = &names.not_null_check;
-        if major >= 18 {
-            c.steps.push(
-                Step::sql(
-                    format!(
-                        "declare {to} NOT NULL without a scan: NOT VALID, enforced for new writes"
-                    ),
-                    table,
-                    LockLevel::AccessExclusive,
-                    format!("ALTER TABLE {table} ADD CONSTRAINT {check} NOT NULL {to} NOT VALID;"),
-                )
-                .skip_if(constraint_exists(check.as_str())),
-            );
-            c.steps.push(Step::sql(
-                format!("validate NOT NULL on {to} (scans {short}, reads and writes continue)"),
-                table,
-                LockLevel::ShareUpdateExclusive,
-                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check};"),
-            ));
-        } else {
-            c.steps.push(
-                Step::sql(
-                    format!("add CHECK ({to} IS NOT NULL) NOT VALID: enforced for new writes, no scan"),
-                    table,
-                    LockLevel::AccessExclusive,
-                    format!("ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({to} IS NOT NULL) NOT VALID;"),
-                )
-                .skip_if(format!(
-                    "SELECT ({}) OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {} AND attnotnull)",
-                    constraint_exists(check.as_str()),
-                    table.regclass_literal(),
-                    quote_literal(to.as_str())
-                )),
-            );
-            c.steps.push(
-                Step::sql(
-                    format!("validate the check (scans {short}; reads and writes continue)"),
-                    table,
-                    LockLevel::ShareUpdateExclusive,
-                    format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check};"),
-                )
-                .skip_if(format!(
-                    "SELECT NOT ({})",
-                    constraint_exists(check.as_str())
-                )),
-            );
-            c.steps.push(Step::sql(
-                format!("SET NOT NULL on {to}: the validated check lets PostgreSQL skip the scan"),
-                table,
-                LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ALTER COLUMN {to} SET NOT NULL;"),
-            ));
-            c.steps.push(Step::sql(
-                "drop the helper check, now redundant",
-                table,
-                LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check};"),
-            ));
-        }
-        // Before the trigger goes, `body` must accept NULL again: old clients' inserts
-        // leave it NULL once nothing copies `contents` into it.
-        c.rollback.push(
-            Step::sql(
-                format!("make {to} nullable again, before the sync trigger is removed"),
-                table,
-                LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ALTER COLUMN {to} DROP NOT NULL;"),
-            )
-            .skip_if(format!(
-                "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {} AND attnotnull AND NOT attisdropped)",
-                table.regclass_literal(),
-                quote_literal(to.as_str())
-            )),
-        );
-        c.rollback.push(Step::sql(
-            "drop the NOT NULL helper constraint",
+        // Undone before the trigger goes: old clients' inserts leave `to` NULL once
+        // nothing copies `from` into it.
+        super::common::set_not_null(
+            c,
             table,
-            LockLevel::AccessExclusive,
-            format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check};"),
-        ));
+            to,
+            &names.not_null_check,
+            knowledge,
+            format!("make {to} nullable again, before the sync trigger is removed"),
+        );
     }
 
     // Indexes (and the unique constraints they back), rebuilt concurrently on the new column.

@@ -1,0 +1,361 @@
+//! `add_column`: add the column nullable (catalog only), give it its default, wait for
+//! the application that writes it, backfill existing rows in batches, then add its
+//! constraints (NOT VALID → VALIDATE), its unique index (CONCURRENTLY) and NOT NULL
+//! (through a validated check), and let the application read it.
+
+use super::common;
+use super::{object_tag, Knowledge, Precondition};
+use crate::catalog::{Catalog, Table};
+use crate::plan::{AddColumn, Pos};
+use crate::program::{
+    Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
+};
+use crate::sql::{derived_name, quote_ident, Ident, QualifiedName};
+
+pub(super) fn expand(
+    plan: &str,
+    batch_size: u32,
+    ac: &AddColumn,
+    knowledge: Knowledge<'_>,
+) -> Result<RecipeOutput, Vec<Precondition>> {
+    let table = ac.table_name();
+    let spec = &ac.column.value;
+    let col = Ident::new(spec.name.value.clone());
+    let short = table.display_short();
+    // A constant default is stored once in the catalog and read for every existing row
+    // (no rewrite); not when `backfill` gives existing rows their own values.
+    let inline_default = spec
+        .default
+        .as_ref()
+        .filter(|d| ac.backfill.is_none() && is_constant(d));
+    // Existing rows get `backfill`, else a default that is not inlined.
+    let backfill_expr = ac
+        .backfill
+        .as_ref()
+        .or(spec.default.as_ref().filter(|_| inline_default.is_none()));
+
+    let t = match knowledge {
+        Knowledge::Live(cat) => Some(check(ac, cat, backfill_expr.is_some())?),
+        Knowledge::Offline => None,
+    };
+
+    let mut out = RecipeOutput::default();
+    let writes_gate = backfill_expr.is_some() || !spec.nullable();
+
+    // 1. expand: catalog-only statements in one short transaction.
+    let mut sql = format!(
+        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} {}",
+        spec.type_sql.value.trim()
+    );
+    let description = match (inline_default, &spec.default) {
+        (Some(d), _) => {
+            sql.push_str(&format!(" DEFAULT {};", d.value.trim()));
+            format!("add {col} to {short}, nullable, with the constant default {} (catalog only: existing rows read it from the catalog)", d.value.trim())
+        }
+        (None, Some(d)) => {
+            sql.push_str(&format!(
+                ";\nALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {};",
+                d.value.trim()
+            ));
+            format!("add {col} to {short}, nullable, then set its default {} for new rows (two catalog-only statements: no rewrite of existing rows)", d.value.trim())
+        }
+        (None, None) => {
+            sql.push(';');
+            format!("add {col} to {short}, nullable (catalog only)")
+        }
+    };
+    out.phases.push((
+        PhaseKind::Expand,
+        Contribution {
+            steps: vec![Step::sql(description, &table, LockLevel::AccessExclusive, sql)],
+            rollback: vec![Step::sql(
+                format!("drop {col} from {short}"),
+                &table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col};"),
+            )],
+            gate_after: writes_gate.then(|| {
+                format!(
+                    "deploy the application version that writes `{}` on {short} in every insert{} (the old version must be drained before the next phase{})",
+                    col.as_str(),
+                    if spec.default.is_some() { " or relies on its default" } else { "" },
+                    if spec.nullable() { "" } else { ", which makes it NOT NULL" }
+                )
+            }),
+        },
+    ));
+
+    // 2. backfill existing rows, then constraints, index and NOT NULL.
+    let mut c = Contribution::default();
+    if let Some(expr) = backfill_expr {
+        let key = match t {
+            Some(t) => t
+                .backfill_key()
+                .expect("checked")
+                .iter()
+                .map(|k| {
+                    let ty = t.column(k).map(|c| c.type_sql.clone()).unwrap_or_default();
+                    (quote_ident(k), ty)
+                })
+                .collect(),
+            None => vec![("<primary key>".into(), "<its type>".into())],
+        };
+        c.steps.push(Step {
+            description: format!(
+                "fill {col} for existing rows with {}, in key order, one short transaction per batch with a checkpoint",
+                expr.value.trim()
+            ),
+            action: Action::Backfill(BackfillSpec {
+                table: table.clone(),
+                key,
+                set: format!("{col} = {}", expr.value.trim()),
+                needs_work: format!("{col} IS NULL"),
+                batch_size,
+            }),
+            lock: LockLevel::RowExclusive,
+            table: Some(table.clone()),
+        });
+    }
+    let tag = object_tag(plan, &[&table.to_string(), col.as_str(), "add_column"]);
+    let base = format!("{}_{}", table.name.as_str(), col.as_str());
+    if let Some(check) = &spec.check {
+        let name = Ident::new(derived_name(&base, "_check"));
+        add_not_valid_then_validate(
+            &mut c,
+            &table,
+            &name,
+            format!("CHECK ({})", check.value.trim()),
+            "check",
+            LockLevel::AccessExclusive,
+        );
+    }
+    if let Some(r) = &spec.references {
+        let name = Ident::new(derived_name(&base, "_fkey"));
+        let rt = r.table_name();
+        let rc = Ident::new(r.column.value.clone());
+        add_not_valid_then_validate(
+            &mut c,
+            &table,
+            &name,
+            format!(
+                "FOREIGN KEY ({col}) REFERENCES {rt} ({rc}) ON DELETE {}",
+                r.on_delete_sql()
+            ),
+            "foreign key",
+            LockLevel::ShareRowExclusive,
+        );
+    }
+    if spec.unique {
+        let name = derived_name(&base, "_key");
+        let index = QualifiedName::new(table.schema.as_str(), name.clone());
+        let n = quote_ident(&name);
+        c.steps.push(common::create_index(
+            format!("build the unique index {n} on {col} concurrently (reads and writes continue)"),
+            &table,
+            index.clone(),
+            format!("CREATE UNIQUE INDEX CONCURRENTLY {n} ON {table} USING btree ({col});"),
+        ));
+        c.steps.push(
+            Step::sql(
+                format!("attach {n} as a UNIQUE constraint (catalog only)"),
+                &table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} ADD CONSTRAINT {n} UNIQUE USING INDEX {n};"),
+            )
+            .skip_if(common::constraint_exists(&table, &name)),
+        );
+        c.rollback.push(common::drop_index(
+            format!("drop index {n} concurrently"),
+            &table,
+            index,
+        ));
+        c.rollback
+            .push(common::drop_constraint(&table, &Ident::new(name)));
+    }
+    if !spec.nullable() {
+        common::set_not_null(
+            &mut c,
+            &table,
+            &col,
+            &Ident::new(format!("pgphase_not_null_{tag}")),
+            knowledge,
+            format!("make {col} nullable again"),
+        );
+    }
+    c.rollback.reverse();
+    if backfill_expr.is_some() {
+        c.gate_after = Some(format!(
+            "the application may now read `{}` on {short}: every row has its value",
+            col.as_str()
+        ));
+    }
+    if !c.steps.is_empty() {
+        out.phases.push((PhaseKind::Backfill, c));
+    }
+    Ok(out)
+}
+
+/// `ADD CONSTRAINT … NOT VALID` (new writes checked, no scan), then `VALIDATE` (scan
+/// under SHARE UPDATE EXCLUSIVE); undo drops it.
+fn add_not_valid_then_validate(
+    c: &mut Contribution,
+    table: &QualifiedName,
+    name: &Ident,
+    definition: String,
+    what: &str,
+    lock: LockLevel,
+) {
+    c.steps.push(
+        Step::sql(
+            format!("add {what} {name} NOT VALID (new writes checked, no scan)"),
+            table,
+            lock,
+            format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID;"),
+        )
+        .skip_if(common::constraint_exists(table, name.as_str())),
+    );
+    c.steps.push(Step::sql(
+        format!(
+            "validate {name} (scans {}; reads and writes continue)",
+            table.display_short()
+        ),
+        table,
+        LockLevel::ShareUpdateExclusive,
+        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name};"),
+    ));
+    c.rollback.push(common::drop_constraint(table, name));
+}
+
+/// A default that is one constant (a number, a string or boolean literal, NULL, with an
+/// optional cast): stored once in the catalog on PostgreSQL 11+, no rewrite. Anything
+/// else (`now()`, `gen_random_uuid()`, `nextval(…)`) may be volatile: it is set
+/// separately after the column is added, and existing rows are backfilled with it.
+fn is_constant(default: &str) -> bool {
+    let d = default.trim();
+    let body = match d.find("::") {
+        Some(i) if !d[..i].contains('\'') || d[..i].ends_with('\'') => &d[..i],
+        _ => d,
+    };
+    let cast_ok = d.get(body.len()..).is_none_or(|cast| {
+        cast.is_empty()
+            || cast[2..].chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '(' | ')' | ',' | '[' | ']')
+            })
+    });
+    let b = body.trim();
+    let literal = b.parse::<f64>().is_ok()
+        || matches!(b.to_ascii_lowercase().as_str(), "true" | "false" | "null")
+        || (b.len() >= 2
+            && b.starts_with('\'')
+            && b.ends_with('\'')
+            && !b[1..b.len() - 1].replace("''", "").contains('\''));
+    literal && cast_ok
+}
+
+fn check<'a>(
+    ac: &AddColumn,
+    cat: &'a Catalog,
+    backfill: bool,
+) -> Result<&'a Table, Vec<Precondition>> {
+    let p = |pos: Pos, message: String| vec![Precondition { pos, message }];
+    let table = ac.table_name();
+    let Some(t) = cat.table(&table) else {
+        return Err(p(ac.table.pos, common::missing_table(&ac.table.value)));
+    };
+    let short = t.name.display_short();
+    let spec = &ac.column.value;
+    let mut problems = Vec::new();
+    if t.column(&spec.name).is_some() {
+        problems.push(Precondition {
+            pos: spec.name.pos,
+            message: format!(
+                "`{short}` already has a column `{}`; choose another name",
+                spec.name.value
+            ),
+        });
+    }
+    if backfill && t.backfill_key().is_none() {
+        problems.push(Precondition {
+            pos: ac.table.pos,
+            message: format!(
+                "`{short}` has no primary key or unique NOT NULL key to page the backfill by; add a primary key first"
+            ),
+        });
+    }
+    if spec.unique {
+        if let Some(m) = common::concurrent_index_refusal(cat) {
+            problems.push(Precondition {
+                pos: ac.column.pos,
+                message: m,
+            });
+        }
+    }
+    if let Some(r) = &spec.references {
+        let rt = r.table_name();
+        match cat.table(&rt) {
+            None => problems.push(Precondition {
+                pos: r.table.pos,
+                message: common::missing_table(&r.table.value),
+            }),
+            Some(target) => {
+                let rc = &r.column.value;
+                if target.column(rc).is_none() {
+                    problems.push(Precondition {
+                        pos: r.column.pos,
+                        message: format!("`{}` has no column `{rc}`", target.name.display_short()),
+                    });
+                } else if !target.indexes.iter().any(|i| {
+                    // the primary key's index included
+                    i.unique && i.valid && i.predicate.is_none() && i.key_parts == [quote_ident(rc)]
+                }) {
+                    problems.push(Precondition {
+                        pos: r.column.pos,
+                        message: format!(
+                            "`{}.{rc}` is neither the primary key nor unique: a foreign key must reference a unique column; add a unique index on it first",
+                            target.name.display_short()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(t)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_constant;
+
+    #[test]
+    fn constant_defaults() {
+        for d in [
+            "0",
+            "1.5",
+            "-3",
+            "'x'",
+            "'it''s'",
+            "true",
+            "NULL",
+            "'a'::text",
+            "'{}'::jsonb",
+            "0::bigint",
+            "'x'::character varying(20)",
+        ] {
+            assert!(is_constant(d), "{d}");
+        }
+        for d in [
+            "now()",
+            "gen_random_uuid()",
+            "nextval('s')",
+            "'a' || 'b'",
+            "random()::text",
+            "'x'::text || now()",
+        ] {
+            assert!(!is_constant(d), "{d}");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `add_index`: `CREATE [UNIQUE] INDEX CONCURRENTLY` (reads and writes continue); an
+//! invalid index left by an interrupted build is dropped and rebuilt by the executor.
+
+use super::common;
+use super::{Knowledge, Precondition};
+use crate::catalog::Catalog;
+use crate::plan::AddIndex;
+use crate::program::{Contribution, PhaseKind, RecipeOutput};
+use crate::sql::{Ident, QualifiedName};
+
+/// The phase an index is built in: after expand, so a column added by the same plan
+/// exists (and is backfilled) before an index on it.
+pub(super) const PHASE: PhaseKind = PhaseKind::Backfill;
+
+pub(super) fn expand(
+    ai: &AddIndex,
+    knowledge: Knowledge<'_>,
+    added: &[(QualifiedName, String)],
+) -> Result<RecipeOutput, Vec<Precondition>> {
+    let table = ai.table_name();
+    if let Knowledge::Live(cat) = knowledge {
+        check(ai, cat, added)?;
+    }
+    let index = QualifiedName::new(table.schema.as_str(), ai.name.value.clone());
+    let name = Ident::new(ai.name.value.clone());
+    let cols: Vec<String> = ai
+        .columns
+        .value
+        .iter()
+        .map(|c| Ident::new(c.value.clone()).to_string())
+        .collect();
+    let mut sql = format!(
+        "CREATE {}INDEX CONCURRENTLY {name} ON {table} USING {} ({})",
+        if ai.unique { "UNIQUE " } else { "" },
+        Ident::new(ai.method()),
+        cols.join(", ")
+    );
+    if let Some(p) = &ai.predicate {
+        sql.push_str(&format!(" WHERE {}", p.value.trim()));
+    }
+    sql.push(';');
+    let mut out = RecipeOutput::default();
+    out.phases.push((
+        PHASE,
+        Contribution {
+            steps: vec![common::create_index(
+                format!(
+                    "build {}index {name} on {} ({}) concurrently (reads and writes continue; an invalid leftover of an interrupted build is dropped first)",
+                    if ai.unique { "unique " } else { "" },
+                    table.display_short(),
+                    cols.join(", ")
+                ),
+                &table,
+                index.clone(),
+                sql,
+            )],
+            rollback: vec![common::drop_index(
+                format!("drop index {name} concurrently"),
+                &table,
+                index,
+            )],
+            gate_after: None,
+        },
+    ));
+    Ok(out)
+}
+
+fn check(
+    ai: &AddIndex,
+    cat: &Catalog,
+    added: &[(QualifiedName, String)],
+) -> Result<(), Vec<Precondition>> {
+    let table = ai.table_name();
+    let Some(t) = cat.table(&table) else {
+        return Err(vec![Precondition {
+            pos: ai.table.pos,
+            message: common::missing_table(&ai.table.value),
+        }]);
+    };
+    let short = t.name.display_short();
+    let mut problems = Vec::new();
+    if let Some(m) = common::concurrent_index_refusal(cat) {
+        problems.push(Precondition {
+            pos: ai.name.pos,
+            message: m,
+        });
+    }
+    if t.indexes.iter().any(|i| i.name == ai.name.value) {
+        problems.push(Precondition {
+            pos: ai.name.pos,
+            message: format!(
+                "`{short}` already has an index `{}`; choose another name",
+                ai.name.value
+            ),
+        });
+    }
+    for c in &ai.columns.value {
+        let added_here = added.iter().any(|(t, n)| *t == table && *n == c.value);
+        if t.column(c).is_none() && !added_here {
+            let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+            problems.push(Precondition {
+                pos: c.pos,
+                message: format!(
+                    "`{short}` has no column `{}` (and no add_column of this plan adds it); its columns are: {}",
+                    c.value,
+                    cols.join(", ")
+                ),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}

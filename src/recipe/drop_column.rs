@@ -1,0 +1,177 @@
+//! `drop_column`: make the column optional for the application (DROP NOT NULL when it
+//! has no default), wait for the application that no longer reads or writes it, drop
+//! its indexes concurrently, and drop the column at contract (point of no return).
+
+use super::common;
+use super::{Knowledge, Precondition};
+use crate::catalog::{Catalog, Column, Table};
+use crate::plan::{DropColumn, Pos};
+use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::sql::{quote_ident, Ident, QualifiedName};
+
+pub(super) fn expand(
+    dc: &DropColumn,
+    knowledge: Knowledge<'_>,
+) -> Result<RecipeOutput, Vec<Precondition>> {
+    let table = dc.table_name();
+    let col = Ident::new(dc.column.value.clone());
+    let short = table.display_short();
+    let found = match knowledge {
+        Knowledge::Live(cat) => Some(check(dc, cat)?),
+        Knowledge::Offline => None,
+    };
+    let mut out = RecipeOutput::default();
+
+    // 1. expand: the new application will omit the column in its inserts, so a NOT NULL
+    // without a default must go first (undo: NOT NULL again, through a validated check).
+    let mut expand = Contribution {
+        gate_after: Some(format!(
+            "deploy the application version that no longer reads or writes `{}` on {short} (and drain the old version: the column is dropped after this gate)",
+            col.as_str()
+        )),
+        ..Default::default()
+    };
+    let needs_nullable = match found {
+        Some((_, c)) => c.not_null && c.default.is_none(),
+        None => false,
+    };
+    if needs_nullable {
+        expand.steps.push(common::drop_not_null(
+            &table,
+            &col,
+            format!(
+                "make {col} nullable: the new application's inserts omit it and it has no default"
+            ),
+        ));
+        let tag = super::object_tag("drop_column", &[&table.to_string(), col.as_str()]);
+        let mut undo = Contribution::default();
+        common::set_not_null(
+            &mut undo,
+            &table,
+            &col,
+            &Ident::new(format!("pgphase_not_null_{tag}")),
+            knowledge,
+            format!("make {col} nullable again"),
+        );
+        // the undo of this phase is the forward NOT NULL recipe
+        expand.rollback = undo.steps;
+    }
+    out.phases.push((PhaseKind::Expand, expand));
+
+    // 2. after the gate: drop the column's own indexes concurrently (undo: rebuild them
+    // concurrently, as they were). Indexes backing a constraint go with the column.
+    if let Some((t, _)) = found {
+        let mut c = Contribution::default();
+        for idx in t
+            .indexes
+            .iter()
+            .filter(|i| i.constraint.is_none() && i.columns.iter().any(|c| c == col.as_str()))
+        {
+            let index = QualifiedName::new(table.schema.as_str(), idx.name.clone());
+            let n = quote_ident(&idx.name);
+            c.steps.push(common::drop_index(
+                format!("drop index {n} on {col} concurrently (reads and writes continue)"),
+                &table,
+                index.clone(),
+            ));
+            c.rollback.push(common::create_index(
+                format!("rebuild index {n} concurrently, as it was"),
+                &table,
+                index,
+                format!("{};", concurrently(&idx.definition)),
+            ));
+        }
+        c.rollback.reverse();
+        if !c.steps.is_empty() {
+            out.phases.push((PhaseKind::SwitchReads, c));
+        }
+    }
+
+    // 3. contract: the column goes.
+    out.phases.push((
+        PhaseKind::Contract,
+        Contribution {
+            steps: vec![Step::sql(
+                format!("drop {col} from {short} (catalog only; its space is reclaimed as rows are rewritten)"),
+                &table,
+                LockLevel::AccessExclusive,
+                format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col};"),
+            )],
+            ..Default::default()
+        },
+    ));
+    Ok(out)
+}
+
+/// `CREATE [UNIQUE] INDEX name ON …` (as `pg_get_indexdef` prints it) with CONCURRENTLY.
+fn concurrently(definition: &str) -> String {
+    let at = definition.find("INDEX ").map_or(0, |i| i + "INDEX ".len());
+    format!("{}CONCURRENTLY {}", &definition[..at], &definition[at..])
+}
+
+fn check<'a>(
+    dc: &DropColumn,
+    cat: &'a Catalog,
+) -> Result<(&'a Table, &'a Column), Vec<Precondition>> {
+    let p = |pos: Pos, message: String| vec![Precondition { pos, message }];
+    let Some(t) = cat.table(&dc.table_name()) else {
+        return Err(p(dc.table.pos, common::missing_table(&dc.table.value)));
+    };
+    let short = t.name.display_short();
+    let name = &dc.column.value;
+    let Some(col) = t.column(name) else {
+        let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        return Err(p(
+            dc.column.pos,
+            format!(
+                "`{short}` has no column `{name}`; its columns are: {}",
+                cols.join(", ")
+            ),
+        ));
+    };
+    let mut problems = Vec::new();
+    let mut refuse = |message: String| {
+        problems.push(Precondition {
+            pos: dc.column.pos,
+            message,
+        })
+    };
+    if t.primary_key.as_ref().is_some_and(|k| k.contains(name)) {
+        refuse(format!(
+            "`{name}` is part of the primary key of `{short}`; give the table another primary key first"
+        ));
+    }
+    for fk in t
+        .referenced_by
+        .iter()
+        .filter(|fk| fk.columns.contains(name))
+    {
+        refuse(format!(
+            "foreign key `{}` on `{}` references `{short}.{name}`; drop that foreign key first",
+            fk.name,
+            fk.table.display_short()
+        ));
+    }
+    for v in t.views.iter().filter(|v| v.columns.contains(name)) {
+        refuse(format!(
+            "view `{}` uses `{short}.{name}`; change or drop the view first",
+            v.view.display_short()
+        ));
+    }
+    if problems.is_empty() {
+        Ok((t, col))
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn concurrently_goes_after_index() {
+        assert_eq!(
+            super::concurrently("CREATE UNIQUE INDEX a_b ON public.a USING btree (b)"),
+            "CREATE UNIQUE INDEX CONCURRENTLY a_b ON public.a USING btree (b)"
+        );
+    }
+}

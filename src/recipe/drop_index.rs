@@ -1,0 +1,92 @@
+//! `drop_index`: `DROP INDEX CONCURRENTLY` (reads and writes continue), before contract,
+//! so rollback can rebuild it concurrently exactly as it was.
+
+use super::common;
+use super::{Knowledge, Precondition};
+use crate::catalog::{Catalog, Index, Table};
+use crate::plan::DropIndex;
+use crate::program::{Contribution, PhaseKind, RecipeOutput};
+use crate::sql::quote_ident;
+
+pub(super) fn expand(
+    di: &DropIndex,
+    knowledge: Knowledge<'_>,
+) -> Result<RecipeOutput, Vec<Precondition>> {
+    let index = di.index_name();
+    let mut out = RecipeOutput::default();
+    let mut c = Contribution::default();
+    match knowledge {
+        Knowledge::Live(cat) => {
+            let (t, idx) = check(di, cat)?;
+            let n = quote_ident(&idx.name);
+            c.steps.push(common::drop_index(
+                format!(
+                    "drop index {n} on {} concurrently (reads and writes continue)",
+                    t.name.display_short()
+                ),
+                &t.name,
+                index.clone(),
+            ));
+            let def = idx
+                .definition
+                .replacen(" INDEX ", " INDEX CONCURRENTLY ", 1);
+            c.rollback.push(common::create_index(
+                format!("rebuild index {n} concurrently, as it was"),
+                &t.name,
+                index,
+                format!("{def};"),
+            ));
+        }
+        Knowledge::Offline => {
+            // the table is read from the catalog at `start`
+            let placeholder = crate::sql::QualifiedName::new(index.schema.as_str(), "<its table>");
+            c.steps.push(common::drop_index(
+                format!(
+                    "drop index {} concurrently (reads and writes continue)",
+                    index.name
+                ),
+                &placeholder,
+                index,
+            ));
+        }
+    }
+    out.phases.push((PhaseKind::SwitchReads, c));
+    Ok(out)
+}
+
+fn check<'a>(
+    di: &DropIndex,
+    cat: &'a Catalog,
+) -> Result<(&'a Table, &'a Index), Vec<Precondition>> {
+    let index = di.index_name();
+    let refuse = |message: String| {
+        vec![Precondition {
+            pos: di.name.pos,
+            message,
+        }]
+    };
+    let found = cat.tables.values().find_map(|t| {
+        (t.name.schema == index.schema)
+            .then(|| {
+                t.indexes
+                    .iter()
+                    .find(|i| i.name == index.name.as_str())
+                    .map(|i| (t, i))
+            })
+            .flatten()
+    });
+    let Some((t, idx)) = found else {
+        return Err(refuse(format!(
+            "index `{}` does not exist in the database (check the name and schema; names are case-sensitive)",
+            di.name.value
+        )));
+    };
+    if let Some(con) = &idx.constraint {
+        return Err(refuse(format!(
+            "index `{}` implements constraint `{con}` of `{}`; drop the constraint instead (drop_constraint)",
+            di.name.value,
+            t.name.display_short()
+        )));
+    }
+    Ok((t, idx))
+}

@@ -1,0 +1,235 @@
+//! A generic lifecycle for one plan on a real Postgres, under an old-app and a new-app
+//! workload: start → rollback (exact original schema) → start → every gate → complete.
+//!
+//! The old application runs from before `start`. At each gate the new version is
+//! deployed beside it (a rolling deploy), then the old one is drained, then the gate is
+//! confirmed. A plan without a gate is stopped for the rollback by a failpoint on its
+//! last step instead. Every application query is counted; failures are kept as samples.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::{connect, schema_of, TestDb};
+use pgphase::catalog::Catalog;
+use pgphase::plan::PlanFile;
+use pgphase::run::{self, Outcome};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+/// The SQL one application client runs on its `n`-th query (client id, n).
+pub type ClientSql = Arc<dyn Fn(u32, u64) -> String + Send + Sync>;
+
+pub fn sql(f: impl Fn(u32, u64) -> String + Send + Sync + 'static) -> ClientSql {
+    Arc::new(f)
+}
+
+pub struct Scenario {
+    pub plan: PlanFile,
+    /// Creates the tables and rows the plan changes.
+    pub setup: String,
+    /// Tables whose schema must be restored exactly by the rollback.
+    pub tables: Vec<String>,
+    pub old: ClientSql,
+    pub new: ClientSql,
+    pub clients: u32,
+    pub stage: Duration,
+}
+
+#[derive(Default)]
+pub struct Counts {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub samples: Mutex<Vec<String>>,
+}
+
+struct Group {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Group {
+    async fn start(url: &str, name: &str, n: u32, make: &ClientSql, counts: &Arc<Counts>) -> Group {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for id in 0..n {
+            let client = connect(url).await;
+            client
+                .batch_execute(&format!("SET application_name = '{name}'"))
+                .await
+                .unwrap();
+            let (stop, make, counts) = (stop.clone(), make.clone(), counts.clone());
+            let name = name.to_string();
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let sql = make(id, i);
+                    match client.simple_query(&sql).await {
+                        Ok(_) => {
+                            counts.ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            counts.failed.fetch_add(1, Ordering::Relaxed);
+                            let mut s = counts.samples.lock().unwrap();
+                            if s.len() < 10 {
+                                let detail = e.as_db_error().map_or(e.to_string(), |d| {
+                                    format!("{}: {}", d.code().code(), d.message())
+                                });
+                                s.push(format!("[{name} {id}] {detail} -- SQL: {sql}"));
+                            }
+                        }
+                    }
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+            }));
+        }
+        Group { stop, tasks }
+    }
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
+pub struct Report {
+    pub db: TestDb,
+    pub client: Client,
+    pub old: Arc<Counts>,
+    pub new: Arc<Counts>,
+    /// Outcomes of every command, in order, for messages.
+    pub outcomes: Vec<String>,
+    pub gates: usize,
+}
+
+impl Report {
+    pub fn old_ok(&self) -> u64 {
+        self.old.ok.load(Ordering::Relaxed)
+    }
+    pub fn new_ok(&self) -> u64 {
+        self.new.ok.load(Ordering::Relaxed)
+    }
+    /// Zero failed application queries, and enough of them to mean something.
+    pub fn assert_clean(&self) {
+        for (what, c) in [("old", &self.old), ("new", &self.new)] {
+            assert_eq!(
+                c.failed.load(Ordering::Relaxed),
+                0,
+                "{what} application queries failed: {:#?}\ncommands: {:#?}",
+                c.samples.lock().unwrap(),
+                self.outcomes
+            );
+        }
+        assert!(
+            self.old_ok() > 50 && self.new_ok() > 50,
+            "workload too small: old {} ok, new {} ok",
+            self.old_ok(),
+            self.new_ok()
+        );
+    }
+}
+
+async fn schemas(client: &Client, tables: &[String]) -> Vec<(Catalog, Vec<String>)> {
+    let mut out = Vec::new();
+    for t in tables {
+        out.push(schema_of(client, t).await);
+    }
+    out
+}
+
+/// Runs the whole lifecycle; asserts the rollback restored the exact original schema
+/// and that the plan completed. The caller asserts on the workload and final schema.
+pub async fn lifecycle(sc: Scenario) -> Report {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(&sc.setup).await.unwrap();
+    let before = schemas(&client, &sc.tables).await;
+    let program = run::expand(Some(&db.conn()), &sc.plan)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let last = program.phases.len() - 1;
+    let gates = program.phases[..last]
+        .iter()
+        .filter(|p| p.gate.is_some())
+        .count();
+    let name = sc.plan.plan.name.clone();
+    let mut s = db.session();
+    let (old_counts, new_counts) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
+    let mut outcomes = Vec::new();
+
+    let mut old = Some(Group::start(&db.url, "app-old", sc.clients, &sc.old, &old_counts).await);
+    tokio::time::sleep(sc.stage).await;
+
+    // 1. start, stopped at the first gate (or by a failpoint on the last step), then rollback.
+    if gates == 0 {
+        let p = &program.phases[last];
+        s.failpoint = Some(format!("{}.{}", p.kind, p.steps.len()));
+        let err = run::start(&s, &sc.plan).await.unwrap_err();
+        outcomes.push(format!("start (failpoint): {err}"));
+        s.failpoint = None;
+    } else {
+        let out = run::start(&s, &sc.plan)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(out, Outcome::AwaitingDeploy { .. }), "{out:?}");
+        outcomes.push(format!("start: {out:?}"));
+    }
+    tokio::time::sleep(sc.stage).await;
+    let out = run::rollback(&s, &name)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out, Outcome::RolledBack);
+    outcomes.push(format!("rollback: {out:?}"));
+    tokio::time::sleep(sc.stage).await;
+    let after = schemas(&client, &sc.tables).await;
+    assert_eq!(
+        before, after,
+        "the rollback did not restore the exact original schema"
+    );
+
+    // 2. start again and walk every gate with a rolling deploy.
+    let mut new = None;
+    if gates == 0 {
+        new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
+    }
+    let mut out = run::start(&s, &sc.plan)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    outcomes.push(format!("start: {out:?}"));
+    let mut n = 0;
+    while let Outcome::AwaitingDeploy { .. } = out {
+        tokio::time::sleep(sc.stage).await;
+        if new.is_none() {
+            new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
+            tokio::time::sleep(sc.stage).await;
+        }
+        if let Some(g) = old.take() {
+            g.stop().await;
+        }
+        n += 1;
+        out = run::advance(&s, &name, &format!("app@v{n}"), Some(&sc.plan))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        outcomes.push(format!("advance: {out:?}"));
+    }
+    assert_eq!(out, Outcome::Completed, "{outcomes:#?}");
+    assert_eq!(n, gates);
+    tokio::time::sleep(sc.stage).await;
+    if let Some(g) = old.take() {
+        g.stop().await;
+    }
+    if let Some(g) = new.take() {
+        g.stop().await;
+    }
+    Report {
+        db,
+        client,
+        old: old_counts,
+        new: new_counts,
+        outcomes,
+        gates,
+    }
+}
