@@ -1,7 +1,7 @@
 //! `add_column`: add the column nullable (catalog only), give it its default, wait for
 //! the application that writes it, backfill existing rows in batches, then add its
 //! constraints (NOT VALID → VALIDATE), its unique index (CONCURRENTLY) and NOT NULL
-//! (through a validated check), and let the application read it.
+//! (through a validated check). The application reads it once the plan completed.
 
 use super::common;
 use super::{object_tag, Knowledge, Precondition};
@@ -76,7 +76,7 @@ pub(super) fn expand(
             )],
             gate_after: writes_gate.then(|| {
                 format!(
-                    "deploy the application version that writes `{}` on {short} in every insert{} (the old version must be drained before the next phase{})",
+                    "deploy the application version that writes `{}` on {short} in every insert{} (the old version must be drained before the next phase{}); it may read the column once existing rows are backfilled, when this plan has completed",
                     col.as_str(),
                     if spec.default.is_some() { " or relies on its default" } else { "" },
                     if spec.nullable() { "" } else { ", which makes it NOT NULL" }
@@ -183,12 +183,6 @@ pub(super) fn expand(
         );
     }
     c.rollback.reverse();
-    if backfill_expr.is_some() {
-        c.gate_after = Some(format!(
-            "the application may now read `{}` on {short}: every row has its value",
-            col.as_str()
-        ));
-    }
     if !c.steps.is_empty() {
         out.phases.push((PhaseKind::Backfill, c));
     }
