@@ -20,7 +20,10 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The admin URL of the server the tests use.
 fn admin_url() -> String {
-    if let Ok(url) = std::env::var("PGPHASE_TEST_DATABASE_URL") {
+    if let Some(url) = std::env::var("PGPHASE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    {
         return url;
     }
     let server = SERVER
