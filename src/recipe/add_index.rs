@@ -85,7 +85,8 @@ fn check(
             message: m,
         });
     }
-    if t.indexes.iter().any(|i| i.name == ai.name.value) {
+    // an invalid index of that name is a leftover of an interrupted build: rebuilt
+    if t.indexes.iter().any(|i| i.name == ai.name.value && i.valid) {
         problems.push(Precondition {
             pos: ai.name.pos,
             message: format!(

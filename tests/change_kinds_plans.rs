@@ -1,0 +1,402 @@
+//! `pgphase plan` output for add_column, drop_column, add_index and drop_index, for
+//! hand-built catalogs (no server), and their refusals with the YAML position.
+//! Regenerate with `INSTA_UPDATE=always cargo test --test change_kinds_plans` and read
+//! the diff: every statement runs against production tables.
+
+use std::path::Path;
+
+use pgphase::catalog::{Catalog, Column, Constraint, Index, Table, ViewDependency};
+use pgphase::plan::{self, PlanFile};
+use pgphase::program::{Action, PhaseKind, Program};
+use pgphase::recipe::{self, Knowledge, Precondition};
+use pgphase::report;
+use pgphase::sql::{quote_ident, QualifiedName};
+
+const PG15: i32 = 150004;
+
+fn column(name: &str, type_sql: &str, not_null: bool, default: Option<&str>) -> Column {
+    Column {
+        name: name.into(),
+        type_sql: type_sql.into(),
+        collation: None,
+        not_null,
+        default: default.map(Into::into),
+        identity: None,
+        generated: None,
+        has_equality: true,
+    }
+}
+
+fn index(
+    table: &QualifiedName,
+    name: &str,
+    cols: &[&str],
+    unique: bool,
+    constraint: Option<&str>,
+) -> Index {
+    let parts: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+    Index {
+        name: name.into(),
+        unique,
+        primary: constraint.is_some_and(|c| c.ends_with("_pkey")),
+        valid: true,
+        method: "btree".into(),
+        key_parts: parts.clone(),
+        include: Vec::new(),
+        predicate: None,
+        columns: cols.iter().map(|c| c.to_string()).collect(),
+        constraint: constraint.map(Into::into),
+        definition: format!(
+            "CREATE {}INDEX {} ON {table} USING btree ({})",
+            if unique { "UNIQUE " } else { "" },
+            quote_ident(name),
+            parts.join(", ")
+        ),
+    }
+}
+
+fn constraint(
+    table: &QualifiedName,
+    name: &str,
+    kind: &str,
+    def: &str,
+    cols: &[&str],
+) -> Constraint {
+    Constraint {
+        name: name.into(),
+        kind: kind.into(),
+        definition: def.into(),
+        columns: cols.iter().map(|c| c.to_string()).collect(),
+        validated: true,
+        table: table.clone(),
+    }
+}
+
+fn table(name: &str, columns: Vec<Column>) -> Table {
+    let q = QualifiedName::parse(name).unwrap();
+    Table {
+        name: q.clone(),
+        columns,
+        primary_key: Some(vec!["id".into()]),
+        unique_not_null_keys: Vec::new(),
+        indexes: vec![index(
+            &q,
+            &format!("{}_pkey", q.name.as_str()),
+            &["id"],
+            true,
+            Some(&format!("{}_pkey", q.name.as_str())),
+        )],
+        constraints: vec![constraint(
+            &q,
+            &format!("{}_pkey", q.name.as_str()),
+            "p",
+            "PRIMARY KEY (id)",
+            &["id"],
+        )],
+        referenced_by: Vec::new(),
+        triggers: Vec::new(),
+        estimated_rows: 50_000,
+        views: Vec::new(),
+    }
+}
+
+/// `comments` and `posts` as the example plans expect them.
+fn story(version: i32) -> Catalog {
+    let mut comments = table(
+        "comments",
+        vec![
+            column(
+                "id",
+                "bigint",
+                true,
+                Some("nextval('comments_id_seq'::regclass)"),
+            ),
+            column("post_id", "bigint", true, None),
+            column("contents", "text", true, None),
+            column("legacy_score", "integer", true, None),
+            column(
+                "created_at",
+                "timestamp with time zone",
+                true,
+                Some("now()"),
+            ),
+        ],
+    );
+    let q = comments.name.clone();
+    comments.indexes.push(index(
+        &q,
+        "comments_contents_idx",
+        &["contents"],
+        false,
+        None,
+    ));
+    comments.indexes.push(index(
+        &q,
+        "comments_legacy_score_idx",
+        &["legacy_score"],
+        false,
+        None,
+    ));
+    let posts = table(
+        "posts",
+        vec![
+            column("id", "bigint", true, None),
+            column("title", "text", true, None),
+        ],
+    );
+    Catalog {
+        server_version_num: version,
+        tables: [comments, posts]
+            .into_iter()
+            .map(|t| (t.name.to_string(), t))
+            .collect(),
+    }
+}
+
+fn example(file: &str) -> PlanFile {
+    PlanFile::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("plans")
+            .join(file),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn expand(p: &plan::Plan, cat: &Catalog) -> Program {
+    recipe::expand(p, Knowledge::Live(cat)).unwrap_or_else(|p| panic!("refused: {p:#?}"))
+}
+
+fn refuse(yaml: &str, cat: &Catalog) -> Vec<Precondition> {
+    let p = plan::parse(yaml, "plans/x.yaml", "x").unwrap_or_else(|e| panic!("{e}"));
+    match recipe::expand(&p, Knowledge::Live(cat)) {
+        Ok(p) => panic!("expected a refusal, got:\n{}", report::plan_text(&p)),
+        Err(problems) => problems,
+    }
+}
+
+fn kinds(p: &Program) -> Vec<PhaseKind> {
+    p.phases.iter().map(|ph| ph.kind).collect()
+}
+
+/// Every statement on a live table is CONCURRENTLY outside a transaction, or catalog
+/// only / a scan under SHARE UPDATE EXCLUSIVE; every phase before contract has an undo.
+fn check_invariants(p: &Program) {
+    for ph in &p.phases {
+        for st in ph.steps.iter().chain(&ph.rollback) {
+            let sql = st.display_sql();
+            match &st.action {
+                Action::CreateIndexConcurrently { .. } | Action::DropIndexConcurrently { .. } => {
+                    assert!(
+                        sql.contains("CONCURRENTLY") && !st.runs_in_transaction(),
+                        "{sql}"
+                    )
+                }
+                _ => assert!(!sql.contains("CONCURRENTLY"), "{sql}"),
+            }
+            if sql.contains("VALIDATE CONSTRAINT") {
+                assert_eq!(
+                    st.lock,
+                    pgphase::program::LockLevel::ShareUpdateExclusive,
+                    "{sql}"
+                );
+            }
+        }
+        if ph.kind != PhaseKind::Contract && !ph.steps.is_empty() {
+            assert!(!ph.rollback.is_empty(), "{} has no undo", ph.kind);
+        }
+    }
+}
+
+#[test]
+fn add_column_transifex_procedure() {
+    let p = expand(&example("add-comments-language.yaml").plan, &story(PG15));
+    check_invariants(&p);
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::Backfill]);
+    let expand_sql = p.phases[0]
+        .steps
+        .iter()
+        .map(|s| s.display_sql())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // volatile and backfilled defaults are set separately: no rewrite
+    assert!(expand_sql.contains("ADD COLUMN IF NOT EXISTS token uuid;\nALTER TABLE public.comments ALTER COLUMN token SET DEFAULT gen_random_uuid();"), "{expand_sql}");
+    assert!(p.phases[0].gate.is_some());
+    insta::assert_snapshot!("add_column_transifex", report::plan_text(&p));
+}
+
+#[test]
+fn add_column_constant_default_is_catalog_only_and_needs_no_gate() {
+    let yaml = "changes:\n  - add_column: { table: comments, column: { name: flagged, type: boolean, nullable: false, default: 'false' } }\n";
+    let p = expand(&plan::parse(yaml, "x.yaml", "x").unwrap(), &story(PG15));
+    check_invariants(&p);
+    let sql = p.phases[0].steps[0].display_sql();
+    assert_eq!(
+        sql,
+        "ALTER TABLE public.comments ADD COLUMN IF NOT EXISTS flagged boolean DEFAULT false;"
+    );
+    // no backfill: NOT NULL follows at once, through a validated check
+    assert!(p.phases.iter().all(|ph| ph
+        .steps
+        .iter()
+        .all(|s| !matches!(s.action, Action::Backfill(_)))));
+    insta::assert_snapshot!("add_column_constant_default", report::plan_text(&p));
+}
+
+#[test]
+fn drop_column_plan() {
+    let p = expand(
+        &example("drop-comments-legacy-score.yaml").plan,
+        &story(PG15),
+    );
+    check_invariants(&p);
+    assert_eq!(
+        kinds(&p),
+        [
+            PhaseKind::Expand,
+            PhaseKind::SwitchReads,
+            PhaseKind::Contract
+        ]
+    );
+    assert!(
+        p.phases[0].gate.is_some(),
+        "gate before anything is dropped"
+    );
+    assert!(p.phases[2].point_of_no_return);
+    insta::assert_snapshot!("drop_column", report::plan_text(&p));
+}
+
+#[test]
+fn index_plans() {
+    let p = expand(
+        &example("add-index-comments-post-created.yaml").plan,
+        &story(PG15),
+    );
+    check_invariants(&p);
+    insta::assert_snapshot!("add_index", report::plan_text(&p));
+    let p = expand(
+        &example("drop-index-comments-contents.yaml").plan,
+        &story(PG15),
+    );
+    check_invariants(&p);
+    insta::assert_snapshot!("drop_index", report::plan_text(&p));
+}
+
+#[test]
+fn several_changes_share_phases_in_dependency_order() {
+    // the index is written first, on a column the next change adds
+    let yaml = "changes:\n  - add_index: { table: comments, name: comments_lang_idx, columns: [lang] }\n  - add_column: { table: comments, column: { name: lang, type: text }, backfill: \"'en'\" }\n  - drop_column: { table: comments, column: legacy_score }\n";
+    let p = expand(&plan::parse(yaml, "x.yaml", "x").unwrap(), &story(PG15));
+    check_invariants(&p);
+    let backfill = &p.phases[p.phase_index(PhaseKind::Backfill).unwrap()];
+    assert!(
+        matches!(backfill.steps[0].action, Action::Backfill(_)),
+        "backfill before the index on it"
+    );
+    assert!(matches!(
+        backfill.steps[1].action,
+        Action::CreateIndexConcurrently { .. }
+    ));
+    // one gate after expand for both columns
+    assert_eq!(p.phases[0].gate.as_ref().unwrap().items.len(), 2);
+    insta::assert_snapshot!("shared_phases", report::plan_text(&p));
+}
+
+#[test]
+fn offline_expansion() {
+    for f in [
+        "add-comments-language.yaml",
+        "drop-comments-legacy-score.yaml",
+        "add-index-comments-post-created.yaml",
+        "drop-index-comments-contents.yaml",
+    ] {
+        recipe::expand(&example(f).plan, Knowledge::Offline)
+            .unwrap_or_else(|p| panic!("{f}: {p:?}"));
+    }
+}
+
+// ---------------------------------------------------------------- refusals
+
+#[test]
+fn refusals_point_at_the_yaml() {
+    let cat = story(PG15);
+    let p = refuse(
+        "changes:\n  - add_column: { table: nope, column: { name: a, type: text } }\n",
+        &cat,
+    );
+    assert_eq!((p[0].pos.line, p[0].pos.column), (2, 26), "{p:?}");
+    assert!(p[0].message.contains("table `nope` does not exist"));
+
+    let p = refuse("changes:\n  - add_column: { table: comments, column: { name: x, type: bigint, references: { table: posts, column: title } } }\n", &cat);
+    assert!(
+        p[0].message
+            .contains("`posts.title` is neither the primary key nor unique"),
+        "{p:?}"
+    );
+
+    let p = refuse(
+        "changes:\n  - drop_column: { table: comments, column: id }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("part of the primary key"), "{p:?}");
+    assert_eq!((p[0].pos.line, p[0].pos.column), (2, 45));
+
+    let mut viewed = cat.clone();
+    viewed
+        .tables
+        .get_mut("public.comments")
+        .unwrap()
+        .views
+        .push(ViewDependency {
+            view: QualifiedName::new("public", "scores"),
+            columns: vec!["legacy_score".into()],
+        });
+    let p = refuse(
+        "changes:\n  - drop_column: { table: comments, column: legacy_score }\n",
+        &viewed,
+    );
+    assert!(
+        p[0].message
+            .contains("view `scores` uses `comments.legacy_score`"),
+        "{p:?}"
+    );
+
+    let p = refuse("changes:\n  - add_index: { table: comments, name: comments_contents_idx, columns: [nope] }\n", &cat);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].message.contains("already has an index"), "{p:?}");
+    assert!(p[1].message.contains("no column `nope`"), "{p:?}");
+
+    let p = refuse("changes:\n  - drop_index: { name: comments_pkey }\n", &cat);
+    assert!(
+        p[0].message
+            .contains("implements constraint `comments_pkey`"),
+        "{p:?}"
+    );
+    let p = refuse("changes:\n  - drop_index: { name: nope_idx }\n", &cat);
+    assert!(p[0].message.contains("does not exist"), "{p:?}");
+}
+
+#[test]
+fn concurrent_index_builds_are_refused_on_14_0_to_14_3() {
+    let yaml = "changes:\n  - add_index: { table: comments, name: comments_post_idx, columns: [post_id] }\n";
+    let p = refuse(yaml, &story(140003));
+    assert!(p[0].message.contains("14.4"), "{p:?}");
+    assert_eq!((p[0].pos.line, p[0].pos.column), (2, 41));
+    expand(&plan::parse(yaml, "x.yaml", "x").unwrap(), &story(140004));
+    let yaml = "changes:\n  - add_column: { table: comments, column: { name: t, type: text, unique: true } }\n";
+    assert!(refuse(yaml, &story(140000))[0].message.contains("14.4"));
+}
+
+#[test]
+fn load_time_validation() {
+    for (yaml, needle) in [
+        ("changes:\n  - add_column: { table: t, column: { name: a, type: text, nullable: false } }\n", "neither `default` nor `backfill`"),
+        ("changes:\n  - add_column: { table: t, column: { name: a, type: text, default: '1; DROP TABLE t' } }\n", "contains `;`"),
+        ("changes:\n  - add_column: { table: t, column: { name: a, type: bigint, references: { table: u, column: id, on_delete: explode } } }\n", "not an ON DELETE action"),
+        ("changes:\n  - add_index: { table: t, name: i, columns: [] }\n", "`columns` is empty"),
+        ("changes:\n  - add_index: { table: t, name: i, columns: [a], method: fancy }\n", "not an index method"),
+        ("changes:\n  - add_column: { table: t, column: { name: a, type: text } }\n  - drop_column: { table: t, column: a }\n", "already changed by the change at line 2"),
+    ] {
+        let e = plan::parse(yaml, "x.yaml", "x").unwrap_err().to_string();
+        assert!(e.starts_with("x.yaml:") && e.contains(needle), "{needle}: {e}");
+    }
+}
