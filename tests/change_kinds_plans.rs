@@ -114,6 +114,7 @@ fn story(version: i32) -> Catalog {
             column("post_id", "bigint", true, None),
             column("contents", "text", true, None),
             column("legacy_score", "integer", true, None),
+            column("author_name", "text", false, None),
             column(
                 "created_at",
                 "timestamp with time zone",
@@ -201,7 +202,12 @@ fn check_invariants(p: &Program) {
                 );
             }
         }
-        if ph.kind != PhaseKind::Contract && !ph.steps.is_empty() {
+        // a phase that only validates what an earlier phase added changes nothing to undo
+        let only_validates = ph
+            .steps
+            .iter()
+            .all(|s| s.display_sql().contains("VALIDATE CONSTRAINT"));
+        if ph.kind != PhaseKind::Contract && !ph.steps.is_empty() && !only_validates {
             assert!(!ph.rollback.is_empty(), "{} has no undo", ph.kind);
         }
     }
@@ -302,8 +308,82 @@ fn several_changes_share_phases_in_dependency_order() {
 }
 
 #[test]
+fn constraint_plans() {
+    for (file, snap) in [
+        ("set-comments-author-not-null.yaml", "set_not_null"),
+        ("add-check-comments-contents-length.yaml", "add_check"),
+        ("add-foreign-key-comments-post.yaml", "add_foreign_key"),
+    ] {
+        let p = expand(&example(file).plan, &story(PG15));
+        check_invariants(&p);
+        insta::assert_snapshot!(snap, report::plan_text(&p));
+    }
+    // PostgreSQL 18 declares NOT NULL NOT VALID and validates it
+    let p = expand(
+        &example("set-comments-author-not-null.yaml").plan,
+        &story(180000),
+    );
+    let sql = p.phases[1]
+        .steps
+        .iter()
+        .map(|s| s.display_sql())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(sql.contains("NOT NULL author_name NOT VALID"), "{sql}");
+    // an existing index on the referencing columns is used
+    let mut cat = story(PG15);
+    let q = QualifiedName::new("public", "comments");
+    cat.tables
+        .get_mut("public.comments")
+        .unwrap()
+        .indexes
+        .push(index(
+            &q,
+            "comments_post_created_idx",
+            &["post_id", "created_at"],
+            false,
+            None,
+        ));
+    let p = expand(&example("add-foreign-key-comments-post.yaml").plan, &cat);
+    assert!(p.phases[0]
+        .steps
+        .iter()
+        .all(|s| !matches!(s.action, Action::CreateIndexConcurrently { .. })));
+}
+
+#[test]
+fn constraint_refusals() {
+    let cat = story(PG15);
+    let p = refuse(
+        "changes:\n  - set_not_null: { table: comments, column: contents }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("already NOT NULL"), "{p:?}");
+    let p = refuse(
+        "changes:\n  - add_check: { table: comments, name: comments_pkey, check: 'true' }\n",
+        &cat,
+    );
+    assert!(
+        p[0].message
+            .contains("already has a constraint `comments_pkey`"),
+        "{p:?}"
+    );
+    let p = refuse("changes:\n  - add_foreign_key: { table: comments, name: fk, columns: [post_id], references: { table: posts, columns: [title] } }\n", &cat);
+    assert!(
+        p[0].message
+            .contains("no primary key or unique constraint on (title)"),
+        "{p:?}"
+    );
+    let e = plan::parse("changes:\n  - add_foreign_key: { table: c, name: fk, columns: [a, b], references: { table: p, columns: [id] } }\n", "x.yaml", "x").unwrap_err();
+    assert!(e.to_string().contains("must pair up"), "{e}");
+}
+
+#[test]
 fn offline_expansion() {
     for f in [
+        "set-comments-author-not-null.yaml",
+        "add-check-comments-contents-length.yaml",
+        "add-foreign-key-comments-post.yaml",
         "add-comments-language.yaml",
         "drop-comments-legacy-score.yaml",
         "add-index-comments-post-created.yaml",

@@ -188,6 +188,9 @@ pub enum Change {
     DropColumn(DropColumn),
     AddIndex(AddIndex),
     DropIndex(DropIndex),
+    SetNotNull(SetNotNull),
+    AddCheck(AddCheck),
+    AddForeignKey(Box<AddForeignKey>),
 }
 
 impl Change {
@@ -198,6 +201,9 @@ impl Change {
             Change::DropColumn(_) => "drop_column",
             Change::AddIndex(_) => "add_index",
             Change::DropIndex(_) => "drop_index",
+            Change::SetNotNull(_) => "set_not_null",
+            Change::AddCheck(_) => "add_check",
+            Change::AddForeignKey(_) => "add_foreign_key",
         }
     }
 
@@ -210,7 +216,11 @@ impl Change {
             }
             Change::AddColumn(ac) => vec![(ac.table_name(), &ac.column.name)],
             Change::DropColumn(dc) => vec![(dc.table_name(), &dc.column)],
-            Change::AddIndex(_) | Change::DropIndex(_) => Vec::new(),
+            Change::SetNotNull(sn) => vec![(sn.table_name(), &sn.column)],
+            Change::AddIndex(_)
+            | Change::DropIndex(_)
+            | Change::AddCheck(_)
+            | Change::AddForeignKey(_) => Vec::new(),
         }
     }
 }
@@ -357,6 +367,75 @@ pub struct RenameColumn {
 impl RenameColumn {
     pub fn table_name(&self) -> QualifiedName {
         QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `set_not_null: { table, column, backfill }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetNotNull {
+    pub table: At<String>,
+    pub column: At<String>,
+    /// SQL expression over the row, written into the rows where the column is NULL.
+    pub backfill: Option<At<String>>,
+}
+
+impl SetNotNull {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `add_check: { table, name, check }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddCheck {
+    pub table: At<String>,
+    pub name: At<String>,
+    /// SQL boolean expression, passed through as written.
+    pub check: At<String>,
+}
+
+impl AddCheck {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `add_foreign_key: { table, name, columns: [..], references: { table, columns: [..] }, on_delete }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddForeignKey {
+    pub table: At<String>,
+    pub name: At<String>,
+    pub columns: At<Vec<At<String>>>,
+    pub references: At<ForeignKeyTarget>,
+    /// `cascade`, `restrict`, `no action` (default), `set null`, `set default`.
+    pub on_delete: Option<At<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKeyTarget {
+    pub table: At<String>,
+    pub columns: At<Vec<At<String>>>,
+}
+
+impl AddForeignKey {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+    pub fn target_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.references.table).expect("validated at load")
+    }
+    /// The `ON DELETE` action as SQL keywords (validated at load).
+    pub fn on_delete_sql(&self) -> &'static str {
+        on_delete_keywords(
+            self.on_delete
+                .as_ref()
+                .map_or("no action", |o| o.value.as_str()),
+        )
+        .expect("validated at load")
     }
 }
 
@@ -551,6 +630,53 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
             }
             Change::DropIndex(di) => {
                 QualifiedName::parse(&di.name).map_err(|m| err(di.name.pos, m))?;
+            }
+            Change::SetNotNull(sn) => {
+                QualifiedName::parse(&sn.table).map_err(|m| err(sn.table.pos, m))?;
+                check_ident(&sn.column).map_err(|m| err(sn.column.pos, m))?;
+                if let Some(b) = &sn.backfill {
+                    check_sql_text(b, "backfill").map_err(|m| err(b.pos, m))?;
+                }
+            }
+            Change::AddCheck(ck) => {
+                QualifiedName::parse(&ck.table).map_err(|m| err(ck.table.pos, m))?;
+                check_ident(&ck.name).map_err(|m| err(ck.name.pos, m))?;
+                check_sql_text(&ck.check, "check").map_err(|m| err(ck.check.pos, m))?;
+            }
+            Change::AddForeignKey(fk) => {
+                QualifiedName::parse(&fk.table).map_err(|m| err(fk.table.pos, m))?;
+                check_ident(&fk.name).map_err(|m| err(fk.name.pos, m))?;
+                let target = &fk.references.value;
+                QualifiedName::parse(&target.table).map_err(|m| err(target.table.pos, m))?;
+                for cols in [&fk.columns, &target.columns] {
+                    if cols.value.is_empty() {
+                        return Err(err(
+                            cols.pos,
+                            "`columns` is empty: list the key columns".into(),
+                        ));
+                    }
+                    for c in &cols.value {
+                        check_ident(c).map_err(|m| err(c.pos, m))?;
+                    }
+                }
+                if fk.columns.value.len() != target.columns.value.len() {
+                    return Err(err(
+                        target.columns.pos,
+                        format!(
+                            "{} referencing column(s) but {} referenced column(s): they must pair up",
+                            fk.columns.value.len(),
+                            target.columns.value.len()
+                        ),
+                    ));
+                }
+                if let Some(o) = &fk.on_delete {
+                    if on_delete_keywords(o).is_none() {
+                        return Err(err(
+                            o.pos,
+                            format!("`{}` is not an ON DELETE action; use cascade, restrict, no action, set null or set default", o.value),
+                        ));
+                    }
+                }
             }
         }
     }

@@ -120,7 +120,7 @@ pub(super) fn expand(
     let base = format!("{}_{}", table.name.as_str(), col.as_str());
     if let Some(check) = &spec.check {
         let name = Ident::new(derived_name(&base, "_check"));
-        add_not_valid_then_validate(
+        common::add_not_valid_then_validate(
             &mut c,
             &table,
             &name,
@@ -133,7 +133,7 @@ pub(super) fn expand(
         let name = Ident::new(derived_name(&base, "_fkey"));
         let rt = r.table_name();
         let rc = Ident::new(r.column.value.clone());
-        add_not_valid_then_validate(
+        common::add_not_valid_then_validate(
             &mut c,
             &table,
             &name,
@@ -187,37 +187,6 @@ pub(super) fn expand(
         out.phases.push((PhaseKind::Backfill, c));
     }
     Ok(out)
-}
-
-/// `ADD CONSTRAINT … NOT VALID` (new writes checked, no scan), then `VALIDATE` (scan
-/// under SHARE UPDATE EXCLUSIVE); undo drops it.
-fn add_not_valid_then_validate(
-    c: &mut Contribution,
-    table: &QualifiedName,
-    name: &Ident,
-    definition: String,
-    what: &str,
-    lock: LockLevel,
-) {
-    c.steps.push(
-        Step::sql(
-            format!("add {what} {name} NOT VALID (new writes checked, no scan)"),
-            table,
-            lock,
-            format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID;"),
-        )
-        .skip_if(common::constraint_exists(table, name.as_str())),
-    );
-    c.steps.push(Step::sql(
-        format!(
-            "validate {name} (scans {}; reads and writes continue)",
-            table.display_short()
-        ),
-        table,
-        LockLevel::ShareUpdateExclusive,
-        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name};"),
-    ));
-    c.rollback.push(common::drop_constraint(table, name));
 }
 
 /// A default that is one constant (a number, a string or boolean literal, NULL, with an

@@ -181,3 +181,34 @@ pub(super) fn missing_table(written: &str) -> String {
         "table `{written}` does not exist in the database (check the name and schema; names are case-sensitive)"
     )
 }
+
+/// `ADD CONSTRAINT … NOT VALID` (new writes checked, no scan), then `VALIDATE` (scan
+/// under SHARE UPDATE EXCLUSIVE); undo drops it.
+pub(super) fn add_not_valid_then_validate(
+    c: &mut Contribution,
+    table: &QualifiedName,
+    name: &Ident,
+    definition: String,
+    what: &str,
+    lock: LockLevel,
+) {
+    c.steps.push(
+        Step::sql(
+            format!("add {what} {name} NOT VALID (new writes checked, no scan)"),
+            table,
+            lock,
+            format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition} NOT VALID;"),
+        )
+        .skip_if(constraint_exists(table, name.as_str())),
+    );
+    c.steps.push(Step::sql(
+        format!(
+            "validate {name} (scans {}; reads and writes continue)",
+            table.display_short()
+        ),
+        table,
+        LockLevel::ShareUpdateExclusive,
+        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name};"),
+    ));
+    c.rollback.push(drop_constraint(table, name));
+}

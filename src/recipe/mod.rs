@@ -1,12 +1,15 @@
 //! Recipes: one file per change kind, each turning a change into phase contributions.
 //! Pure: a recipe reads the plan and a catalog snapshot, never a connection.
 
+mod add_check;
 mod add_column;
+mod add_foreign_key;
 mod add_index;
 mod common;
 mod drop_column;
 mod drop_index;
 mod rename_column;
+mod set_not_null;
 
 use sha2::{Digest, Sha256};
 
@@ -48,6 +51,9 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::DropColumn(dc) => drop_column::expand(dc, knowledge),
             Change::AddIndex(ai) => add_index::expand(ai, knowledge, &added),
             Change::DropIndex(di) => drop_index::expand(di, knowledge),
+            Change::SetNotNull(sn) => set_not_null::expand(&plan.name, batch_size, sn, knowledge),
+            Change::AddCheck(ck) => add_check::expand(ck, knowledge),
+            Change::AddForeignKey(fk) => add_foreign_key::expand(fk, knowledge, &added),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -81,6 +87,9 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::DropColumn(dc) => vec![dc.table_name()],
         Change::AddIndex(ai) => vec![ai.table_name()],
         Change::DropIndex(_) => Vec::new(),
+        Change::SetNotNull(sn) => vec![sn.table_name()],
+        Change::AddCheck(ck) => vec![ck.table_name()],
+        Change::AddForeignKey(fk) => vec![fk.table_name(), fk.target_name()],
     }
 }
 
@@ -104,7 +113,7 @@ fn added_columns(plan: &Plan) -> Vec<(QualifiedName, String)> {
 }
 
 /// The order changes contribute to each phase: a change comes after the changes it
-/// depends on (an index after the `add_column` of a column it indexes), otherwise in
+/// depends on (an index or a foreign key after the `add_column` of its column), otherwise in
 /// plan order. Kahn's algorithm taking the earliest ready change each time; the
 /// dependencies all point from an index to a column, so there is no cycle.
 pub fn order(plan: &Plan) -> Vec<usize> {

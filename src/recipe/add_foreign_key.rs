@@ -1,0 +1,149 @@
+//! `add_foreign_key`: index the referencing columns concurrently when no index leads
+//! with them, then `ADD … NOT VALID` (SHARE ROW EXCLUSIVE on both tables, catalog only,
+//! new writes checked) and `VALIDATE` (scan under SHARE UPDATE EXCLUSIVE).
+
+use super::common;
+use super::{Knowledge, Precondition};
+use crate::catalog::Catalog;
+use crate::plan::AddForeignKey;
+use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput};
+use crate::sql::{derived_name, quote_ident, Ident, QualifiedName};
+
+pub(super) fn expand(
+    fk: &AddForeignKey,
+    knowledge: Knowledge<'_>,
+    added: &[(QualifiedName, String)],
+) -> Result<RecipeOutput, Vec<Precondition>> {
+    let table = fk.table_name();
+    let target = fk.target_name();
+    let name = Ident::new(fk.name.value.clone());
+    let cols: Vec<String> = fk.columns.value.iter().map(|c| quote_ident(c)).collect();
+    let target_cols: Vec<String> = fk
+        .references
+        .columns
+        .value
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect();
+    let needs_index = match knowledge {
+        Knowledge::Live(cat) => check(fk, cat, added)?,
+        Knowledge::Offline => true,
+    };
+    let mut c = Contribution::default();
+    if needs_index {
+        let index_name = derived_name(&fk.name.value, "_idx");
+        let index = QualifiedName::new(table.schema.as_str(), index_name.clone());
+        let n = quote_ident(&index_name);
+        c.steps.push(common::create_index(
+            format!(
+                "index the referencing columns ({}) concurrently, so deletes and key updates on {} do not scan {}",
+                cols.join(", "),
+                target.display_short(),
+                table.display_short()
+            ),
+            &table,
+            index.clone(),
+            format!(
+                "CREATE INDEX CONCURRENTLY {n} ON {table} USING btree ({});",
+                cols.join(", ")
+            ),
+        ));
+        c.rollback.push(common::drop_index(
+            format!("drop index {n} concurrently"),
+            &table,
+            index,
+        ));
+    }
+    common::add_not_valid_then_validate(
+        &mut c,
+        &table,
+        &name,
+        format!(
+            "FOREIGN KEY ({}) REFERENCES {target} ({}) ON DELETE {}",
+            cols.join(", "),
+            target_cols.join(", "),
+            fk.on_delete_sql()
+        ),
+        "foreign key",
+        LockLevel::ShareRowExclusive,
+    );
+    c.rollback.reverse();
+    let mut out = RecipeOutput::default();
+    out.phases.push((PhaseKind::Backfill, c));
+    Ok(out)
+}
+
+/// Checks the change against the live tables; returns whether the referencing columns
+/// need an index of their own.
+fn check(
+    fk: &AddForeignKey,
+    cat: &Catalog,
+    added: &[(QualifiedName, String)],
+) -> Result<bool, Vec<Precondition>> {
+    let table = fk.table_name();
+    let mut problems = Vec::new();
+    let Some(t) = cat.table(&table) else {
+        return Err(vec![Precondition {
+            pos: fk.table.pos,
+            message: common::missing_table(&fk.table.value),
+        }]);
+    };
+    let short = t.name.display_short();
+    if t.constraints.iter().any(|c| c.name == fk.name.value) {
+        problems.push(Precondition {
+            pos: fk.name.pos,
+            message: format!(
+                "`{short}` already has a constraint `{}`; choose another name",
+                fk.name.value
+            ),
+        });
+    }
+    for c in &fk.columns.value {
+        if t.column(c).is_none() && !added.iter().any(|(at, n)| *at == table && *n == c.value) {
+            problems.push(Precondition {
+                pos: c.pos,
+                message: format!(
+                    "`{short}` has no column `{}` (and no add_column of this plan adds it)",
+                    c.value
+                ),
+            });
+        }
+    }
+    let target = &fk.references.value;
+    match cat.table(&fk.target_name()) {
+        None => problems.push(Precondition {
+            pos: target.table.pos,
+            message: common::missing_table(&target.table.value),
+        }),
+        Some(rt) => {
+            let parts: Vec<String> = target
+                .columns
+                .value
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect();
+            if !rt
+                .indexes
+                .iter()
+                .any(|i| i.unique && i.valid && i.predicate.is_none() && i.key_parts == parts)
+            {
+                problems.push(Precondition {
+                    pos: target.columns.pos,
+                    message: format!(
+                        "`{}` has no primary key or unique constraint on ({}): a foreign key must reference one; add it first",
+                        rt.name.display_short(),
+                        parts.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let parts: Vec<String> = fk.columns.value.iter().map(|c| quote_ident(c)).collect();
+    Ok(!t
+        .indexes
+        .iter()
+        .any(|i| i.valid && i.predicate.is_none() && i.key_parts.starts_with(&parts)))
+}
