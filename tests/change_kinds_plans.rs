@@ -456,6 +456,30 @@ fn refusals_point_at_the_yaml() {
 }
 
 #[test]
+fn rename_column_refuses_a_column_a_view_uses_and_index_rebuilds_on_14_0_to_14_3() {
+    let mut cat = story(PG15);
+    cat.tables
+        .get_mut("public.comments")
+        .unwrap()
+        .views
+        .push(ViewDependency {
+            view: QualifiedName::new("public", "recent"),
+            columns: vec!["contents".into()],
+        });
+    let yaml = "changes:\n  - rename_column: { table: comments, from: contents, to: body }\n";
+    let p = refuse(yaml, &cat);
+    assert!(
+        p[0].message
+            .contains("view `recent` uses `comments.contents`"),
+        "{p:?}"
+    );
+    assert_eq!((p[0].pos.line, p[0].pos.column), (2, 45));
+    // comments_contents_idx would be rebuilt concurrently
+    let p = refuse(yaml, &story(140002));
+    assert!(p[0].message.contains("14.4"), "{p:?}");
+}
+
+#[test]
 fn concurrent_index_builds_are_refused_on_14_0_to_14_3() {
     let yaml = "changes:\n  - add_index: { table: comments, name: comments_post_idx, columns: [post_id] }\n";
     let p = refuse(yaml, &story(140003));

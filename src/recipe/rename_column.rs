@@ -51,6 +51,14 @@ pub(super) fn expand(
     let (t, col) = match knowledge {
         Knowledge::Live(cat) => {
             let (t, col) = check(rc, cat.table(&table))?;
+            let rebuilds_index = t.indexes.iter().any(|i| i.columns.contains(&rc.from.value));
+            if let Some(m) = super::common::concurrent_index_refusal(cat).filter(|_| rebuilds_index)
+            {
+                return Err(vec![Precondition {
+                    pos: rc.from.pos,
+                    message: m,
+                }]);
+            }
             (Some(t), Some(col))
         }
         Knowledge::Offline => (None, None),
@@ -352,6 +360,21 @@ fn check<'a>(
                 ),
             });
         }
+    }
+    for v in t
+        .views
+        .iter()
+        .filter(|v| v.columns.contains(&rc.from.value))
+    {
+        problems.push(Precondition {
+            pos: rc.from.pos,
+            message: format!(
+                "view `{}` uses `{short}.{}`; contract could not drop the column (after the point of no return): drop the view first and recreate it on `{}` afterwards",
+                v.view.display_short(),
+                rc.from.value,
+                rc.to.value
+            ),
+        });
     }
     for c in &t.constraints {
         if c.kind == "x" && c.columns.contains(&rc.from.value) {
