@@ -59,26 +59,33 @@ pub struct LockRetry {
 pub struct Blocker {
     pub pid: i32,
     pub application_name: String,
-    pub state: String,
-    pub xact_age_secs: f64,
+    /// None when the session belongs to another role and pgphase's role lacks
+    /// pg_read_all_stats (PostgreSQL hides the details).
+    pub state: Option<String>,
+    pub xact_age_secs: Option<f64>,
     pub query: String,
 }
 
 impl std::fmt::Display for Blocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "pid {} ({}, {}, transaction open {:.1}s: {})",
-            self.pid,
-            if self.application_name.is_empty() {
-                "no application_name"
-            } else {
-                &self.application_name
-            },
-            self.state,
-            self.xact_age_secs,
-            self.query
-        )
+        let app = if self.application_name.is_empty() {
+            "no application_name"
+        } else {
+            &self.application_name
+        };
+        match (&self.state, self.xact_age_secs) {
+            (Some(state), Some(age)) => write!(
+                f,
+                "pid {} ({app}, {state}, transaction open {age:.1}s: {})",
+                self.pid, self.query
+            ),
+            (Some(state), None) => write!(f, "pid {} ({app}, {state}: {})", self.pid, self.query),
+            (None, _) => write!(
+                f,
+                "pid {} ({app}; another role's session: its details are hidden without pg_read_all_stats)",
+                self.pid
+            ),
+        }
     }
 }
 
@@ -314,8 +321,10 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// Sessions holding a granted lock on the table (other than our own connection).
 async fn blockers(work: &Client, table: &QualifiedName) -> Vec<Blocker> {
-    let sql = "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-                      coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8,
+    // Without pg_read_all_stats, other roles' sessions show NULL state and times: say
+    // so instead of a made-up "open 0.0s".
+    let sql = "SELECT a.pid, coalesce(a.application_name, ''), a.state,
+                      extract(epoch FROM now() - a.xact_start)::float8,
                       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80)
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                 WHERE l.locktype = 'relation' AND l.granted AND l.relation = to_regclass($1)
