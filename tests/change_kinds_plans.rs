@@ -352,6 +352,46 @@ fn constraint_plans() {
 }
 
 #[test]
+fn column_option_plans() {
+    for (file, snap) in [
+        ("drop-comments-legacy-score-not-null.yaml", "drop_not_null"),
+        ("set-default-comments-author.yaml", "set_default"),
+        ("drop-default-comments-created-at.yaml", "drop_default"),
+        ("add-unique-posts-title.yaml", "add_unique"),
+    ] {
+        let p = expand(&example(file).plan, &story(PG15));
+        check_invariants(&p);
+        insta::assert_snapshot!(snap, report::plan_text(&p));
+    }
+    let cat = story(PG15);
+    let p = refuse(
+        "changes:\n  - drop_default: { table: comments, column: contents }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("has no default"), "{p:?}");
+    let p = refuse(
+        "changes:\n  - drop_not_null: { table: comments, column: author_name }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("already nullable"), "{p:?}");
+    let p = refuse(
+        "changes:\n  - drop_not_null: { table: comments, column: id }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("primary key"), "{p:?}");
+    let p = refuse(
+        "changes:\n  - add_unique: { table: posts, name: posts_pkey, columns: [nope] }\n",
+        &cat,
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    let p = refuse(
+        "changes:\n  - set_default: { table: comments, column: nope, default: '1' }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("no column `nope`"), "{p:?}");
+}
+
+#[test]
 fn constraint_refusals() {
     let cat = story(PG15);
     let p = refuse(
@@ -381,6 +421,10 @@ fn constraint_refusals() {
 #[test]
 fn offline_expansion() {
     for f in [
+        "drop-comments-legacy-score-not-null.yaml",
+        "set-default-comments-author.yaml",
+        "drop-default-comments-created-at.yaml",
+        "add-unique-posts-title.yaml",
         "set-comments-author-not-null.yaml",
         "add-check-comments-contents-length.yaml",
         "add-foreign-key-comments-post.yaml",

@@ -28,7 +28,11 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
     FROM generate_series(1, 500) g;
 ";
 
-const PLANS: [&str; 7] = [
+const PLANS: [&str; 11] = [
+    "drop-comments-legacy-score-not-null.yaml",
+    "set-default-comments-author.yaml",
+    "drop-default-comments-created-at.yaml",
+    "add-unique-posts-title.yaml",
     "add-comments-language.yaml",
     "drop-comments-legacy-score.yaml",
     "add-index-comments-post-created.yaml",

@@ -191,6 +191,10 @@ pub enum Change {
     SetNotNull(SetNotNull),
     AddCheck(AddCheck),
     AddForeignKey(Box<AddForeignKey>),
+    DropNotNull(ColumnRef),
+    SetDefault(SetDefault),
+    DropDefault(ColumnRef),
+    AddUnique(AddUnique),
 }
 
 impl Change {
@@ -204,6 +208,10 @@ impl Change {
             Change::SetNotNull(_) => "set_not_null",
             Change::AddCheck(_) => "add_check",
             Change::AddForeignKey(_) => "add_foreign_key",
+            Change::DropNotNull(_) => "drop_not_null",
+            Change::SetDefault(_) => "set_default",
+            Change::DropDefault(_) => "drop_default",
+            Change::AddUnique(_) => "add_unique",
         }
     }
 
@@ -217,7 +225,10 @@ impl Change {
             Change::AddColumn(ac) => vec![(ac.table_name(), &ac.column.name)],
             Change::DropColumn(dc) => vec![(dc.table_name(), &dc.column)],
             Change::SetNotNull(sn) => vec![(sn.table_name(), &sn.column)],
-            Change::AddIndex(_)
+            Change::DropNotNull(c) | Change::DropDefault(c) => vec![(c.table_name(), &c.column)],
+            Change::SetDefault(sd) => vec![(sd.table_name(), &sd.column)],
+            Change::AddUnique(_)
+            | Change::AddIndex(_)
             | Change::DropIndex(_)
             | Change::AddCheck(_)
             | Change::AddForeignKey(_) => Vec::new(),
@@ -439,6 +450,51 @@ impl AddForeignKey {
     }
 }
 
+/// `drop_not_null: { table, column }`, `drop_default: { table, column }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRef {
+    pub table: At<String>,
+    pub column: At<String>,
+}
+
+impl ColumnRef {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `set_default: { table, column, default }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetDefault {
+    pub table: At<String>,
+    pub column: At<String>,
+    /// SQL expression, passed through as written.
+    pub default: At<String>,
+}
+
+impl SetDefault {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `add_unique: { table, name, columns: [..] }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUnique {
+    pub table: At<String>,
+    pub name: At<String>,
+    pub columns: At<Vec<At<String>>>,
+}
+
+impl AddUnique {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
 impl PlanFile {
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
@@ -630,6 +686,28 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
             }
             Change::DropIndex(di) => {
                 QualifiedName::parse(&di.name).map_err(|m| err(di.name.pos, m))?;
+            }
+            Change::DropNotNull(c) | Change::DropDefault(c) => {
+                QualifiedName::parse(&c.table).map_err(|m| err(c.table.pos, m))?;
+                check_ident(&c.column).map_err(|m| err(c.column.pos, m))?;
+            }
+            Change::SetDefault(sd) => {
+                QualifiedName::parse(&sd.table).map_err(|m| err(sd.table.pos, m))?;
+                check_ident(&sd.column).map_err(|m| err(sd.column.pos, m))?;
+                check_sql_text(&sd.default, "default").map_err(|m| err(sd.default.pos, m))?;
+            }
+            Change::AddUnique(au) => {
+                QualifiedName::parse(&au.table).map_err(|m| err(au.table.pos, m))?;
+                check_ident(&au.name).map_err(|m| err(au.name.pos, m))?;
+                if au.columns.value.is_empty() {
+                    return Err(err(
+                        au.columns.pos,
+                        "`columns` is empty: list the key columns".into(),
+                    ));
+                }
+                for c in &au.columns.value {
+                    check_ident(c).map_err(|m| err(c.pos, m))?;
+                }
             }
             Change::SetNotNull(sn) => {
                 QualifiedName::parse(&sn.table).map_err(|m| err(sn.table.pos, m))?;

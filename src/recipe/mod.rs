@@ -5,6 +5,8 @@ mod add_check;
 mod add_column;
 mod add_foreign_key;
 mod add_index;
+mod add_unique;
+mod column_options;
 mod common;
 mod drop_column;
 mod drop_index;
@@ -54,6 +56,10 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::SetNotNull(sn) => set_not_null::expand(&plan.name, batch_size, sn, knowledge),
             Change::AddCheck(ck) => add_check::expand(ck, knowledge),
             Change::AddForeignKey(fk) => add_foreign_key::expand(fk, knowledge, &added),
+            Change::DropNotNull(c) => column_options::drop_not_null(c, knowledge),
+            Change::SetDefault(sd) => column_options::set_default(sd, knowledge),
+            Change::DropDefault(c) => column_options::drop_default(c, knowledge),
+            Change::AddUnique(au) => add_unique::expand(au, knowledge, &added),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -90,6 +96,9 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::SetNotNull(sn) => vec![sn.table_name()],
         Change::AddCheck(ck) => vec![ck.table_name()],
         Change::AddForeignKey(fk) => vec![fk.table_name(), fk.target_name()],
+        Change::DropNotNull(c) | Change::DropDefault(c) => vec![c.table_name()],
+        Change::SetDefault(sd) => vec![sd.table_name()],
+        Change::AddUnique(au) => vec![au.table_name()],
     }
 }
 
