@@ -392,6 +392,25 @@ fn column_option_plans() {
 }
 
 #[test]
+fn table_plans() {
+    let p = expand(
+        &example("create-table-comment-reactions.yaml").plan,
+        &story(PG15),
+    );
+    check_invariants(&p);
+    insta::assert_snapshot!("create_table", report::plan_text(&p));
+    let mut cat = story(PG15);
+    let drafts = table("comment_drafts", vec![column("id", "bigint", true, None)]);
+    cat.tables.insert(drafts.name.to_string(), drafts);
+    let p = expand(&example("drop-table-comment-drafts.yaml").plan, &cat);
+    check_invariants(&p);
+    assert!(p.phases[0].gate.is_some() && p.phases[1].point_of_no_return);
+    insta::assert_snapshot!("drop_table", report::plan_text(&p));
+    let e = plan::parse("changes:\n  - create_table: { name: t, columns: [ { name: a, type: int, primary_key: true } ], primary_key: [a] }\n", "x.yaml", "x").unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+}
+
+#[test]
 fn constraint_refusals() {
     let cat = story(PG15);
     let p = refuse(
@@ -421,6 +440,8 @@ fn constraint_refusals() {
 #[test]
 fn offline_expansion() {
     for f in [
+        "create-table-comment-reactions.yaml",
+        "drop-table-comment-drafts.yaml",
         "drop-comments-legacy-score-not-null.yaml",
         "set-default-comments-author.yaml",
         "drop-default-comments-created-at.yaml",

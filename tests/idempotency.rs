@@ -28,7 +28,8 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
     FROM generate_series(1, 500) g;
 ";
 
-const PLANS: [&str; 11] = [
+const PLANS: [&str; 12] = [
+    "create-table-comment-reactions.yaml",
     "drop-comments-legacy-score-not-null.yaml",
     "set-default-comments-author.yaml",
     "drop-default-comments-created-at.yaml",

@@ -195,6 +195,8 @@ pub enum Change {
     SetDefault(SetDefault),
     DropDefault(ColumnRef),
     AddUnique(AddUnique),
+    CreateTable(CreateTable),
+    DropTable(DropTable),
 }
 
 impl Change {
@@ -212,6 +214,8 @@ impl Change {
             Change::SetDefault(_) => "set_default",
             Change::DropDefault(_) => "drop_default",
             Change::AddUnique(_) => "add_unique",
+            Change::CreateTable(_) => "create_table",
+            Change::DropTable(_) => "drop_table",
         }
     }
 
@@ -228,6 +232,8 @@ impl Change {
             Change::DropNotNull(c) | Change::DropDefault(c) => vec![(c.table_name(), &c.column)],
             Change::SetDefault(sd) => vec![(sd.table_name(), &sd.column)],
             Change::AddUnique(_)
+            | Change::CreateTable(_)
+            | Change::DropTable(_)
             | Change::AddIndex(_)
             | Change::DropIndex(_)
             | Change::AddCheck(_)
@@ -495,6 +501,61 @@ impl AddUnique {
     }
 }
 
+/// `create_table: { name, columns: [ { name, type, nullable, default, primary_key } ], primary_key: [..] }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTable {
+    pub name: At<String>,
+    pub columns: At<Vec<At<TableColumn>>>,
+    /// A composite primary key; or mark one column `primary_key: true`.
+    pub primary_key: Option<At<Vec<At<String>>>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableColumn {
+    pub name: At<String>,
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    /// Defaults to true (false for primary-key columns).
+    pub nullable: Option<bool>,
+    pub default: Option<At<String>>,
+    #[serde(default)]
+    pub primary_key: bool,
+}
+
+impl CreateTable {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.name).expect("validated at load")
+    }
+    /// The primary key columns, from `primary_key:` or the columns marked.
+    pub fn key(&self) -> Vec<String> {
+        match &self.primary_key {
+            Some(k) => k.value.iter().map(|c| c.value.clone()).collect(),
+            None => self
+                .columns
+                .value
+                .iter()
+                .filter(|c| c.primary_key)
+                .map(|c| c.name.value.clone())
+                .collect(),
+        }
+    }
+}
+
+/// `drop_table: { name }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropTable {
+    pub name: At<String>,
+}
+
+impl DropTable {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.name).expect("validated at load")
+    }
+}
+
 impl PlanFile {
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
@@ -708,6 +769,49 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                 for c in &au.columns.value {
                     check_ident(c).map_err(|m| err(c.pos, m))?;
                 }
+            }
+            Change::CreateTable(ct) => {
+                QualifiedName::parse(&ct.name).map_err(|m| err(ct.name.pos, m))?;
+                if ct.columns.value.is_empty() {
+                    return Err(err(
+                        ct.columns.pos,
+                        "`columns` is empty: list the table's columns".into(),
+                    ));
+                }
+                let mut seen: Vec<&str> = Vec::new();
+                for c in &ct.columns.value {
+                    check_ident(&c.name).map_err(|m| err(c.name.pos, m))?;
+                    check_sql_text(&c.type_sql, "type").map_err(|m| err(c.type_sql.pos, m))?;
+                    if let Some(d) = &c.default {
+                        check_sql_text(d, "default").map_err(|m| err(d.pos, m))?;
+                    }
+                    if seen.contains(&c.name.value.as_str()) {
+                        return Err(err(
+                            c.name.pos,
+                            format!("column `{}` is listed twice", c.name.value),
+                        ));
+                    }
+                    seen.push(&c.name.value);
+                }
+                if let Some(k) = &ct.primary_key {
+                    if ct.columns.value.iter().any(|c| c.primary_key) {
+                        return Err(err(k.pos, "give the primary key either as `primary_key: [..]` or on the columns, not both".into()));
+                    }
+                    for c in &k.value {
+                        if !seen.contains(&c.value.as_str()) {
+                            return Err(err(
+                                c.pos,
+                                format!(
+                                    "primary key column `{}` is not among the columns",
+                                    c.value
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            Change::DropTable(dt) => {
+                QualifiedName::parse(&dt.name).map_err(|m| err(dt.name.pos, m))?;
             }
             Change::SetNotNull(sn) => {
                 QualifiedName::parse(&sn.table).map_err(|m| err(sn.table.pos, m))?;

@@ -12,6 +12,7 @@ mod drop_column;
 mod drop_index;
 mod rename_column;
 mod set_not_null;
+mod tables;
 
 use sha2::{Digest, Sha256};
 
@@ -60,6 +61,8 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::SetDefault(sd) => column_options::set_default(sd, knowledge),
             Change::DropDefault(c) => column_options::drop_default(c, knowledge),
             Change::AddUnique(au) => add_unique::expand(au, knowledge, &added),
+            Change::CreateTable(ct) => tables::create_table(ct, knowledge),
+            Change::DropTable(dt) => tables::drop_table(dt, knowledge),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -99,6 +102,8 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::DropNotNull(c) | Change::DropDefault(c) => vec![c.table_name()],
         Change::SetDefault(sd) => vec![sd.table_name()],
         Change::AddUnique(au) => vec![au.table_name()],
+        Change::CreateTable(ct) => vec![ct.table_name()],
+        Change::DropTable(dt) => vec![dt.table_name()],
     }
 }
 

@@ -4,7 +4,7 @@
 //! The old application runs from before `start`. At each gate the new version is
 //! deployed beside it (a rolling deploy), then the old one is drained, then the gate is
 //! confirmed. A plan without a gate is stopped for the rollback by a failpoint on its
-//! last step instead. Every application query is counted; failures are kept as samples.
+//! last step instead, and the new version comes up once it completed. Every application query is counted; failures are kept as samples.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -192,9 +192,6 @@ pub async fn lifecycle(sc: Scenario) -> Report {
 
     // 2. start again and walk every gate with a rolling deploy.
     let mut new = None;
-    if gates == 0 {
-        new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
-    }
     let mut out = run::start(&s, &sc.plan)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -217,6 +214,10 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     }
     assert_eq!(out, Outcome::Completed, "{outcomes:#?}");
     assert_eq!(n, gates);
+    if new.is_none() {
+        // no gate: the new version is deployed once the plan completed, beside the old
+        new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
+    }
     tokio::time::sleep(sc.stage).await;
     if let Some(g) = old.take() {
         g.stop().await;
