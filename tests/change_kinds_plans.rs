@@ -411,6 +411,29 @@ fn table_plans() {
 }
 
 #[test]
+fn a_created_table_comes_before_what_uses_it() {
+    // written in the wrong order on purpose
+    let yaml = "changes:
+  - add_foreign_key: { table: comment_reactions, name: reactions_comment_fkey, columns: [comment_id], references: { table: comments, columns: [id] } }
+  - add_unique: { table: comments, name: comments_token_key, columns: [token] }
+  - add_column: { table: comments, column: { name: token, type: uuid, default: gen_random_uuid() } }
+  - create_table: { name: comment_reactions, columns: [ { name: id, type: bigint, primary_key: true }, { name: comment_id, type: bigint, nullable: false } ] }
+";
+    let p = expand(&plan::parse(yaml, "x.yaml", "x").unwrap(), &story(PG15));
+    check_invariants(&p);
+    let expand_sql: Vec<String> = p.phases[0].steps.iter().map(|s| s.display_sql()).collect();
+    assert!(
+        expand_sql[0].contains("ADD COLUMN IF NOT EXISTS token"),
+        "{expand_sql:#?}"
+    );
+    assert!(
+        expand_sql[1].starts_with("CREATE TABLE IF NOT EXISTS public.comment_reactions"),
+        "{expand_sql:#?}"
+    );
+    insta::assert_snapshot!("dependency_order", report::plan_text(&p));
+}
+
+#[test]
 fn constraint_refusals() {
     let cat = story(PG15);
     let p = refuse(

@@ -109,3 +109,44 @@ async fn drop_table_refuses_a_referenced_table_and_create_table_an_existing_one(
         "{err}"
     );
 }
+
+/// A table created with a foreign key to an existing one and an index, written in the
+/// wrong order: the plan orders them (create, then index and foreign key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn create_table_with_foreign_key_and_index_in_dependency_order() {
+    let plan = plan_from(
+        "name: reactions
+changes:
+  - add_foreign_key: { table: comment_reactions, name: reactions_comment_fkey, columns: [comment_id], references: { table: comments, columns: [id] }, on_delete: cascade }
+  - add_index: { table: comment_reactions, name: reactions_kind_idx, columns: [kind] }
+  - create_table: { name: comment_reactions, columns: [ { name: id, type: bigserial, primary_key: true }, { name: comment_id, type: bigint, nullable: false }, { name: kind, type: text, nullable: false, default: \"'like'\" } ] }
+",
+        "reactions",
+    );
+    let r = lifecycle(Scenario {
+        plan,
+        setup: SETUP.into(),
+        tables: vec!["comments".into(), "comment_reactions".into()],
+        old: sql(|c, i| format!("INSERT INTO comments (contents) VALUES ('old {c} {i}')")),
+        new: sql(|_, i| {
+            format!(
+                "INSERT INTO comment_reactions (comment_id) VALUES ({})",
+                1 + i % 1000
+            )
+        }),
+        clients: 2,
+        stage: Duration::from_millis(300),
+    })
+    .await;
+    r.assert_clean();
+    let (cat, _) = schema_of(&r.client, "comment_reactions").await;
+    let t = cat.tables.values().next().unwrap();
+    assert!(t
+        .constraints
+        .iter()
+        .any(|c| c.name == "reactions_comment_fkey" && c.validated));
+    assert!(t
+        .indexes
+        .iter()
+        .any(|i| i.name == "reactions_kind_idx" && i.valid));
+}

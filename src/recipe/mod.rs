@@ -45,7 +45,17 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
     let mut problems = Vec::new();
     let added = added_columns(plan);
     let batch_size = plan.settings.backfill.batch_size;
+    // Changes on a table the plan creates check against the table as it will be.
+    let planned = match knowledge {
+        Knowledge::Live(cat) => Some(with_planned_tables(cat, plan)),
+        Knowledge::Offline => None,
+    };
+    let live = knowledge;
     for i in order(plan) {
+        let knowledge = match &planned {
+            Some(cat) => Knowledge::Live(cat),
+            None => Knowledge::Offline,
+        };
         let result = match &plan.changes[i].value {
             Change::RenameColumn(rc) => {
                 rename_column::expand(&plan.name, batch_size, rc, knowledge)
@@ -61,7 +71,7 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::SetDefault(sd) => column_options::set_default(sd, knowledge),
             Change::DropDefault(c) => column_options::drop_default(c, knowledge),
             Change::AddUnique(au) => add_unique::expand(au, knowledge, &added),
-            Change::CreateTable(ct) => tables::create_table(ct, knowledge),
+            Change::CreateTable(ct) => tables::create_table(ct, live),
             Change::DropTable(dt) => tables::drop_table(dt, knowledge),
         };
         match result {
@@ -115,6 +125,82 @@ pub fn indexes_of(change: &Change) -> Vec<QualifiedName> {
     }
 }
 
+/// The live catalog plus the tables the plan's `create_table` changes create (those not
+/// there yet), as the catalog will show them.
+fn with_planned_tables(cat: &Catalog, plan: &Plan) -> Catalog {
+    let mut out = cat.clone();
+    for c in &plan.changes {
+        let Change::CreateTable(ct) = &c.value else {
+            continue;
+        };
+        let name = ct.table_name();
+        if out.table(&name).is_some() {
+            continue;
+        }
+        let key = ct.key();
+        let columns = ct
+            .columns
+            .value
+            .iter()
+            .map(|c| crate::catalog::Column {
+                name: c.name.value.clone(),
+                type_sql: c.type_sql.value.trim().to_string(),
+                collation: None,
+                not_null: c.nullable == Some(false) || key.contains(&c.name.value),
+                default: c.default.as_ref().map(|d| d.value.trim().to_string()),
+                identity: None,
+                generated: None,
+                has_equality: true,
+            })
+            .collect();
+        let pkey = format!("{}_pkey", name.name.as_str());
+        let parts: Vec<String> = key.iter().map(|k| crate::sql::quote_ident(k)).collect();
+        let (indexes, constraints) = if key.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                vec![crate::catalog::Index {
+                    name: pkey.clone(),
+                    unique: true,
+                    primary: true,
+                    valid: true,
+                    method: "btree".into(),
+                    key_parts: parts.clone(),
+                    include: Vec::new(),
+                    predicate: None,
+                    columns: key.clone(),
+                    constraint: Some(pkey.clone()),
+                    definition: String::new(),
+                }],
+                vec![crate::catalog::Constraint {
+                    name: pkey,
+                    kind: "p".into(),
+                    definition: format!("PRIMARY KEY ({})", parts.join(", ")),
+                    columns: key.clone(),
+                    validated: true,
+                    table: name.clone(),
+                }],
+            )
+        };
+        out.tables.insert(
+            name.to_string(),
+            crate::catalog::Table {
+                name: name.clone(),
+                columns,
+                primary_key: (!key.is_empty()).then_some(key),
+                unique_not_null_keys: Vec::new(),
+                indexes,
+                constraints,
+                referenced_by: Vec::new(),
+                triggers: Vec::new(),
+                estimated_rows: 0,
+                views: Vec::new(),
+            },
+        );
+    }
+    out
+}
+
 /// Columns the plan's `add_column` changes add, as (table, column).
 fn added_columns(plan: &Plan) -> Vec<(QualifiedName, String)> {
     plan.changes
@@ -127,20 +213,27 @@ fn added_columns(plan: &Plan) -> Vec<(QualifiedName, String)> {
 }
 
 /// The order changes contribute to each phase: a change comes after the changes it
-/// depends on (an index or a foreign key after the `add_column` of its column), otherwise in
-/// plan order. Kahn's algorithm taking the earliest ready change each time; the
-/// dependencies all point from an index to a column, so there is no cycle.
+/// depends on (an index, unique constraint or foreign key after the `add_column` of its
+/// column; anything on a table after the `create_table` of it), otherwise in plan order.
+/// Kahn's algorithm taking the earliest ready change each time; a `create_table` depends
+/// on nothing and an `add_column` only on a `create_table`, so there is no cycle.
 pub fn order(plan: &Plan) -> Vec<usize> {
     let n = plan.changes.len();
-    let depends = |i: usize, j: usize| match (&plan.changes[i].value, &plan.changes[j].value) {
-        (Change::AddIndex(ai), Change::AddColumn(ac)) => {
-            ai.table_name() == ac.table_name()
-                && ai
-                    .columns
-                    .value
-                    .iter()
-                    .any(|c| c.value == ac.column.name.value)
+    // the columns of `table` that change `i` needs to exist
+    let uses = |i: usize, table: &QualifiedName, column: &str| {
+        let named = |t: QualifiedName, cols: &[crate::plan::At<String>]| {
+            t == *table && cols.iter().any(|c| c.value == column)
+        };
+        match &plan.changes[i].value {
+            Change::AddIndex(ai) => named(ai.table_name(), &ai.columns.value),
+            Change::AddUnique(au) => named(au.table_name(), &au.columns.value),
+            Change::AddForeignKey(fk) => named(fk.table_name(), &fk.columns.value),
+            _ => false,
         }
+    };
+    let depends = |i: usize, j: usize| match &plan.changes[j].value {
+        Change::AddColumn(ac) => uses(i, &ac.table_name(), &ac.column.name.value),
+        Change::CreateTable(ct) => tables_of(&plan.changes[i].value).contains(&ct.table_name()),
         _ => false,
     };
     let mut done = vec![false; n];
