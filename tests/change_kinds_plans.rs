@@ -434,6 +434,36 @@ fn a_created_table_comes_before_what_uses_it() {
 }
 
 #[test]
+fn drop_constraint_plan() {
+    let mut cat = story(PG15);
+    let q = QualifiedName::new("public", "comments");
+    let t = cat.tables.get_mut("public.comments").unwrap();
+    t.constraints.push(constraint(
+        &q,
+        "comments_contents_not_empty",
+        "c",
+        "CHECK (contents <> ''::text)",
+        &["contents"],
+    ));
+    let p = expand(
+        &example("drop-constraint-comments-contents-not-empty.yaml").plan,
+        &cat,
+    );
+    check_invariants(&p);
+    insta::assert_snapshot!("drop_constraint", report::plan_text(&p));
+    let p = refuse(
+        "changes:\n  - drop_constraint: { table: comments, name: comments_pkey }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("primary key"), "{p:?}");
+    let p = refuse(
+        "changes:\n  - drop_constraint: { table: comments, name: nope }\n",
+        &cat,
+    );
+    assert!(p[0].message.contains("has no constraint `nope`"), "{p:?}");
+}
+
+#[test]
 fn constraint_refusals() {
     let cat = story(PG15);
     let p = refuse(
@@ -463,6 +493,7 @@ fn constraint_refusals() {
 #[test]
 fn offline_expansion() {
     for f in [
+        "drop-constraint-comments-contents-not-empty.yaml",
         "create-table-comment-reactions.yaml",
         "drop-table-comment-drafts.yaml",
         "drop-comments-legacy-score-not-null.yaml",

@@ -168,3 +168,91 @@ async fn add_foreign_key_refused_without_a_unique_target() {
         "{err}"
     );
 }
+
+const WITH_CONSTRAINTS: &str = "
+ALTER TABLE comments ADD CONSTRAINT comments_contents_not_empty CHECK (contents <> '');
+ALTER TABLE comments ADD CONSTRAINT comments_post_fk FOREIGN KEY (post_id) REFERENCES posts (id);
+ALTER TABLE comments ADD CONSTRAINT comments_contents_key UNIQUE (contents);
+";
+
+fn drop_three() -> pgphase::plan::PlanFile {
+    plan_from(
+        "name: drop-three
+settings: { lock_timeout: 200ms }
+changes:
+  - drop_constraint: { table: comments, name: comments_contents_not_empty }
+  - drop_constraint: { table: comments, name: comments_post_fk }
+  - drop_constraint: { table: comments, name: comments_contents_key }
+",
+        "drop-three",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drop_constraint_lifecycle_under_old_and_new_traffic() {
+    let mut sc = scenario("add-check-comments-contents-length.yaml", "'someone'");
+    sc.plan = drop_three();
+    sc.setup = format!("{SETUP}{WITH_CONSTRAINTS}");
+    // both versions write unique, non-empty contents with existing posts
+    let app = |v: &'static str| {
+        sql(move |c, i| match i % 3 {
+            0 => format!(
+                "INSERT INTO comments (post_id, contents) VALUES ({}, '{v} {c} {i}')",
+                1 + i % 50
+            ),
+            1 => format!(
+                "UPDATE comments SET contents = '{v} edit {c} {i}' WHERE id = {}",
+                1 + (i * 7 + c as u64) % 4000
+            ),
+            _ => format!(
+                "SELECT * FROM comments WHERE post_id = {} LIMIT 5",
+                1 + i % 50
+            ),
+        })
+    };
+    sc.old = app("old");
+    sc.new = app("new");
+    let r = lifecycle(sc).await;
+    r.assert_clean();
+    assert_eq!(r.gates, 1);
+    let (cat, _) = schema_of(&r.client, "comments").await;
+    let t = cat.tables.values().next().unwrap();
+    assert!(
+        t.constraints.iter().all(|c| c.kind == "p"),
+        "{:#?}",
+        t.constraints
+    );
+    assert_eq!(t.indexes.len(), 1, "{:#?}", t.indexes);
+}
+
+/// Stopped after two of the three drops: the undo re-adds the check (NOT VALID, then
+/// validated) and the foreign key, and the schema is exactly as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_constraint_rollback_re_adds_them_exactly() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(&format!("{SETUP}{WITH_CONSTRAINTS}"))
+        .await
+        .unwrap();
+    let before = schema_of(&client, "comments").await;
+    let plan = drop_three();
+    let mut s = db.session();
+    pgphase::run::start(&s, &plan).await.unwrap();
+    s.failpoint = Some("switch_reads.3".into());
+    pgphase::run::advance(&s, "drop-three", "app@v2", Some(&plan))
+        .await
+        .unwrap_err();
+    s.failpoint = None;
+    let mid = schema_of(&client, "comments").await;
+    assert_eq!(
+        mid.0.tables.values().next().unwrap().constraints.len(),
+        2,
+        "pkey and unique left"
+    );
+    assert_eq!(
+        pgphase::run::rollback(&s, "drop-three").await.unwrap(),
+        pgphase::run::Outcome::RolledBack
+    );
+    assert_eq!(schema_of(&client, "comments").await, before);
+}

@@ -19,7 +19,8 @@ CREATE TABLE comments (
   contents text NOT NULL,
   legacy_score integer NOT NULL,
   author_name text,
-  created_at timestamptz NOT NULL DEFAULT now()
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT comments_contents_not_empty CHECK (contents <> '')
 );
 CREATE INDEX comments_contents_idx ON comments (contents);
 CREATE INDEX comments_legacy_score_idx ON comments (legacy_score);
@@ -28,7 +29,8 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
     FROM generate_series(1, 500) g;
 ";
 
-const PLANS: [&str; 12] = [
+const PLANS: [&str; 13] = [
+    "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
     "drop-comments-legacy-score-not-null.yaml",
     "set-default-comments-author.yaml",

@@ -197,6 +197,7 @@ pub enum Change {
     AddUnique(AddUnique),
     CreateTable(CreateTable),
     DropTable(DropTable),
+    DropConstraint(DropConstraint),
 }
 
 impl Change {
@@ -216,6 +217,7 @@ impl Change {
             Change::AddUnique(_) => "add_unique",
             Change::CreateTable(_) => "create_table",
             Change::DropTable(_) => "drop_table",
+            Change::DropConstraint(_) => "drop_constraint",
         }
     }
 
@@ -234,6 +236,7 @@ impl Change {
             Change::AddUnique(_)
             | Change::CreateTable(_)
             | Change::DropTable(_)
+            | Change::DropConstraint(_)
             | Change::AddIndex(_)
             | Change::DropIndex(_)
             | Change::AddCheck(_)
@@ -556,6 +559,20 @@ impl DropTable {
     }
 }
 
+/// `drop_constraint: { table, name }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropConstraint {
+    pub table: At<String>,
+    pub name: At<String>,
+}
+
+impl DropConstraint {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
 impl PlanFile {
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
@@ -809,6 +826,10 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                         }
                     }
                 }
+            }
+            Change::DropConstraint(dc) => {
+                QualifiedName::parse(&dc.table).map_err(|m| err(dc.table.pos, m))?;
+                check_ident(&dc.name).map_err(|m| err(dc.name.pos, m))?;
             }
             Change::DropTable(dt) => {
                 QualifiedName::parse(&dt.name).map_err(|m| err(dt.name.pos, m))?;

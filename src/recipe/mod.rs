@@ -9,6 +9,7 @@ mod add_unique;
 mod column_options;
 mod common;
 mod drop_column;
+mod drop_constraint;
 mod drop_index;
 mod rename_column;
 mod set_not_null;
@@ -73,6 +74,7 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::AddUnique(au) => add_unique::expand(au, knowledge, &added),
             Change::CreateTable(ct) => tables::create_table(ct, live),
             Change::DropTable(dt) => tables::drop_table(dt, knowledge),
+            Change::DropConstraint(dc) => drop_constraint::expand(dc, knowledge),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -114,6 +116,7 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::AddUnique(au) => vec![au.table_name()],
         Change::CreateTable(ct) => vec![ct.table_name()],
         Change::DropTable(dt) => vec![dt.table_name()],
+        Change::DropConstraint(dc) => vec![dc.table_name()],
     }
 }
 

@@ -1,0 +1,149 @@
+//! `drop_constraint`: a gate (the application no longer relies on it), then `DROP
+//! CONSTRAINT` (catalog only) before contract; the undo re-adds it without a long lock
+//! (CHECK and FOREIGN KEY: NOT VALID, then VALIDATE if it was validated; UNIQUE: its
+//! index rebuilt concurrently, then attached).
+
+use super::common;
+use super::{Knowledge, Precondition};
+use crate::catalog::{Catalog, Constraint, Table};
+use crate::plan::DropConstraint;
+use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::sql::{Ident, QualifiedName};
+
+pub(super) fn expand(
+    dc: &DropConstraint,
+    knowledge: Knowledge<'_>,
+) -> Result<RecipeOutput, Vec<Precondition>> {
+    let table = dc.table_name();
+    let short = table.display_short();
+    let name = Ident::new(dc.name.value.clone());
+    let found = match knowledge {
+        Knowledge::Live(cat) => Some(check(dc, cat)?),
+        Knowledge::Offline => None,
+    };
+    let lock = match found {
+        Some((_, con)) if con.kind == "f" => LockLevel::ShareRowExclusive,
+        _ => LockLevel::AccessExclusive,
+    };
+    let mut c = Contribution {
+        steps: vec![Step::sql(
+            format!("drop constraint {name} from {short} (catalog only)"),
+            &table,
+            lock,
+            format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name};"),
+        )],
+        ..Default::default()
+    };
+    if let Some((t, con)) = found {
+        if con.kind == "u" {
+            let idx = t
+                .indexes
+                .iter()
+                .find(|i| i.constraint.as_deref() == Some(&con.name));
+            if let Some(idx) = idx {
+                let index = QualifiedName::new(table.schema.as_str(), idx.name.clone());
+                c.rollback.push(common::create_index(
+                    format!("rebuild the unique index {name} concurrently"),
+                    &table,
+                    index,
+                    format!(
+                        "{};",
+                        idx.definition
+                            .replacen(" INDEX ", " INDEX CONCURRENTLY ", 1)
+                    ),
+                ));
+                c.rollback.push(
+                    Step::sql(
+                        format!("attach {name} as a UNIQUE constraint again (catalog only)"),
+                        &table,
+                        LockLevel::AccessExclusive,
+                        format!(
+                            "ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {};",
+                            Ident::new(idx.name.clone())
+                        ),
+                    )
+                    .skip_if(common::constraint_exists(&table, name.as_str())),
+                );
+            }
+        } else {
+            let def = con.definition.trim_end_matches(" NOT VALID");
+            let mut undo = Contribution::default();
+            common::add_not_valid_then_validate(
+                &mut undo,
+                &table,
+                &name,
+                def.to_string(),
+                if con.kind == "f" {
+                    "foreign key"
+                } else {
+                    "check"
+                },
+                lock,
+            );
+            if !con.validated {
+                undo.steps.truncate(1);
+            }
+            c.rollback = undo.steps;
+        }
+    }
+    let mut out = RecipeOutput::default();
+    out.phases.push((
+        PhaseKind::Expand,
+        Contribution {
+            gate_after: Some(format!(
+                "deploy the application version that no longer relies on {name} on {short} (e.g. ON CONFLICT on it, or catching its violations)"
+            )),
+            ..Default::default()
+        },
+    ));
+    out.phases.push((PhaseKind::SwitchReads, c));
+    Ok(out)
+}
+
+fn check<'a>(
+    dc: &DropConstraint,
+    cat: &'a Catalog,
+) -> Result<(&'a Table, &'a Constraint), Vec<Precondition>> {
+    let refuse = |pos, message| Err(vec![Precondition { pos, message }]);
+    let Some(t) = cat.table(&dc.table_name()) else {
+        return refuse(dc.table.pos, common::missing_table(&dc.table.value));
+    };
+    let short = t.name.display_short();
+    let Some(con) = t.constraints.iter().find(|c| c.name == dc.name.value) else {
+        let names: Vec<&str> = t.constraints.iter().map(|c| c.name.as_str()).collect();
+        return refuse(
+            dc.name.pos,
+            format!(
+                "`{short}` has no constraint `{}`; its constraints are: {}",
+                dc.name.value,
+                names.join(", ")
+            ),
+        );
+    };
+    match con.kind.as_str() {
+        "c" | "f" => {}
+        "u" => {
+            if let Some(fk) = t.referenced_by.iter().find(|fk| fk.columns == con.columns) {
+                return refuse(
+                    dc.name.pos,
+                    format!(
+                        "foreign key `{}` on `{}` depends on `{}`; drop the foreign key first",
+                        fk.name,
+                        fk.table.display_short(),
+                        con.name
+                    ),
+                );
+            }
+        }
+        _ => {
+            return refuse(
+                dc.name.pos,
+                format!(
+                    "`{}` is a primary key, exclusion or NOT NULL constraint; drop_constraint handles CHECK, FOREIGN KEY and UNIQUE",
+                    con.name
+                ),
+            )
+        }
+    }
+    Ok((t, con))
+}
