@@ -4,7 +4,7 @@
 use super::Knowledge;
 use crate::catalog::Catalog;
 use crate::program::{Action, Contribution, LockLevel, Step};
-use crate::sql::{quote_literal, Ident, QualifiedName};
+use crate::sql::{derived_name, quote_literal, Ident, QualifiedName};
 
 /// The server's major version, 0 when expanding offline.
 pub(super) fn major(knowledge: Knowledge<'_>) -> i32 {
@@ -60,6 +60,12 @@ pub(super) fn set_not_null(
 ) {
     let short = table.display_short();
     if major(knowledge) >= 18 {
+        // On 18 this constraint *is* the column's NOT NULL from now on: give it the name
+        // PostgreSQL would (`<table>_<column>_not_null`), not a pgphase helper name.
+        let check = &Ident::new(derived_name(
+            &format!("{}_{}", table.name.as_str(), column.as_str()),
+            "_not_null",
+        ));
         c.steps.push(
             Step::sql(
                 format!(
