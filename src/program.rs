@@ -370,6 +370,17 @@ impl Program {
         for out in outputs {
             notes.extend(out.notes);
         }
+        // A gate after the last phase gates nothing: the plan completes there. Say what
+        // it asked as a note instead of showing a gate that is never waited at.
+        while let Some(last) = phases.last_mut() {
+            if let Some(g) = last.gate.take() {
+                notes.push(format!("after the plan completes: {}", g.text()));
+            }
+            if !last.steps.is_empty() {
+                break;
+            }
+            phases.pop(); // it only held that gate
+        }
         Program {
             plan: plan.name.clone(),
             description: plan.description.clone(),
@@ -381,5 +392,64 @@ impl Program {
 
     pub fn phase_index(&self, kind: PhaseKind) -> Option<usize> {
         self.phases.iter().position(|p| p.kind == kind)
+    }
+}
+
+#[cfg(test)]
+mod assemble_tests {
+    use super::*;
+
+    #[test]
+    fn a_gate_after_the_last_phase_becomes_a_note() {
+        let plan = crate::plan::parse(
+            "changes:\n  - rename_column: { table: t, from: a, to: b }\n",
+            "p.yaml",
+            "p",
+        )
+        .unwrap();
+        let t = QualifiedName::new("public", "t");
+        let out = RecipeOutput {
+            phases: vec![
+                (
+                    PhaseKind::Expand,
+                    Contribution {
+                        steps: vec![Step::sql(
+                            "x",
+                            &t,
+                            LockLevel::AccessExclusive,
+                            "SELECT 1".into(),
+                        )],
+                        rollback: vec![],
+                        gate_after: Some("deploy A".into()),
+                    },
+                ),
+                (
+                    PhaseKind::Contract,
+                    Contribution {
+                        steps: vec![Step::sql(
+                            "y",
+                            &t,
+                            LockLevel::AccessExclusive,
+                            "SELECT 2".into(),
+                        )],
+                        rollback: vec![],
+                        gate_after: Some("read the new column".into()),
+                    },
+                ),
+            ],
+            notes: vec![],
+        };
+        let p = Program::assemble(&plan, vec![out]);
+        assert_eq!(p.phases.len(), 2);
+        assert!(p.phases[0].gate.is_some(), "a gate between phases stays");
+        assert!(
+            p.phases[1].gate.is_none(),
+            "the last phase has no gate to wait at"
+        );
+        assert!(
+            p.notes.iter().any(|n| n.contains("read the new column")),
+            "{:?}",
+            p.notes
+        );
     }
 }
