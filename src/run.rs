@@ -35,12 +35,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the failpoint is set on this step; kills the process for `kill:` points.
-    fn failpoint_hit(&self, phase: &str, step: usize) -> bool {
+    /// Whether the failpoint is set on this step; kills the process for `kill:` points
+    /// and waits a second for `pause:` points (to hold the plan's lock in tests).
+    async fn failpoint_hit(&self, phase: &str, step: usize) -> bool {
         let Some(fp) = &self.failpoint else {
             return false;
         };
         let here = format!("{phase}.{}", step + 1);
+        if fp.strip_prefix("pause:") == Some(here.as_str()) {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            return false;
+        }
         if fp.strip_prefix("kill:") == Some(here.as_str()) {
             // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
             unsafe {
@@ -791,7 +796,7 @@ async fn run_phases(
                 phase: i as i32,
                 step: j as i32,
             };
-            let result = if s.failpoint_hit(kind, j) {
+            let result = if s.failpoint_hit(kind, j).await {
                 Err(exec::ExecError::Injected(format!("{kind}.{}", j + 1)))
             } else {
                 exec::run_step(&mut l.work, step, &settings, &cp, &obs).await
@@ -1023,7 +1028,7 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
                 phase: i as i32,
                 step: -1 - j as i32,
             };
-            let result = if s.failpoint_hit(&format!("rollback-{kind}"), j) {
+            let result = if s.failpoint_hit(&format!("rollback-{kind}"), j).await {
                 Err(exec::ExecError::Injected(format!(
                     "rollback-{kind}.{}",
                     j + 1

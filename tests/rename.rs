@@ -312,28 +312,36 @@ async fn backfill_resumes_from_its_checkpoint() {
 async fn two_operators_cannot_move_one_plan() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    rich_comments(&client, 20_000).await;
+    rich_comments(&client, 5_000).await;
     let plan = rename_plan("500ms", 5, 200);
-    let s = db.session();
-    let (a, b) = tokio::join!(run::start(&s, &plan), run::start(&s, &plan));
-    let (ok, refused) = match (a, b) {
-        (Ok(o), Err(e)) | (Err(e), Ok(o)) => (o, e),
-        (a, b) => panic!("exactly one start must proceed: {a:?} / {b:?}"),
+    // Each operator pauses a second inside its run, holding the plan; the second one
+    // arrives 300 ms after the first, while the first is still at work.
+    let with_pause = |point: &str| {
+        let mut s = db.session();
+        s.failpoint = Some(format!("pause:{point}"));
+        s
     };
-    assert!(matches!(ok, Outcome::AwaitingDeploy { .. }));
+    let later = || sleep_ms(300);
+    let s = with_pause("expand.1");
+    let (a, b) = tokio::join!(run::start(&s, &plan), async {
+        later().await;
+        run::start(&s, &plan).await
+    });
+    let refused = b.expect_err("the second start is refused");
+    assert!(matches!(a, Ok(Outcome::AwaitingDeploy { .. })), "{a:?}");
     let msg = refused.to_string();
     assert!(
-        msg.contains("another pgphase command")
-            || msg.contains("at the same moment")
-            || msg.contains("waiting"),
+        msg.contains("another pgphase command") && msg.contains("held by pid"),
         "{msg}"
     );
-    let (a, b) = tokio::join!(
-        run::advance(&s, &plan.plan.name, "v1", None),
-        run::advance(&s, &plan.plan.name, "v1", None)
-    );
+
+    let s = with_pause("switch_reads.1");
+    let (a, b) = tokio::join!(run::advance(&s, &plan.plan.name, "v1", None), async {
+        later().await;
+        run::advance(&s, &plan.plan.name, "v1", None).await
+    });
     assert!(
-        a.is_ok() != b.is_ok(),
+        a.is_ok() && b.is_err(),
         "exactly one advance proceeds: {a:?} / {b:?}"
     );
     let events = store::events(&client, Some(&plan.plan.name)).await.unwrap();
@@ -350,12 +358,14 @@ async fn two_operators_cannot_move_one_plan() {
         1,
         "no phase runs twice"
     );
-    let (a, b) = tokio::join!(
-        run::rollback(&s, &plan.plan.name),
-        run::rollback(&s, &plan.plan.name)
-    );
+
+    let s = with_pause("rollback-backfill.1");
+    let (a, b) = tokio::join!(run::rollback(&s, &plan.plan.name), async {
+        later().await;
+        run::rollback(&s, &plan.plan.name).await
+    });
     assert!(
-        a.is_ok() != b.is_ok(),
+        a.is_ok() && b.is_err(),
         "exactly one rollback proceeds: {a:?} / {b:?}"
     );
     let events = store::events(&client, Some(&plan.plan.name)).await.unwrap();
