@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::cli::{pgphase, run, Run};
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use pgphase::workload::{AppVersion, Workload};
 use serde_json::Value;
@@ -14,52 +16,6 @@ use tokio_postgres::Client;
 
 const PLAN: &str = "rename-comments-contents-to-body";
 const PLAN_FILE: &str = "plans/rename-comments-contents-to-body.yaml";
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Run {
-        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
-        self
-    }
-}
-
-fn pgphase(args: &[&str]) -> Command {
-    let mut c = Command::new(common::pgphase_bin());
-    c.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("DATABASE_URL")
-        .env_remove("PGHOST")
-        .env_remove("PGDATABASE")
-        .env_remove("PGPORT")
-        .env_remove("PGUSER")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGPHASE_ACTOR")
-        .stdin(Stdio::null());
-    c
-}
-
-async fn run(mut cmd: Command) -> Run {
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("run pgphase");
-    Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
 
 async fn run_on(url: &str, args: &[&str]) -> Run {
     let mut full = vec!["--database-url", url, "--actor", "alice", "--quiet"];

@@ -2,6 +2,8 @@
 //! a fresh database per test so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
