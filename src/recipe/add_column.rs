@@ -88,18 +88,7 @@ pub(super) fn expand(
     // 2. backfill existing rows, then constraints, index and NOT NULL.
     let mut c = Contribution::default();
     if let Some(expr) = backfill_expr {
-        let key = match t {
-            Some(t) => t
-                .backfill_key()
-                .expect("checked")
-                .iter()
-                .map(|k| {
-                    let ty = t.column(k).map(|c| c.type_sql.clone()).unwrap_or_default();
-                    (quote_ident(k), ty)
-                })
-                .collect(),
-            None => vec![("<primary key>".into(), "<its type>".into())],
-        };
+        let key = super::common::backfill_key(t);
         c.steps.push(Step {
             description: format!(
                 "fill {col} for existing rows with {}, in key order, one short transaction per batch with a checkpoint",

@@ -218,3 +218,20 @@ pub(super) fn add_not_valid_then_validate(
     ));
     c.rollback.push(drop_constraint(table, name));
 }
+
+/// The key a backfill pages by (quoted column, type), or placeholders offline. Recipes
+/// that backfill have checked in their preconditions that the table has one.
+pub(super) fn backfill_key(t: Option<&crate::catalog::Table>) -> Vec<(String, String)> {
+    match t {
+        Some(t) => t
+            .backfill_key()
+            .expect("checked in preconditions")
+            .iter()
+            .map(|k| {
+                let ty = t.column(k).map(|c| c.type_sql.clone()).unwrap_or_default();
+                (crate::sql::quote_ident(k), ty)
+            })
+            .collect(),
+        None => vec![("<primary key>".into(), "<its type>".into())],
+    }
+}

@@ -188,18 +188,7 @@ END
     ));
 
     // 3. backfill, then carry over what the old column had.
-    let key: Vec<(String, String)> = match t {
-        Some(t) => {
-            let cols = t.backfill_key().expect("checked");
-            cols.iter()
-                .map(|c| {
-                    let ty = t.column(c).map(|c| c.type_sql.clone()).unwrap_or_default();
-                    (quote_ident(c), ty)
-                })
-                .collect()
-        }
-        None => vec![("<primary key>".into(), "<its type>".into())],
-    };
+    let key = super::common::backfill_key(t);
     let mut backfill = Contribution {
         steps: vec![Step {
             description: format!(

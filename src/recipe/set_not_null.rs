@@ -8,7 +8,7 @@ use crate::plan::{Pos, SetNotNull};
 use crate::program::{
     Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
 };
-use crate::sql::{quote_ident, Ident};
+use crate::sql::Ident;
 
 pub(super) fn expand(
     plan: &str,
@@ -36,18 +36,7 @@ pub(super) fn expand(
     ));
     let mut c = Contribution::default();
     if let Some(expr) = &sn.backfill {
-        let key = match t {
-            Some(t) => t
-                .backfill_key()
-                .expect("checked")
-                .iter()
-                .map(|k| {
-                    let ty = t.column(k).map(|c| c.type_sql.clone()).unwrap_or_default();
-                    (quote_ident(k), ty)
-                })
-                .collect(),
-            None => vec![("<primary key>".into(), "<its type>".into())],
-        };
+        let key = super::common::backfill_key(t);
         c.steps.push(Step {
             description: format!(
                 "fill the rows where {col} is NULL with {}, in key order, one short transaction per batch with a checkpoint (not undone by rollback)",
