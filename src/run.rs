@@ -15,7 +15,9 @@ use crate::exec::{self, CheckpointKey, Observer, StepOutcome, StepSettings};
 use crate::plan::{short_checksum, PlanFile};
 use crate::program::{Phase, Program};
 use crate::recipe::{self, Knowledge};
-use crate::state::machine::{decide, Command, Decision, PhaseStatus, PlanStatus, Refusal};
+use crate::state::machine::{
+    check_gate, decide, Command, Decision, GateCheck, PhaseStatus, PlanStatus, Refusal,
+};
 use crate::state::store::{self, Event, StoredPlan};
 
 /// Asked before destructive phases; returns whether to go on.
@@ -474,11 +476,15 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
 }
 
 /// Options of `phase advance`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct AdvanceOptions {
     /// Confirm the gate even while a deploy fence matches connected sessions; the
     /// override and the sessions are recorded in the event log.
     pub force: bool,
+    /// `--gate PHASE`: the gate this command means to confirm (the phase it follows).
+    /// Refused when the plan waits elsewhere; a no-op when that gate was confirmed
+    /// already and the plan moved on, so a retried pipeline job cannot confirm the next.
+    pub gate: Option<String>,
 }
 
 /// `pgphase phase advance PLAN --deployed REF`: confirms the open gate and runs on.
@@ -542,6 +548,11 @@ async fn advance_locked(
         };
         if let Some(r) = file.and_then(|f| checksum_refusal(st, f)) {
             return Err(r.into());
+        }
+    }
+    if let (Some(phase), Some(st)) = (&opts.gate, &stored) {
+        if check_gate(&st.state(), phase, plan)? == GateCheck::AlreadyConfirmed {
+            return already_confirmed(s, st, phase);
         }
     }
     let decision = decide(
@@ -622,6 +633,48 @@ async fn advance_locked(
     }
     let stored = store::load_plan(&l.control, plan).await?.expect("exists");
     run_phases(s, l, stored, from, Some(deployed)).await
+}
+
+/// A repeated `phase advance --gate PHASE`: that gate was confirmed earlier. Reports
+/// where the plan is now and changes nothing.
+fn already_confirmed(s: &Session, st: &StoredPlan, phase: &str) -> Result<Outcome, CmdError> {
+    let by = st
+        .phases
+        .iter()
+        .find(|p| p.kind == phase)
+        .map(|p| {
+            format!(
+                " by {} (deploy {})",
+                p.gate_confirmed_by.as_deref().unwrap_or("?"),
+                p.gate_deployed_ref.as_deref().unwrap_or("?")
+            )
+        })
+        .unwrap_or_default();
+    s.observer.note(&format!(
+        "the gate after `{phase}` was already confirmed{by}; nothing to do"
+    ));
+    let state = st.state();
+    if st.status == PlanStatus::Completed {
+        return Ok(Outcome::Completed);
+    }
+    if let Some(g) = state.open_gate() {
+        return Ok(Outcome::AwaitingDeploy {
+            phase: st.program.phases[g].kind.to_string(),
+            gate: st.program.phases[g]
+                .gate
+                .as_ref()
+                .map(|g| g.text())
+                .unwrap_or_default(),
+        });
+    }
+    Err(CmdError::refused(
+        format!(
+            "the gate after `{phase}` was already confirmed{by}, and plan `{}` has moved on to a later gate and is now `{}`",
+            st.name,
+            st.status.as_str()
+        ),
+        format!("see `pgphase status {}`", st.name),
+    ))
 }
 
 /// How long sessions that are already disconnecting get to leave `pg_stat_activity`

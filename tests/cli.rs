@@ -131,7 +131,9 @@ async fn plan_offline_prints_the_five_phases_and_both_gates() {
         "{out}"
     );
     assert!(out.contains("note: expanded offline"), "{out}");
-    assert!(out.contains(&format!("pgphase phase advance {PLAN} --deployed <REF>")));
+    assert!(out.contains(&format!(
+        "pgphase phase advance {PLAN} --gate backfill --deployed <REF>"
+    )));
 
     // The same as JSON.
     let r = run(pgphase(&["plan", PLAN_FILE, "--output", "json"])).await;
@@ -348,7 +350,7 @@ async fn full_walk_with_json_output() {
     assert_eq!(p["started_by"], "alice");
     assert_eq!(
         p["next_command"],
-        format!("pgphase phase advance {PLAN} --deployed <REF>")
+        format!("pgphase phase advance {PLAN} --gate backfill --deployed <REF>")
     );
     let phases = p["phases"].as_array().unwrap();
     let statuses: Vec<&str> = phases

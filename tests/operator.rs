@@ -610,3 +610,92 @@ fn no_color_turns_colour_off() {
     std::env::set_var("TERM", "dumb");
     assert!(!pgphase::report::style::color_allowed());
 }
+
+// ---------------------------------------------------------------- advance --gate
+
+/// A retried pipeline job must not confirm the next gate: `--gate PHASE` names the gate
+/// the deploy is for; the same command again does nothing, the wrong gate is refused.
+#[tokio::test]
+async fn advance_with_gate_refuses_the_wrong_gate_and_a_repeat_does_nothing() {
+    let db = common::TestDb::new().await;
+    let client = db.client().await;
+    common::rich_comments(&client, 200).await;
+    run_on(&db.url, &["start", PLAN_FILE]).await.expect(0);
+    let advance = |gate: &'static str, deployed: &'static str| {
+        let url = db.url.clone();
+        async move {
+            run_on(
+                &url,
+                &[
+                    "phase",
+                    "advance",
+                    PLAN,
+                    "--deployed",
+                    deployed,
+                    "--gate",
+                    gate,
+                    "--yes",
+                ],
+            )
+            .await
+        }
+    };
+    let revision = || async {
+        client
+            .query_one(
+                "SELECT revision FROM pgphase.plans WHERE name = $1",
+                &[&PLAN],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+
+    // the plan waits after backfill: naming the next gate is refused and changes nothing
+    let before = revision().await;
+    let r = advance("switch_reads", "api@v2").await;
+    r.expect(3);
+    assert!(
+        r.stderr.contains("waits at the gate after phase `backfill`, not at the gate after `switch_reads`; nothing was confirmed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(revision().await, before);
+    // a phase without a gate is a usage error naming the gates
+    let r = advance("contract", "api@v2").await;
+    r.expect(3);
+    assert!(
+        r.stderr
+            .contains("its gates follow: backfill, switch_reads"),
+        "{}",
+        r.stderr
+    );
+
+    // the right gate: confirmed, runs on to the next gate
+    advance("backfill", "api@v2").await.expect(0);
+    assert!(column_exists(&client, "contents").await);
+    let before = revision().await;
+    // the same job again (a pipeline retry): nothing happens, exit 0
+    let r = advance("backfill", "api@v2").await;
+    r.expect(0);
+    assert_eq!(
+        revision().await,
+        before,
+        "a repeated advance changed the plan"
+    );
+    let v = run_on(&db.url, &["status", PLAN, "--output", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(v["status"], "awaiting_deploy", "{v:#}");
+    assert_eq!(v["phases"][2]["gate_deployed_ref"], "api@v2", "{v:#}");
+    assert!(v["phases"][3]["gate_confirmed_at"].is_null(), "{v:#}");
+    assert!(column_exists(&client, "contents").await, "contract ran");
+
+    // the gate it now waits at goes through and completes the plan
+    advance("switch_reads", "api@v3").await.expect(0);
+    assert!(!column_exists(&client, "contents").await);
+    // and a late repeat of either is still harmless
+    advance("switch_reads", "api@v3").await.expect(0);
+    advance("backfill", "api@v2").await.expect(0);
+}

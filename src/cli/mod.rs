@@ -148,6 +148,12 @@ pub enum PhaseCmd {
         /// override and those sessions are recorded in the event log.
         #[arg(long)]
         force: bool,
+        /// The phase whose closing gate this deploy confirms (as `status` shows it).
+        /// Refused if the plan waits at another gate; does nothing if that gate was
+        /// confirmed already. Pipelines should always pass it, so a retried job cannot
+        /// confirm the next gate.
+        #[arg(long, value_name = "PHASE")]
+        gate: Option<String>,
     },
     /// Undo every phase run so far, last first (refused once contract has begun).
     Rollback {
@@ -295,6 +301,7 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             deployed,
             yes,
             force,
+            gate,
         }) => {
             let (name, file) = plan_arg(plan)?;
             let s = session(&cli, *yes)?;
@@ -303,7 +310,10 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
                 &name,
                 deployed,
                 file.as_ref(),
-                run::AdvanceOptions { force: *force },
+                run::AdvanceOptions {
+                    force: *force,
+                    gate: gate.clone(),
+                },
             )
             .await?;
             emit(

@@ -223,7 +223,8 @@ pub fn build(src: &Source<'_>) -> Checklist {
             format!("pgphase start {file_arg}")
         } else {
             format!(
-                "pgphase phase advance {name} --deployed <REF>{}",
+                "pgphase phase advance {name} --gate {} --deployed <REF>{}",
+                p.phases[seg.start - 1].kind,
                 if pnr.is_some_and(|i| seg.contains(&i)) {
                     " --yes"
                 } else {

@@ -79,8 +79,8 @@ pub fn plan_text(p: &Program) -> String {
             }
             let _ = writeln!(
                 o,
-                "       then: pgphase phase advance {} --deployed <REF>",
-                p.plan
+                "       then: pgphase phase advance {} --gate {} --deployed <REF>",
+                p.plan, phase.kind
             );
         }
         if !phase.rollback.is_empty() {
@@ -110,7 +110,7 @@ pub fn plan_json(p: &Program) -> serde_json::Value {
 pub fn outcome_text(plan: &str, o: &Outcome) -> String {
     match o {
         Outcome::AwaitingDeploy { phase, gate } => format!(
-            "plan {plan}: phase {phase} done; waiting at a deploy gate.\n  next: {gate}\n  then: pgphase phase advance {plan} --deployed <REF>\n"
+            "plan {plan}: phase {phase} done; waiting at a deploy gate.\n  next: {gate}\n  then: pgphase phase advance {plan} --gate {phase} --deployed <REF>\n"
         ),
         Outcome::Completed => format!("plan {plan}: completed.\n"),
         Outcome::RolledBack => format!("plan {plan}: rolled back; the schema is as it was before the plan.\n"),
@@ -223,9 +223,13 @@ pub fn plan_view(p: &StoredPlan, lock_held: bool, backfill: Vec<Progress>) -> Pl
         .map(|ph| ph.kind.clone());
     let gated = p.phases.iter().any(|ph| ph.gate_confirmed_at.is_some());
     let next_command = match p.status {
-        PlanStatus::AwaitingDeploy => {
-            Some(format!("pgphase phase advance {} --deployed <REF>", p.name))
-        }
+        PlanStatus::AwaitingDeploy => Some(match open_gate {
+            Some(g) => format!(
+                "pgphase phase advance {} --gate {} --deployed <REF>",
+                p.name, p.phases[g].kind
+            ),
+            None => format!("pgphase phase advance {} --deployed <REF>", p.name),
+        }),
         PlanStatus::Failed | PlanStatus::Running
             if interrupted || p.status == PlanStatus::Failed =>
         {

@@ -310,6 +310,81 @@ impl PlanState {
     }
 }
 
+/// What `phase advance --gate PHASE` finds when it checks that the plan waits at the
+/// gate the operator means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GateCheck {
+    /// The plan waits at (or, after an interruption, just past) that gate: go on.
+    Proceed,
+    /// That gate was confirmed earlier and the plan has moved on: a repeated command
+    /// (a retried pipeline job) does nothing.
+    AlreadyConfirmed,
+}
+
+/// Checks an `advance` that names the gate it confirms (`--gate PHASE`, the phase the
+/// gate follows) against the state, so a repeated or late command cannot confirm the
+/// *next* gate. Pure; `decide` still judges the command itself.
+pub fn check_gate(s: &PlanState, phase: &str, plan: &str) -> Result<GateCheck, Refusal> {
+    let gated: Vec<&str> = s
+        .phases
+        .iter()
+        .take(s.phases.len().saturating_sub(1))
+        .filter(|p| p.has_gate)
+        .map(|p| p.name.as_str())
+        .collect();
+    let Some(g) = s
+        .phases
+        .iter()
+        .position(|p| p.name == phase && p.has_gate)
+        .filter(|&g| g + 1 < s.phases.len())
+    else {
+        return Err(Refusal {
+            reason: format!(
+                "plan `{plan}` has no deploy gate after phase `{phase}`; its gates follow: {}",
+                if gated.is_empty() {
+                    "none".to_string()
+                } else {
+                    gated.join(", ")
+                }
+            ),
+            fix:
+                "name one of those phases with --gate (`pgphase status` shows where the plan waits)"
+                    .into(),
+        });
+    };
+    if s.phases[g].gate_confirmed {
+        // Confirmed earlier: a resume is right only while no later gate was reached.
+        let later_gate = s.phases[g + 1..]
+            .iter()
+            .take(s.phases.len() - g - 2)
+            .any(|p| p.has_gate && p.status == PhaseStatus::Completed);
+        if s.status == PlanStatus::Completed || later_gate {
+            return Ok(GateCheck::AlreadyConfirmed);
+        }
+        return Ok(GateCheck::Proceed);
+    }
+    if s.open_gate() == Some(g) {
+        return Ok(GateCheck::Proceed);
+    }
+    let at = match s.open_gate() {
+        Some(o) => format!("waits at the gate after phase `{}`", s.phases[o].name),
+        None => match s.next_phase() {
+            Some(n) => format!(
+                "is in phase `{}` ({})",
+                s.phases[n].name,
+                s.phases[n].status.as_str()
+            ),
+            None => "has no open gate".to_string(),
+        },
+    };
+    Err(Refusal {
+        reason: format!(
+            "plan `{plan}` {at}, not at the gate after `{phase}`; nothing was confirmed"
+        ),
+        fix: format!("check `pgphase status {plan}`; confirm the gate it waits at by naming that phase with --gate"),
+    })
+}
+
 /// A confirmed gate lies before phase `from`: resuming it belongs to `advance`.
 fn gated_before(s: &PlanState, from: usize) -> bool {
     s.phases[..from.min(s.phases.len())]
@@ -481,5 +556,73 @@ mod tests {
             })
         );
         assert!(decide(Some(&s), Command::Rollback, "x").is_err());
+    }
+
+    #[test]
+    fn named_gate_guards_against_a_repeated_advance() {
+        // p0 gate, p1 gate, p2 (contract)
+        let waiting_first = st(
+            PlanStatus::AwaitingDeploy,
+            &[
+                (Completed, true, false),
+                (Pending, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            check_gate(&waiting_first, "p0", "x"),
+            Ok(GateCheck::Proceed)
+        );
+        // naming the second gate while the first is open: refused
+        let r = check_gate(&waiting_first, "p1", "x").unwrap_err();
+        assert!(
+            r.reason.contains("waits at the gate after phase `p0`"),
+            "{r:?}"
+        );
+        // no such gate (p2 is the last phase)
+        let r = check_gate(&waiting_first, "p2", "x").unwrap_err();
+        assert!(r.reason.contains("its gates follow: p0, p1"), "{r:?}");
+        // the first advance went through: a repeat of it does nothing
+        let waiting_second = st(
+            PlanStatus::AwaitingDeploy,
+            &[
+                (Completed, true, true),
+                (Completed, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            check_gate(&waiting_second, "p0", "x"),
+            Ok(GateCheck::AlreadyConfirmed)
+        );
+        assert_eq!(
+            check_gate(&waiting_second, "p1", "x"),
+            Ok(GateCheck::Proceed)
+        );
+        // the first advance failed in p1: a repeat resumes it
+        let failed_after_first = st(
+            PlanStatus::Failed,
+            &[
+                (Completed, true, true),
+                (Failed, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            check_gate(&failed_after_first, "p0", "x"),
+            Ok(GateCheck::Proceed)
+        );
+        let done = st(
+            PlanStatus::Completed,
+            &[
+                (Completed, true, true),
+                (Completed, true, true),
+                (Completed, false, false),
+            ],
+        );
+        assert_eq!(
+            check_gate(&done, "p1", "x"),
+            Ok(GateCheck::AlreadyConfirmed)
+        );
     }
 }
