@@ -848,6 +848,7 @@ async fn run_phases(
                 plan: name.clone(),
                 phase: i as i32,
                 step: j as i32,
+                record_done: true,
             };
             let result = if s.failpoint_hit(kind, j).await {
                 Err(exec::ExecError::Injected(format!("{kind}.{}", j + 1)))
@@ -1080,6 +1081,7 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
                 plan: plan.to_string(),
                 phase: i as i32,
                 step: -1 - j as i32,
+                record_done: false,
             };
             let result = if s.failpoint_hit(&format!("rollback-{kind}"), j).await {
                 Err(exec::ExecError::Injected(format!(

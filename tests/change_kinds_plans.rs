@@ -623,3 +623,57 @@ fn load_time_validation() {
         assert!(e.starts_with("x.yaml:") && e.contains(needle), "{needle}: {e}");
     }
 }
+
+/// The `sql` escape hatch: its parts run as written, flagged, with lint's findings.
+#[test]
+fn sql_change_plan_is_flagged_with_lint_findings() {
+    let f = example("sql-comments-stats-view.yaml");
+    let p = recipe::expand(&f.plan, Knowledge::Offline).unwrap();
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::Contract]);
+    check_invariants(&p);
+    insta::assert_snapshot!("sql_change", report::plan_text(&p));
+
+    // lint's findings become notes (missing-lock-timeout does not apply: pgphase sets it)
+    let yaml = "changes:
+  - sql:
+      expand: ALTER TABLE comments ALTER COLUMN contents SET NOT NULL
+      rollback: ALTER TABLE comments ALTER COLUMN contents DROP NOT NULL
+      contract: DROP TABLE comment_drafts
+";
+    let p = recipe::expand(
+        &plan::parse(yaml, "x.yaml", "x").unwrap(),
+        Knowledge::Offline,
+    )
+    .unwrap();
+    let notes = p.notes.join("\n");
+    assert!(notes.contains("[set-not-null]"), "{notes}");
+    assert!(notes.contains("[drop-table]"), "{notes}");
+    assert!(!notes.contains("missing-lock-timeout"), "{notes}");
+    // only a contract: the deploy gate still comes before it
+    let yaml = "changes:\n  - sql: { contract: DROP VIEW IF EXISTS v }\n";
+    let p = recipe::expand(
+        &plan::parse(yaml, "x.yaml", "x").unwrap(),
+        Knowledge::Offline,
+    )
+    .unwrap();
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::Contract]);
+    assert!(p.phases[0].steps.is_empty() && p.phases[0].gate.is_some());
+}
+
+#[test]
+fn sql_change_load_time_validation() {
+    for (yaml, needle) in [
+        ("changes:\n  - sql: { gate: deploy }\n", "needs `expand`"),
+        ("changes:\n  - sql: { expand: CREATE VIEW v AS SELECT 1 }\n", "`expand` needs a `rollback`"),
+        ("changes:\n  - sql: { rollback: DROP VIEW v, contract: DROP VIEW w }\n", "there is no `expand`"),
+        ("changes:\n  - sql: { expand: CREATE VIEW v AS SELECT 1, rollback: DROP VIEW v, gate: x }\n", "there is no `contract`"),
+        ("changes:\n  - sql: { contract: 'CREATE INDEX CONCURRENTLY i ON t (a)' }\n", "CONCURRENTLY cannot run inside a transaction"),
+        ("changes:\n  - sql: { contract: 'COMMIT; DROP TABLE t' }\n", "transaction control"),
+        ("changes:\n  - sql: { contract: 'VACUUM t' }\n", "cannot run inside a transaction"),
+        ("changes:\n  - sql: { contract: '  ' }\n", "no SQL statement"),
+        ("changes:\n  - sql: { contract: DROP VIEW v, extra: 1 }\n", "unknown field"),
+    ] {
+        let e = plan::parse(yaml, "x.yaml", "x").unwrap_err().to_string();
+        assert!(e.starts_with("x.yaml:") && e.contains(needle), "{needle}: {e}");
+    }
+}

@@ -422,6 +422,7 @@ async fn failed_concurrent_index_build_never_leaves_an_invalid_index() {
         plan: "x".into(),
         phase: 0,
         step: 0,
+        record_done: false,
     };
     let mut work = db.client().await;
     let count_index = || async {

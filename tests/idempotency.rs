@@ -29,7 +29,8 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
     FROM generate_series(1, 500) g;
 ";
 
-const PLANS: [&str; 13] = [
+const PLANS: [&str; 14] = [
+    "sql-comments-stats-view.yaml",
     "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
     "drop-comments-legacy-score-not-null.yaml",
@@ -72,6 +73,7 @@ async fn twice(work: &mut tokio_postgres::Client, step: &Step, what: &str) {
                     plan: "x".into(),
                     phase: 0,
                     step: 0,
+                    record_done: false,
                 };
                 exec::run_step(work, step, &settings(), &key, &Silent)
                     .await

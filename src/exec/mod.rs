@@ -153,6 +153,23 @@ pub struct CheckpointKey {
     pub plan: String,
     pub phase: i32,
     pub step: i32,
+    /// A forward step of a stored plan: a transactional step also records itself done
+    /// (`pgphase.phases.steps_done`) in its own transaction, so a crash between its
+    /// commit and the bookkeeping cannot run it twice.
+    pub record_done: bool,
+}
+
+impl CheckpointKey {
+    fn done_sql(&self) -> Option<String> {
+        (self.record_done && self.step >= 0).then(|| {
+            format!(
+                "UPDATE pgphase.phases SET steps_done = GREATEST(steps_done, {}) WHERE plan_name = {} AND position = {}",
+                self.step + 1,
+                quote_literal(&self.plan),
+                self.phase
+            )
+        })
+    }
 }
 
 /// Runs one step on `work`; `observer` hears about retries and progress.
@@ -175,7 +192,8 @@ pub async fn run_step(
                     return Ok(StepOutcome::Skipped);
                 }
             }
-            with_lock_retries(work, step, settings, observer, sql).await?;
+            let done = checkpoint.done_sql();
+            with_lock_retries(work, step, settings, observer, sql, done.as_deref()).await?;
             Ok(StepOutcome::Ran)
         }
         Action::CreateIndexConcurrently { index, sql } => {
@@ -226,6 +244,7 @@ async fn with_lock_retries(
     settings: &StepSettings,
     observer: &dyn Observer,
     sql: &str,
+    record_done: Option<&str>,
 ) -> Result<(), ExecError> {
     let blocking = step.lock.blocks_application();
     let timeout_ms = if blocking {
@@ -252,6 +271,11 @@ async fn with_lock_retries(
         .map_err(|e| ExecError::db("setting lock_timeout", e))?;
         match tx.batch_execute(sql).await {
             Ok(()) => {
+                if let Some(done) = record_done {
+                    tx.batch_execute(done)
+                        .await
+                        .map_err(|e| ExecError::db("recording the step done", e))?;
+                }
                 tx.commit()
                     .await
                     .map_err(|e| ExecError::db("committing", e))?;

@@ -13,6 +13,7 @@ mod drop_constraint;
 mod drop_index;
 mod rename_column;
 mod set_not_null;
+mod sql_change;
 mod tables;
 
 use sha2::{Digest, Sha256};
@@ -75,6 +76,7 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::CreateTable(ct) => tables::create_table(ct, live),
             Change::DropTable(dt) => tables::drop_table(dt, knowledge),
             Change::DropConstraint(dc) => drop_constraint::expand(dc, knowledge),
+            Change::Sql(sc) => sql_change::expand(sc, plan.changes[i].pos),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -117,6 +119,7 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::CreateTable(ct) => vec![ct.table_name()],
         Change::DropTable(dt) => vec![dt.table_name()],
         Change::DropConstraint(dc) => vec![dc.table_name()],
+        Change::Sql(_) => Vec::new(),
     }
 }
 
