@@ -320,6 +320,10 @@ fn checksum_refusal(stored: &StoredPlan, file: &PlanFile) -> Option<Refusal> {
 /// resumes a plan that stopped before its first confirmed gate.
 pub async fn start(s: &Session, file: &PlanFile) -> Result<Outcome, CmdError> {
     let name = file.plan.name.clone();
+    // A plan in a depends_on cycle with the plans beside it can never start in order.
+    if let Some(e) = crate::plan::set::cycle_through(file) {
+        return Err(CmdError::Invalid(format!("{e}\nnothing was changed")));
+    }
     let t0 = Instant::now();
     let result = async {
         let mut l = Locked::acquire(s, &name, Command::Start).await?;
@@ -771,8 +775,12 @@ fn phases_until_gate(program: &Program, from: usize) -> impl Iterator<Item = &Ph
         })
 }
 
-async fn check_dependencies(control: &Client, deps: &[String], name: &str) -> Result<(), CmdError> {
-    for dep in deps {
+async fn check_dependencies(
+    control: &Client,
+    deps: &[crate::plan::At<String>],
+    name: &str,
+) -> Result<(), CmdError> {
+    for dep in deps.iter().map(|d| &d.value) {
         let status: Option<String> = control
             .query_opt("SELECT status FROM pgphase.plans WHERE name = $1", &[dep])
             .await?

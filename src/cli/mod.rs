@@ -110,6 +110,14 @@ pub enum Cmd {
         #[arg(long, value_name = "PHASE")]
         at_least: String,
     },
+    /// The order to start plan files in, by their `depends_on` (dependencies first, then
+    /// by name). A dependency cycle is an error that names every plan of it. With a
+    /// database, each plan's status, and the next one to start.
+    Order {
+        /// Plan files, or folders of them (`*.yaml`, `*.yml`).
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+    },
     /// The event log: every command, step, gate confirmation and rollback.
     History { plan: Option<String> },
     /// Run the whole story on a throwaway local Postgres: the rename under live old/new
@@ -284,6 +292,23 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
                     report::fences_text(&fences)
                 ),
                 json,
+            );
+        }
+        Cmd::Order { paths } => {
+            let files = crate::plan::set::load_paths(paths)
+                .map_err(|e| CmdError::Invalid(e.to_string()))?;
+            let order =
+                crate::plan::set::order(&files).map_err(|e| CmdError::Invalid(e.to_string()))?;
+            let conn = ConnInfo::resolve(cli.database_url.as_deref())
+                .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
+            let statuses = match conn {
+                Some(c) => Some(plan_statuses(&c.connect().await?).await?),
+                None => None,
+            };
+            emit(
+                &cli,
+                report::order_text(&files, &order, statuses.as_ref()),
+                report::order_json(&files, &order, statuses.as_ref()),
             );
         }
         Cmd::Start { file, yes } => {
@@ -694,4 +719,19 @@ pub async fn status_views(
         }
     }
     Ok(views)
+}
+
+/// Every plan's status in the database (none when pgphase never ran there).
+async fn plan_statuses(
+    client: &tokio_postgres::Client,
+) -> Result<std::collections::BTreeMap<String, String>, CmdError> {
+    if !crate::state::store::schema_exists(client).await? {
+        return Ok(Default::default());
+    }
+    Ok(client
+        .query("SELECT name, status FROM pgphase.plans", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }

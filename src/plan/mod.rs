@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::sql::{QualifiedName, MAX_IDENT_BYTES};
 
+pub mod set;
+
 /// A position in a plan file, 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Pos {
@@ -75,7 +77,8 @@ pub struct PlanFile {
 pub struct Plan {
     pub name: String,
     pub description: Option<String>,
-    pub depends_on: Vec<String>,
+    /// Plans that must be completed first, with where each is written.
+    pub depends_on: Vec<At<String>>,
     pub settings: Settings,
     pub changes: Vec<At<Change>>,
     /// Deploy fences, checked by `phase advance` when it confirms a gate.
@@ -1062,7 +1065,7 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
     Ok(Plan {
         name,
         description: raw.description,
-        depends_on: raw.depends_on.into_iter().map(|d| d.value).collect(),
+        depends_on: raw.depends_on,
         settings: raw.settings,
         changes: raw.changes.value,
         fences: raw.fences,

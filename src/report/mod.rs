@@ -671,3 +671,88 @@ pub fn fences_json(fences: &[crate::plan::Fence]) -> serde_json::Value {
         }))
         .collect::<Vec<_>>())
 }
+
+/// The status a plan of `pgphase order` has, and whether it is the next to start.
+fn order_rows<'a>(
+    files: &'a [crate::plan::PlanFile],
+    order: &crate::plan::set::Order,
+    statuses: Option<&'a std::collections::BTreeMap<String, String>>,
+) -> Vec<(usize, &'a crate::plan::PlanFile, Option<&'a str>, bool)> {
+    let done =
+        |name: &str| statuses.is_some_and(|s| s.get(name).is_some_and(|st| st == "completed"));
+    let mut next_found = false;
+    order
+        .order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let f = &files[i];
+            let status = statuses.map(|s| s.get(&f.plan.name).map_or("not started", |x| x.as_str()));
+            let startable = statuses.is_some()
+                && !next_found
+                && matches!(status, Some("not started") | Some("rolled_back"))
+                && f.plan.depends_on.iter().all(|d| done(&d.value));
+            let in_flight = matches!(status, Some(s) if s != "completed" && s != "not started" && s != "rolled_back");
+            if startable || in_flight {
+                next_found = true;
+            }
+            (k + 1, f, status, startable)
+        })
+        .collect()
+}
+
+/// `pgphase order`: the plans, dependencies first.
+pub fn order_text(
+    files: &[crate::plan::PlanFile],
+    order: &crate::plan::set::Order,
+    statuses: Option<&std::collections::BTreeMap<String, String>>,
+) -> String {
+    let mut o = String::new();
+    let rows = order_rows(files, order, statuses);
+    let width = rows.iter().map(|r| r.1.plan.name.len()).max().unwrap_or(0);
+    let _ = writeln!(
+        o,
+        "{} plan(s), in the order to start them (dependencies first):",
+        rows.len()
+    );
+    for (n, f, status, next) in &rows {
+        let _ = write!(o, "  {n:>2}. {:<width$}  {}", f.plan.name, f.path.display());
+        if let Some(st) = status {
+            let _ = write!(o, "  [{st}]");
+        }
+        if *next {
+            let _ = write!(o, "  ← next: pgphase start {}", f.path.display());
+        }
+        if !f.plan.depends_on.is_empty() {
+            let deps: Vec<&str> = f.plan.depends_on.iter().map(|d| d.value.as_str()).collect();
+            let _ = write!(o, "  (after {})", deps.join(", "));
+        }
+        let _ = writeln!(o);
+    }
+    for (plan, dep) in &order.outside {
+        let _ = writeln!(
+            o,
+            "  note: `{plan}` depends on `{dep}`, which is not among these files: it must be completed in the database before `{plan}` starts"
+        );
+    }
+    o
+}
+
+pub fn order_json(
+    files: &[crate::plan::PlanFile],
+    order: &crate::plan::set::Order,
+    statuses: Option<&std::collections::BTreeMap<String, String>>,
+) -> serde_json::Value {
+    let rows = order_rows(files, order, statuses);
+    json!({
+        "plans": rows.iter().map(|(n, f, status, next)| json!({
+            "position": n,
+            "plan": f.plan.name,
+            "file": f.path.display().to_string(),
+            "depends_on": f.plan.depends_on.iter().map(|d| d.value.clone()).collect::<Vec<_>>(),
+            "status": status,
+            "next": next,
+        })).collect::<Vec<_>>(),
+        "outside": order.outside.iter().map(|(p, d)| json!({"plan": p, "depends_on": d})).collect::<Vec<_>>(),
+    })
+}
