@@ -399,6 +399,106 @@ async fn audit(
     result
 }
 
+/// Refuses, before anything runs, when this role could not finish the program: it must
+/// own (or inherit the owner of) every existing table a DDL step changes, and have
+/// CREATE on the schema of every index it builds and table or view it creates.
+/// Without this a plan would stop halfway, at the first statement that needs it.
+async fn check_privileges(client: &Client, program: &Program) -> Result<(), CmdError> {
+    use crate::program::Action;
+    use std::collections::BTreeSet;
+    let mut tables = BTreeSet::new();
+    let mut schemas = BTreeSet::new();
+    for st in program
+        .phases
+        .iter()
+        .flat_map(|p| p.steps.iter().chain(&p.rollback))
+    {
+        match &st.action {
+            Action::CreateIndexConcurrently { index, .. } => {
+                schemas.insert(index.schema.as_str().to_string());
+            }
+            Action::Sql { .. } | Action::DropIndexConcurrently { .. } => {}
+            Action::Backfill(_) | Action::Verify { .. } => continue,
+        }
+        if let Some(t) = &st.table {
+            tables.insert(t.clone());
+        }
+    }
+    let mut missing = Vec::new();
+    let mut fixes = Vec::new();
+    let role: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0);
+    for t in &tables {
+        let row = client
+            .query_opt(
+                "SELECT pg_get_userbyid(c.relowner)::text, pg_has_role(c.relowner, 'USAGE')
+                   FROM pg_class c WHERE c.oid = to_regclass($1)",
+                &[&t.to_string()],
+            )
+            .await?;
+        match row {
+            Some(r) if !r.get::<_, bool>(1) => {
+                let owner: String = r.get(0);
+                missing.push(format!(
+                    "`{role}` does not own {t} (its owner is `{owner}`)"
+                ));
+                fixes.push(format!(
+                    "GRANT {} TO {};",
+                    crate::sql::quote_ident(&owner),
+                    crate::sql::quote_ident(&role)
+                ));
+            }
+            Some(_) => {}
+            // created by the plan: needs CREATE on its schema
+            None => {
+                schemas.insert(t.schema.as_str().to_string());
+            }
+        }
+    }
+    for schema in &schemas {
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[schema],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            continue; // the plan's own refusal says so
+        }
+        let ok: bool = client
+            .query_one("SELECT has_schema_privilege($1, 'CREATE')", &[schema])
+            .await?
+            .get(0);
+        if !ok {
+            missing.push(format!(
+                "`{role}` has no CREATE on schema {} (index builds and new tables or views need it)",
+                crate::sql::quote_ident(schema)
+            ));
+            fixes.push(format!(
+                "GRANT CREATE ON SCHEMA {} TO {};",
+                crate::sql::quote_ident(schema),
+                crate::sql::quote_ident(&role)
+            ));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(CmdError::refused(
+        format!(
+            "this role could not finish the plan, so nothing was started: {}",
+            missing.join("; ")
+        ),
+        format!(
+            "run pgphase as the tables' owner, or have an administrator run: {}",
+            fixes.join(" ")
+        ),
+    ))
+}
+
 async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Outcome, CmdError> {
     let name = &file.plan.name;
     let stored = store::load_plan(&l.control, name).await?;
@@ -424,6 +524,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             // New (or restarted after rollback): expand against the live catalog now.
             let cat = load_catalog(&l.work, file).await?;
             let program = expand_with(Some(&cat), file)?;
+            check_privileges(&l.work, &program).await?;
             let path = file.path.display().to_string();
             if let Err(r) = store::create_plan(
                 &mut l.control,
