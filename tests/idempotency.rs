@@ -29,7 +29,7 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
     FROM generate_series(1, 500) g;
 ";
 
-const PLANS: [&str; 13] = [
+const PLANS: [&str; 14] = [
     "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
     "drop-comments-legacy-score-not-null.yaml",
@@ -43,6 +43,7 @@ const PLANS: [&str; 13] = [
     "set-comments-author-not-null.yaml",
     "add-check-comments-contents-length.yaml",
     "add-foreign-key-comments-post.yaml",
+    "rename-table-comments-to-post-comments.yaml",
 ];
 
 fn settings() -> StepSettings {

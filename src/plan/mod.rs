@@ -198,6 +198,7 @@ pub enum Change {
     CreateTable(CreateTable),
     DropTable(DropTable),
     DropConstraint(DropConstraint),
+    RenameTable(RenameTable),
 }
 
 impl Change {
@@ -218,6 +219,7 @@ impl Change {
             Change::CreateTable(_) => "create_table",
             Change::DropTable(_) => "drop_table",
             Change::DropConstraint(_) => "drop_constraint",
+            Change::RenameTable(_) => "rename_table",
         }
     }
 
@@ -240,7 +242,8 @@ impl Change {
             | Change::AddIndex(_)
             | Change::DropIndex(_)
             | Change::AddCheck(_)
-            | Change::AddForeignKey(_) => Vec::new(),
+            | Change::AddForeignKey(_)
+            | Change::RenameTable(_) => Vec::new(),
         }
     }
 }
@@ -573,6 +576,36 @@ impl DropConstraint {
     }
 }
 
+/// `rename_table: { from, to }`: `to` is a bare name (the table stays in its schema) or
+/// `schema.name` in the same schema.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameTable {
+    pub from: At<String>,
+    pub to: At<String>,
+}
+
+impl RenameTable {
+    pub fn from_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.from).expect("validated at load")
+    }
+    /// The new name, in `from`'s schema when written bare.
+    pub fn to_name(&self) -> QualifiedName {
+        let to = QualifiedName::parse(&self.to).expect("validated at load");
+        if names_a_schema(&self.to) {
+            to
+        } else {
+            QualifiedName::new(self.from_name().schema.as_str(), to.name.as_str())
+        }
+    }
+}
+
+/// Whether a name as written in a plan has a schema part (`schema.name`).
+fn names_a_schema(text: &str) -> bool {
+    // a prefix adds a part: `x.<text>` has three parts exactly when `text` has two
+    QualifiedName::parse(&format!("\"x\".{text}")).is_err()
+}
+
 impl PlanFile {
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
@@ -846,6 +879,29 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                 check_ident(&ck.name).map_err(|m| err(ck.name.pos, m))?;
                 check_sql_text(&ck.check, "check").map_err(|m| err(ck.check.pos, m))?;
             }
+            Change::RenameTable(rt) => {
+                let from = QualifiedName::parse(&rt.from).map_err(|m| err(rt.from.pos, m))?;
+                let to = QualifiedName::parse(&rt.to).map_err(|m| err(rt.to.pos, m))?;
+                check_ident(to.name.as_str()).map_err(|m| err(rt.to.pos, m))?;
+                if names_a_schema(&rt.to) && to.schema != from.schema {
+                    return Err(err(
+                        rt.to.pos,
+                        format!(
+                            "`to` is in schema `{}` but `{}` is in `{}`: rename_table keeps the table in its schema (ALTER TABLE … RENAME cannot move it, and the old name's view would resolve differently under each search_path); write the new name without a schema, and move the table in a separate change",
+                            to.schema, rt.from.value, from.schema
+                        ),
+                    ));
+                }
+                if rt.to_name() == from {
+                    return Err(err(
+                        rt.to.pos,
+                        format!(
+                            "`to` is the same as `from` (`{}`): nothing to rename",
+                            rt.to.value
+                        ),
+                    ));
+                }
+            }
             Change::AddForeignKey(fk) => {
                 QualifiedName::parse(&fk.table).map_err(|m| err(fk.table.pos, m))?;
                 check_ident(&fk.name).map_err(|m| err(fk.name.pos, m))?;
@@ -937,6 +993,38 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                 pattern.pos,
                 "the application_name pattern contains a control character".into(),
             ));
+        }
+    }
+    // A renamed table cannot be changed otherwise in the same plan: each recipe checks
+    // against the catalog as it is, and the other change would name the table either
+    // before or after the rename.
+    for (i, change) in raw.changes.value.iter().enumerate() {
+        #[allow(clippy::single_match)] // add_enum_value comes next
+        match &change.value {
+            Change::RenameTable(rt) => {
+                let names = [rt.from_name(), rt.to_name()];
+                for (j, other) in raw.changes.value.iter().enumerate() {
+                    if i == j {
+                        continue;
+                    }
+                    let hit = crate::recipe::tables_of(&other.value)
+                        .into_iter()
+                        .find(|t| names.contains(t));
+                    if let Some(t) = hit {
+                        let pos = other.pos;
+                        return Err(err(
+                            if j > i { pos } else { change.pos },
+                            format!(
+                                "table `{}` is renamed by the change at line {} and changed by the change at line {}: rename it in a plan of its own and make the other plan depend on it (depends_on)",
+                                t.display_short(),
+                                change.pos.line,
+                                other.pos.line
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {}
         }
     }
     // Two changes on the same column of one table cannot share phases.

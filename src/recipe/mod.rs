@@ -12,6 +12,7 @@ mod drop_column;
 mod drop_constraint;
 mod drop_index;
 mod rename_column;
+mod rename_table;
 mod set_not_null;
 mod tables;
 
@@ -75,6 +76,7 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::CreateTable(ct) => tables::create_table(ct, live),
             Change::DropTable(dt) => tables::drop_table(dt, knowledge),
             Change::DropConstraint(dc) => drop_constraint::expand(dc, knowledge),
+            Change::RenameTable(rt) => rename_table::expand(&plan.name, rt, knowledge),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -117,6 +119,25 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::CreateTable(ct) => vec![ct.table_name()],
         Change::DropTable(dt) => vec![dt.table_name()],
         Change::DropConstraint(dc) => vec![dc.table_name()],
+        Change::RenameTable(rt) => vec![rt.from_name(), rt.to_name()],
+    }
+}
+
+/// Relations of any kind a change needs to know about (kind, owner, grants): the
+/// catalog loader reads them into [`Catalog::relations`].
+pub fn relations_of(change: &Change) -> Vec<QualifiedName> {
+    match change {
+        Change::RenameTable(rt) => vec![rt.from_name(), rt.to_name()],
+        _ => Vec::new(),
+    }
+}
+
+/// Types a change names: the catalog loader reads them into [`Catalog::types`].
+pub fn types_of(change: &Change) -> Vec<QualifiedName> {
+    match change {
+        // the table's row type takes the new name too
+        Change::RenameTable(rt) => vec![rt.to_name()],
+        _ => Vec::new(),
     }
 }
 
