@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use pgphase::catalog::{
-    Catalog, Column, Constraint, Grant, Index, Relation, Table, ViewDependency,
+    Catalog, Column, Constraint, Grant, Index, Relation, Table, TypeInfo, ViewDependency,
 };
 use pgphase::plan::{self, PlanFile};
 use pgphase::program::{Action, PhaseKind, Program};
@@ -728,12 +728,16 @@ fn rename_table_plan() {
 }
 
 #[test]
-fn rename_table_load_time_validation() {
+fn rename_table_and_enum_load_time_validation() {
     for (yaml, needle, at) in [
         ("changes:\n  - rename_table: { from: comments, to: archive.comments }\n", "keeps the table in its schema", "x.yaml:2:"),
         ("changes:\n  - rename_table: { from: app.comments, to: post_comments }\n  - add_index: { table: app.comments, name: i, columns: [a] }\n", "renamed by the change at line 2 and changed by the change at line 3", "x.yaml:3:"),
         ("changes:\n  - add_column: { table: post_comments, column: { name: a, type: text } }\n  - rename_table: { from: comments, to: post_comments }\n", "renamed by the change at line 3", "x.yaml:3:"),
         ("changes:\n  - rename_table: { from: comments, to: public.comments }\n", "nothing to rename", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: a, before: b, after: c }\n", "either `before` or `after`", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: a, after: a }\n", "next to itself", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: '' }\n", "cannot be empty", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: a }\n  - add_enum_value: { type: public.s, value: a }\n", "already added by the change at line 2", "x.yaml:3:"),
     ] {
         let e = plan::parse(yaml, "x.yaml", "x").unwrap_err().to_string();
         assert!(e.starts_with(at) && e.contains(needle), "{needle}: {e}");
@@ -751,4 +755,71 @@ fn rename_table_load_time_validation() {
         };
         assert_eq!(rt.to_name(), QualifiedName::new("app", "comments2"));
     }
+}
+
+fn with_status_enum(mut cat: Catalog) -> Catalog {
+    let name = QualifiedName::new("public", "comment_status");
+    cat.types.insert(
+        name.to_string(),
+        TypeInfo {
+            name,
+            kind: "e".into(),
+            labels: vec!["pending".into(), "published".into(), "hidden".into()],
+        },
+    );
+    cat
+}
+
+#[test]
+fn add_enum_value_plan() {
+    let file = example("add-enum-value-comment-status-flagged.yaml");
+    let p = expand(&file.plan, &with_status_enum(story(PG15)));
+    check_invariants(&p);
+    // the gate sits between adding the value and the end of the plan: a real gate
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::SwitchReads]);
+    assert!(p.phases[0].gate.is_some() && p.phases[1].gate.is_none());
+    assert!(p.phases.iter().all(|ph| !ph.point_of_no_return));
+    assert_eq!(
+        p.phases[0].steps[0].lock,
+        pgphase::program::LockLevel::Exclusive
+    );
+    insta::assert_snapshot!("add_enum_value", report::plan_text(&p));
+    // already in place: accepted (the step is skipped); elsewhere: refused
+    let at = |place: &str| {
+        format!("changes:\n  - add_enum_value: {{ type: comment_status, value: hidden{place} }}\n")
+    };
+    let p = expand(
+        &plan::parse(&at(""), "x.yaml", "x").unwrap(),
+        &with_status_enum(story(PG15)),
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("already in")),
+        "{:?}",
+        p.notes
+    );
+    let p = expand(
+        &plan::parse(&at(", after: published"), "x.yaml", "x").unwrap(),
+        &with_status_enum(story(PG15)),
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("already in")),
+        "{:?}",
+        p.notes
+    );
+    let e = refuse(&at(", before: published"), &with_status_enum(story(PG15)));
+    assert!(
+        e[0].message.contains("elsewhere than the plan puts it"),
+        "{e:?}"
+    );
+    let e = refuse(
+        "changes:\n  - add_enum_value: { type: comment_status, value: x, after: deleted }\n",
+        &with_status_enum(story(PG15)),
+    );
+    assert!(e[0].message.contains("no value 'deleted'"), "{e:?}");
+    assert_eq!((e[0].pos.line, e[0].pos.column), (2, 62));
+    let e = refuse(
+        "changes:\n  - add_enum_value: { type: mood, value: x }\n",
+        &with_status_enum(story(PG15)),
+    );
+    assert!(e[0].message.contains("type `mood` does not exist"), "{e:?}");
 }

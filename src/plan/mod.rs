@@ -199,6 +199,7 @@ pub enum Change {
     DropTable(DropTable),
     DropConstraint(DropConstraint),
     RenameTable(RenameTable),
+    AddEnumValue(AddEnumValue),
 }
 
 impl Change {
@@ -220,6 +221,7 @@ impl Change {
             Change::DropTable(_) => "drop_table",
             Change::DropConstraint(_) => "drop_constraint",
             Change::RenameTable(_) => "rename_table",
+            Change::AddEnumValue(_) => "add_enum_value",
         }
     }
 
@@ -243,7 +245,8 @@ impl Change {
             | Change::DropIndex(_)
             | Change::AddCheck(_)
             | Change::AddForeignKey(_)
-            | Change::RenameTable(_) => Vec::new(),
+            | Change::RenameTable(_)
+            | Change::AddEnumValue(_) => Vec::new(),
         }
     }
 }
@@ -606,6 +609,46 @@ fn names_a_schema(text: &str) -> bool {
     QualifiedName::parse(&format!("\"x\".{text}")).is_err()
 }
 
+/// `add_enum_value: { type, value, before | after }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddEnumValue {
+    /// The enum type, `type` or `schema.type`.
+    #[serde(rename = "type")]
+    pub type_name: At<String>,
+    pub value: At<String>,
+    /// The existing value the new one sorts before (exclusive with `after`).
+    pub before: Option<At<String>>,
+    /// The existing value the new one sorts after; neither: it sorts last.
+    pub after: Option<At<String>>,
+}
+
+impl AddEnumValue {
+    pub fn type_qname(&self) -> QualifiedName {
+        QualifiedName::parse(&self.type_name).expect("validated at load")
+    }
+}
+
+/// An enum label: 1 to 63 bytes (NAMEDATALEN - 1).
+fn check_enum_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("an enum value cannot be empty".into());
+    }
+    if label.len() > MAX_IDENT_BYTES {
+        return Err(format!(
+            "`{label}` is {} bytes; PostgreSQL enum values are at most {MAX_IDENT_BYTES} bytes",
+            label.len()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(format!(
+            "`{}` contains a control character; write the value without one",
+            label.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 impl PlanFile {
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
@@ -902,6 +945,28 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                     ));
                 }
             }
+            Change::AddEnumValue(ev) => {
+                QualifiedName::parse(&ev.type_name).map_err(|m| err(ev.type_name.pos, m))?;
+                check_enum_label(&ev.value).map_err(|m| err(ev.value.pos, m))?;
+                if let (Some(_), Some(after)) = (&ev.before, &ev.after) {
+                    return Err(err(
+                        after.pos,
+                        "give either `before` or `after`, not both".into(),
+                    ));
+                }
+                if let Some(n) = ev.before.as_ref().or(ev.after.as_ref()) {
+                    check_enum_label(n).map_err(|m| err(n.pos, m))?;
+                    if n.value == ev.value.value {
+                        return Err(err(
+                            n.pos,
+                            format!(
+                                "the new value `{}` cannot be placed next to itself; name an existing value",
+                                n.value
+                            ),
+                        ));
+                    }
+                }
+            }
             Change::AddForeignKey(fk) => {
                 QualifiedName::parse(&fk.table).map_err(|m| err(fk.table.pos, m))?;
                 check_ident(&fk.name).map_err(|m| err(fk.name.pos, m))?;
@@ -997,9 +1062,8 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
     }
     // A renamed table cannot be changed otherwise in the same plan: each recipe checks
     // against the catalog as it is, and the other change would name the table either
-    // before or after the rename.
+    // before or after the rename. The same value added twice to one enum neither.
     for (i, change) in raw.changes.value.iter().enumerate() {
-        #[allow(clippy::single_match)] // add_enum_value comes next
         match &change.value {
             Change::RenameTable(rt) => {
                 let names = [rt.from_name(), rt.to_name()];
@@ -1021,6 +1085,21 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                                 other.pos.line
                             ),
                         ));
+                    }
+                }
+            }
+            Change::AddEnumValue(ev) => {
+                for other in &raw.changes.value[..i] {
+                    if let Change::AddEnumValue(o) = &other.value {
+                        if o.type_qname() == ev.type_qname() && o.value.value == ev.value.value {
+                            return Err(err(
+                                ev.value.pos,
+                                format!(
+                                    "value `{}` of `{}` is already added by the change at line {}",
+                                    ev.value.value, ev.type_name.value, other.pos.line
+                                ),
+                            ));
+                        }
                     }
                 }
             }
