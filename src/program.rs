@@ -70,6 +70,10 @@ pub enum LockLevel {
     /// Reads only.
     #[serde(rename = "ACCESS SHARE")]
     AccessShare,
+    /// EXCLUSIVE on a type (`ALTER TYPE … ADD VALUE`): no table lock; the application's
+    /// queries do not take it.
+    #[serde(rename = "EXCLUSIVE")]
+    Exclusive,
 }
 
 impl LockLevel {
@@ -80,6 +84,7 @@ impl LockLevel {
             LockLevel::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
             LockLevel::RowExclusive => "ROW EXCLUSIVE",
             LockLevel::AccessShare => "ACCESS SHARE",
+            LockLevel::Exclusive => "EXCLUSIVE",
         }
     }
     /// Whether waiting for this lock would queue the application behind us.

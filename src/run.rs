@@ -178,7 +178,25 @@ async fn load_catalog(client: &Client, file: &PlanFile) -> Result<Catalog, CmdEr
     }
     tables.sort();
     tables.dedup();
-    let cat = Catalog::load(client, &tables).await?;
+    let mut cat = Catalog::load(client, &tables).await?;
+    let mut relations: Vec<_> = file
+        .plan
+        .changes
+        .iter()
+        .flat_map(|c| recipe::relations_of(&c.value))
+        .collect();
+    relations.sort();
+    relations.dedup();
+    cat.load_relations(client, &relations).await?;
+    let mut types: Vec<_> = file
+        .plan
+        .changes
+        .iter()
+        .flat_map(|c| recipe::types_of(&c.value))
+        .collect();
+    types.sort();
+    types.dedup();
+    cat.load_types(client, &types).await?;
     if cat.major_version() < 13 {
         return Err(CmdError::Invalid(format!(
             "the server runs PostgreSQL {}; pgphase supports 13 and later",

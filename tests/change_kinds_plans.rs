@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use pgphase::catalog::{Catalog, Column, Constraint, Index, Table, ViewDependency};
+use pgphase::catalog::{
+    Catalog, Column, Constraint, Grant, Index, Relation, Table, TypeInfo, ViewDependency,
+};
 use pgphase::plan::{self, PlanFile};
 use pgphase::program::{Action, PhaseKind, Program};
 use pgphase::recipe::{self, Knowledge, Precondition};
@@ -151,6 +153,7 @@ fn story(version: i32) -> Catalog {
             .into_iter()
             .map(|t| (t.name.to_string(), t))
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -676,4 +679,200 @@ fn sql_change_load_time_validation() {
         let e = plan::parse(yaml, "x.yaml", "x").unwrap_err().to_string();
         assert!(e.starts_with("x.yaml:") && e.contains(needle), "{needle}: {e}");
     }
+}
+fn grant(grantee: Option<&str>, privilege: &str, column: Option<&str>) -> Grant {
+    Grant {
+        grantee: grantee.map(Into::into),
+        privilege: privilege.into(),
+        grantable: false,
+        column: column.map(Into::into),
+    }
+}
+
+/// The story's catalog with `comments` as rename_table sees it: owned by `blog_owner`,
+/// DML for `blog_api`, SELECT for `reporting` with grant option, two columns for
+/// `moderation`.
+fn story_relations(version: i32, row_security: bool) -> Catalog {
+    let mut cat = story(version);
+    let name = QualifiedName::new("public", "comments");
+    let mut grants = vec![grant(Some("blog_owner"), "SELECT", None)];
+    for p in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+        grants.push(grant(Some("blog_api"), p, None));
+    }
+    grants.push(Grant {
+        grantable: true,
+        ..grant(Some("reporting"), "SELECT", None)
+    });
+    grants.push(grant(Some("moderation"), "SELECT", Some("id")));
+    grants.push(grant(Some("moderation"), "SELECT", Some("contents")));
+    cat.relations.insert(
+        name.to_string(),
+        Relation {
+            name,
+            kind: "r".into(),
+            owner: "blog_owner".into(),
+            row_security,
+            grants,
+        },
+    );
+    cat
+}
+
+#[test]
+fn rename_table_plan() {
+    let file = example("rename-table-comments-to-post-comments.yaml");
+    let p = expand(&file.plan, &story_relations(PG15, false));
+    check_invariants(&p);
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::Contract]);
+    assert!(p.phases[0].gate.is_some());
+    let sql = p.phases[0].steps[0].display_sql();
+    assert!(!sql.contains("security_invoker"), "{sql}");
+    insta::assert_snapshot!("rename_table", report::plan_text(&p));
+    // row-level security: security_invoker on 15+ ...
+    let mut cat = story_relations(PG15, true);
+    cat.relations
+        .get_mut("public.comments")
+        .unwrap()
+        .grants
+        .retain(|g| g.column.is_none());
+    let p = expand(&file.plan, &cat);
+    assert!(p.phases[0].steps[0]
+        .display_sql()
+        .contains("CREATE VIEW public.comments WITH (security_invoker = true) AS SELECT * FROM public.post_comments;"));
+    // ... refused with column-only grants, and on 14
+    let yaml = "changes:\n  - rename_table: { from: comments, to: post_comments }\n";
+    let e = refuse(yaml, &story_relations(PG15, true));
+    assert!(
+        e[0].message
+            .contains("`moderation` hold only column grants"),
+        "{e:?}"
+    );
+    assert_eq!((e[0].pos.line, e[0].pos.column), (2, 27));
+    let e = refuse(yaml, &story_relations(140010, true));
+    assert!(
+        e[0].message
+            .contains("security_invoker views need PostgreSQL 15"),
+        "{e:?}"
+    );
+    // the new name is taken (any relation kind), the old is not a table
+    let mut cat = story_relations(PG15, false);
+    cat.relations.insert(
+        "public.post_comments".into(),
+        Relation {
+            name: QualifiedName::new("public", "post_comments"),
+            kind: "v".into(),
+            owner: "x".into(),
+            row_security: false,
+            grants: Vec::new(),
+        },
+    );
+    let e = refuse(yaml, &cat);
+    assert!(
+        e[0].message
+            .contains("`post_comments` already exists (a view)"),
+        "{e:?}"
+    );
+    assert_eq!(e[0].pos.column, 41);
+    let e = refuse(
+        "changes:\n  - rename_table: { from: post_comments, to: x }\n",
+        &cat,
+    );
+    assert!(e[0].message.contains("is a view, not a table"), "{e:?}");
+}
+
+#[test]
+fn rename_table_and_enum_load_time_validation() {
+    for (yaml, needle, at) in [
+        ("changes:\n  - rename_table: { from: comments, to: archive.comments }\n", "keeps the table in its schema", "x.yaml:2:"),
+        ("changes:\n  - rename_table: { from: app.comments, to: post_comments }\n  - add_index: { table: app.comments, name: i, columns: [a] }\n", "renamed by the change at line 2 and changed by the change at line 3", "x.yaml:3:"),
+        ("changes:\n  - add_column: { table: post_comments, column: { name: a, type: text } }\n  - rename_table: { from: comments, to: post_comments }\n", "renamed by the change at line 3", "x.yaml:3:"),
+        ("changes:\n  - rename_table: { from: comments, to: public.comments }\n", "nothing to rename", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: a, before: b, after: c }\n", "either `before` or `after`", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: a, after: a }\n", "next to itself", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: '' }\n", "cannot be empty", "x.yaml:2:"),
+        ("changes:\n  - add_enum_value: { type: s, value: a }\n  - add_enum_value: { type: public.s, value: a }\n", "already added by the change at line 2", "x.yaml:3:"),
+    ] {
+        let e = plan::parse(yaml, "x.yaml", "x").unwrap_err().to_string();
+        assert!(e.starts_with(at) && e.contains(needle), "{needle}: {e}");
+    }
+    // `to` in the same schema, written qualified or not
+    for to in ["comments2", "app.comments2"] {
+        let p = plan::parse(
+            &format!("changes:\n  - rename_table: {{ from: app.comments, to: {to} }}\n"),
+            "x.yaml",
+            "x",
+        )
+        .unwrap();
+        let pgphase::plan::Change::RenameTable(rt) = &p.changes[0].value else {
+            panic!()
+        };
+        assert_eq!(rt.to_name(), QualifiedName::new("app", "comments2"));
+    }
+}
+
+fn with_status_enum(mut cat: Catalog) -> Catalog {
+    let name = QualifiedName::new("public", "comment_status");
+    cat.types.insert(
+        name.to_string(),
+        TypeInfo {
+            name,
+            kind: "e".into(),
+            labels: vec!["pending".into(), "published".into(), "hidden".into()],
+        },
+    );
+    cat
+}
+
+#[test]
+fn add_enum_value_plan() {
+    let file = example("add-enum-value-comment-status-flagged.yaml");
+    let p = expand(&file.plan, &with_status_enum(story(PG15)));
+    check_invariants(&p);
+    // the gate sits between adding the value and the end of the plan: a real gate
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::SwitchReads]);
+    assert!(p.phases[0].gate.is_some() && p.phases[1].gate.is_none());
+    assert!(p.phases.iter().all(|ph| !ph.point_of_no_return));
+    assert_eq!(
+        p.phases[0].steps[0].lock,
+        pgphase::program::LockLevel::Exclusive
+    );
+    insta::assert_snapshot!("add_enum_value", report::plan_text(&p));
+    // already in place: accepted (the step is skipped); elsewhere: refused
+    let at = |place: &str| {
+        format!("changes:\n  - add_enum_value: {{ type: comment_status, value: hidden{place} }}\n")
+    };
+    let p = expand(
+        &plan::parse(&at(""), "x.yaml", "x").unwrap(),
+        &with_status_enum(story(PG15)),
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("already in")),
+        "{:?}",
+        p.notes
+    );
+    let p = expand(
+        &plan::parse(&at(", after: published"), "x.yaml", "x").unwrap(),
+        &with_status_enum(story(PG15)),
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("already in")),
+        "{:?}",
+        p.notes
+    );
+    let e = refuse(&at(", before: published"), &with_status_enum(story(PG15)));
+    assert!(
+        e[0].message.contains("elsewhere than the plan puts it"),
+        "{e:?}"
+    );
+    let e = refuse(
+        "changes:\n  - add_enum_value: { type: comment_status, value: x, after: deleted }\n",
+        &with_status_enum(story(PG15)),
+    );
+    assert!(e[0].message.contains("no value 'deleted'"), "{e:?}");
+    assert_eq!((e[0].pos.line, e[0].pos.column), (2, 62));
+    let e = refuse(
+        "changes:\n  - add_enum_value: { type: mood, value: x }\n",
+        &with_status_enum(story(PG15)),
+    );
+    assert!(e[0].message.contains("type `mood` does not exist"), "{e:?}");
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 const SETUP: &str = "
 CREATE TABLE posts (id bigint PRIMARY KEY, title text NOT NULL);
 INSERT INTO posts SELECT g, 'post ' || g FROM generate_series(1, 20) g;
+CREATE TYPE comment_status AS ENUM ('pending', 'published', 'hidden');
 CREATE TABLE comments (
   id bigserial PRIMARY KEY,
   post_id bigint NOT NULL,
@@ -20,6 +21,7 @@ CREATE TABLE comments (
   legacy_score integer NOT NULL,
   author_name text,
   created_at timestamptz NOT NULL DEFAULT now(),
+  status comment_status NOT NULL DEFAULT 'published',
   CONSTRAINT comments_contents_not_empty CHECK (contents <> '')
 );
 CREATE INDEX comments_contents_idx ON comments (contents);
@@ -29,7 +31,7 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
     FROM generate_series(1, 500) g;
 ";
 
-const PLANS: [&str; 14] = [
+const PLANS: [&str; 16] = [
     "sql-comments-stats-view.yaml",
     "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
@@ -44,6 +46,8 @@ const PLANS: [&str; 14] = [
     "set-comments-author-not-null.yaml",
     "add-check-comments-contents-length.yaml",
     "add-foreign-key-comments-post.yaml",
+    "rename-table-comments-to-post-comments.yaml",
+    "add-enum-value-comment-status-flagged.yaml",
 ];
 
 fn settings() -> StepSettings {

@@ -125,6 +125,7 @@ fn catalog(version: i32, tables: Vec<Table>) -> Catalog {
             .into_iter()
             .map(|t| (t.name.to_string(), t))
             .collect::<BTreeMap<_, _>>(),
+        ..Default::default()
     }
 }
 

@@ -244,7 +244,10 @@ async fn missing_privileges_are_named() {
     let text = format!("{e:#}");
     assert!(
         text.contains(&format!("`{}` has no CREATE on schema public", roles.owner))
-            && text.contains(&format!("GRANT CREATE ON SCHEMA public TO {};", roles.owner))
+            && text.contains(&format!(
+                "GRANT CREATE ON SCHEMA public TO {};",
+                roles.owner
+            ))
             && text.contains("nothing was started"),
         "{text}"
     );

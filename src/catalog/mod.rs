@@ -15,6 +15,81 @@ pub struct Catalog {
     /// `server_version_num`, e.g. 150004.
     pub server_version_num: i32,
     pub tables: BTreeMap<String, Table>,
+    /// Relations of any kind the plan names for `rename_table` (loaded by
+    /// [`Catalog::load_relations`]), by `schema.name`.
+    #[serde(default)]
+    pub relations: BTreeMap<String, Relation>,
+    /// Types the plan names (loaded by [`Catalog::load_types`]), by `schema.name`.
+    #[serde(default)]
+    pub types: BTreeMap<String, TypeInfo>,
+}
+
+/// A relation of any kind: what `rename_table` needs to know of it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Relation {
+    pub name: QualifiedName,
+    /// `pg_class.relkind`: `r` table, `p` partitioned table, `v` view, `m` materialized
+    /// view, `i` index, `S` sequence, `f` foreign table, `c` composite type…
+    pub kind: String,
+    pub owner: String,
+    /// Row-level security enabled (`relrowsecurity`).
+    pub row_security: bool,
+    /// The ACL, one entry per privilege (table-wide, then per column).
+    pub grants: Vec<Grant>,
+}
+
+impl Relation {
+    /// The kind in words, for messages.
+    pub fn kind_text(&self) -> &'static str {
+        match self.kind.as_str() {
+            "r" => "table",
+            "p" => "partitioned table",
+            "v" => "view",
+            "m" => "materialized view",
+            "i" | "I" => "index",
+            "S" => "sequence",
+            "f" => "foreign table",
+            "c" => "composite type",
+            "t" => "TOAST table",
+            _ => "relation",
+        }
+    }
+}
+
+/// One privilege of a relation's ACL (`aclexplode`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Grant {
+    /// The role; None for PUBLIC.
+    pub grantee: Option<String>,
+    /// `SELECT`, `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`, `REFERENCES`, `TRIGGER`, `MAINTAIN`.
+    pub privilege: String,
+    pub grantable: bool,
+    /// For a column privilege, the column.
+    pub column: Option<String>,
+}
+
+/// A type by name: its kind and, for an enum, its values in sort order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TypeInfo {
+    pub name: QualifiedName,
+    /// `pg_type.typtype`: `e` enum, `c` composite, `d` domain, `b` base, `r` range, `m` multirange, `p` pseudo.
+    pub kind: String,
+    /// Enum values in sort order (empty for other kinds).
+    pub labels: Vec<String>,
+}
+
+impl TypeInfo {
+    pub fn kind_text(&self) -> &'static str {
+        match self.kind.as_str() {
+            "e" => "an enum",
+            "c" => "a composite (row) type",
+            "d" => "a domain",
+            "b" => "a base type",
+            "r" => "a range type",
+            "m" => "a multirange type",
+            _ => "a pseudo-type",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -124,7 +199,7 @@ impl Catalog {
             .get(0);
         let mut cat = Catalog {
             server_version_num: version.parse().unwrap_or(0),
-            tables: BTreeMap::new(),
+            ..Default::default()
         };
         for name in tables {
             if let Some(t) = load_table(client, name).await? {
@@ -132,6 +207,100 @@ impl Catalog {
             }
         }
         Ok(cat)
+    }
+
+    pub fn relation(&self, name: &QualifiedName) -> Option<&Relation> {
+        self.relations.get(&name.to_string())
+    }
+    pub fn type_info(&self, name: &QualifiedName) -> Option<&TypeInfo> {
+        self.types.get(&name.to_string())
+    }
+
+    /// Adds the given relations of any kind (missing ones are simply absent).
+    pub async fn load_relations<C: GenericClient>(
+        &mut self,
+        client: &C,
+        names: &[QualifiedName],
+    ) -> Result<(), tokio_postgres::Error> {
+        for name in names {
+            let Some(row) = client
+                .query_opt(
+                    "SELECT c.oid, c.relkind::text, pg_get_userbyid(c.relowner)::text, c.relrowsecurity
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = $1 AND c.relname = $2",
+                    &[&name.schema.as_str(), &name.name.as_str()],
+                )
+                .await?
+            else {
+                continue;
+            };
+            let oid: u32 = row.get(0);
+            let grants = client
+                .query(
+                    "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END,
+                            a.privilege_type::text, a.is_grantable, NULL::text, 0::int2
+                       FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = $1
+                     UNION ALL
+                     SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END,
+                            a.privilege_type::text, a.is_grantable, att.attname::text, att.attnum
+                       FROM pg_attribute att, aclexplode(att.attacl) a
+                      WHERE att.attrelid = $1 AND att.attnum > 0 AND NOT att.attisdropped
+                      ORDER BY 5, 1 NULLS FIRST, 2",
+                    &[&oid],
+                )
+                .await?
+                .iter()
+                .map(|r| Grant {
+                    grantee: r.get(0),
+                    privilege: r.get(1),
+                    grantable: r.get(2),
+                    column: r.get(3),
+                })
+                .collect();
+            self.relations.insert(
+                name.to_string(),
+                Relation {
+                    name: name.clone(),
+                    kind: row.get(1),
+                    owner: row.get(2),
+                    row_security: row.get(3),
+                    grants,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds the given types (missing ones are simply absent), with enum values in order.
+    pub async fn load_types<C: GenericClient>(
+        &mut self,
+        client: &C,
+        names: &[QualifiedName],
+    ) -> Result<(), tokio_postgres::Error> {
+        for name in names {
+            let Some(row) = client
+                .query_opt(
+                    "SELECT t.typtype::text,
+                            ARRAY(SELECT e.enumlabel::text FROM pg_enum e
+                                   WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
+                       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                      WHERE n.nspname = $1 AND t.typname = $2",
+                    &[&name.schema.as_str(), &name.name.as_str()],
+                )
+                .await?
+            else {
+                continue;
+            };
+            self.types.insert(
+                name.to_string(),
+                TypeInfo {
+                    name: name.clone(),
+                    kind: row.get(0),
+                    labels: row.get(1),
+                },
+            );
+        }
+        Ok(())
     }
 }
 

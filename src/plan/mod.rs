@@ -202,6 +202,8 @@ pub enum Change {
     DropTable(DropTable),
     DropConstraint(DropConstraint),
     Sql(SqlChange),
+    RenameTable(RenameTable),
+    AddEnumValue(AddEnumValue),
 }
 
 impl Change {
@@ -223,6 +225,8 @@ impl Change {
             Change::DropTable(_) => "drop_table",
             Change::DropConstraint(_) => "drop_constraint",
             Change::Sql(_) => "sql",
+            Change::RenameTable(_) => "rename_table",
+            Change::AddEnumValue(_) => "add_enum_value",
         }
     }
 
@@ -246,7 +250,9 @@ impl Change {
             | Change::AddIndex(_)
             | Change::DropIndex(_)
             | Change::AddCheck(_)
-            | Change::AddForeignKey(_) => Vec::new(),
+            | Change::AddForeignKey(_)
+            | Change::RenameTable(_)
+            | Change::AddEnumValue(_) => Vec::new(),
         }
     }
 }
@@ -641,6 +647,76 @@ impl DropConstraint {
     }
 }
 
+/// `rename_table: { from, to }`: `to` is a bare name (the table stays in its schema) or
+/// `schema.name` in the same schema.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameTable {
+    pub from: At<String>,
+    pub to: At<String>,
+}
+
+impl RenameTable {
+    pub fn from_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.from).expect("validated at load")
+    }
+    /// The new name, in `from`'s schema when written bare.
+    pub fn to_name(&self) -> QualifiedName {
+        let to = QualifiedName::parse(&self.to).expect("validated at load");
+        if names_a_schema(&self.to) {
+            to
+        } else {
+            QualifiedName::new(self.from_name().schema.as_str(), to.name.as_str())
+        }
+    }
+}
+
+/// Whether a name as written in a plan has a schema part (`schema.name`).
+fn names_a_schema(text: &str) -> bool {
+    // a prefix adds a part: `x.<text>` has three parts exactly when `text` has two
+    QualifiedName::parse(&format!("\"x\".{text}")).is_err()
+}
+
+/// `add_enum_value: { type, value, before | after }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddEnumValue {
+    /// The enum type, `type` or `schema.type`.
+    #[serde(rename = "type")]
+    pub type_name: At<String>,
+    pub value: At<String>,
+    /// The existing value the new one sorts before (exclusive with `after`).
+    pub before: Option<At<String>>,
+    /// The existing value the new one sorts after; neither: it sorts last.
+    pub after: Option<At<String>>,
+}
+
+impl AddEnumValue {
+    pub fn type_qname(&self) -> QualifiedName {
+        QualifiedName::parse(&self.type_name).expect("validated at load")
+    }
+}
+
+/// An enum label: 1 to 63 bytes (NAMEDATALEN - 1).
+fn check_enum_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("an enum value cannot be empty".into());
+    }
+    if label.len() > MAX_IDENT_BYTES {
+        return Err(format!(
+            "`{label}` is {} bytes; PostgreSQL enum values are at most {MAX_IDENT_BYTES} bytes",
+            label.len()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(format!(
+            "`{}` contains a control character; write the value without one",
+            label.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 impl PlanFile {
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
@@ -947,6 +1023,51 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                 check_ident(&ck.name).map_err(|m| err(ck.name.pos, m))?;
                 check_sql_text(&ck.check, "check").map_err(|m| err(ck.check.pos, m))?;
             }
+            Change::RenameTable(rt) => {
+                let from = QualifiedName::parse(&rt.from).map_err(|m| err(rt.from.pos, m))?;
+                let to = QualifiedName::parse(&rt.to).map_err(|m| err(rt.to.pos, m))?;
+                check_ident(to.name.as_str()).map_err(|m| err(rt.to.pos, m))?;
+                if names_a_schema(&rt.to) && to.schema != from.schema {
+                    return Err(err(
+                        rt.to.pos,
+                        format!(
+                            "`to` is in schema `{}` but `{}` is in `{}`: rename_table keeps the table in its schema (ALTER TABLE … RENAME cannot move it, and the old name's view would resolve differently under each search_path); write the new name without a schema, and move the table in a separate change",
+                            to.schema, rt.from.value, from.schema
+                        ),
+                    ));
+                }
+                if rt.to_name() == from {
+                    return Err(err(
+                        rt.to.pos,
+                        format!(
+                            "`to` is the same as `from` (`{}`): nothing to rename",
+                            rt.to.value
+                        ),
+                    ));
+                }
+            }
+            Change::AddEnumValue(ev) => {
+                QualifiedName::parse(&ev.type_name).map_err(|m| err(ev.type_name.pos, m))?;
+                check_enum_label(&ev.value).map_err(|m| err(ev.value.pos, m))?;
+                if let (Some(_), Some(after)) = (&ev.before, &ev.after) {
+                    return Err(err(
+                        after.pos,
+                        "give either `before` or `after`, not both".into(),
+                    ));
+                }
+                if let Some(n) = ev.before.as_ref().or(ev.after.as_ref()) {
+                    check_enum_label(n).map_err(|m| err(n.pos, m))?;
+                    if n.value == ev.value.value {
+                        return Err(err(
+                            n.pos,
+                            format!(
+                                "the new value `{}` cannot be placed next to itself; name an existing value",
+                                n.value
+                            ),
+                        ));
+                    }
+                }
+            }
             Change::AddForeignKey(fk) => {
                 QualifiedName::parse(&fk.table).map_err(|m| err(fk.table.pos, m))?;
                 check_ident(&fk.name).map_err(|m| err(fk.name.pos, m))?;
@@ -1038,6 +1159,52 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                 pattern.pos,
                 "the application_name pattern contains a control character".into(),
             ));
+        }
+    }
+    // A renamed table cannot be changed otherwise in the same plan: each recipe checks
+    // against the catalog as it is, and the other change would name the table either
+    // before or after the rename. The same value added twice to one enum neither.
+    for (i, change) in raw.changes.value.iter().enumerate() {
+        match &change.value {
+            Change::RenameTable(rt) => {
+                let names = [rt.from_name(), rt.to_name()];
+                for (j, other) in raw.changes.value.iter().enumerate() {
+                    if i == j {
+                        continue;
+                    }
+                    let hit = crate::recipe::tables_of(&other.value)
+                        .into_iter()
+                        .find(|t| names.contains(t));
+                    if let Some(t) = hit {
+                        let pos = other.pos;
+                        return Err(err(
+                            if j > i { pos } else { change.pos },
+                            format!(
+                                "table `{}` is renamed by the change at line {} and changed by the change at line {}: rename it in a plan of its own and make the other plan depend on it (depends_on)",
+                                t.display_short(),
+                                change.pos.line,
+                                other.pos.line
+                            ),
+                        ));
+                    }
+                }
+            }
+            Change::AddEnumValue(ev) => {
+                for other in &raw.changes.value[..i] {
+                    if let Change::AddEnumValue(o) = &other.value {
+                        if o.type_qname() == ev.type_qname() && o.value.value == ev.value.value {
+                            return Err(err(
+                                ev.value.pos,
+                                format!(
+                                    "value `{}` of `{}` is already added by the change at line {}",
+                                    ev.value.value, ev.type_name.value, other.pos.line
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
     // Two changes on the same column of one table cannot share phases.

@@ -11,7 +11,9 @@ mod common;
 mod drop_column;
 mod drop_constraint;
 mod drop_index;
+mod enums;
 mod rename_column;
+mod rename_table;
 mod set_not_null;
 mod sql_change;
 mod tables;
@@ -48,7 +50,7 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
     let added = added_columns(plan);
     let batch_size = plan.settings.backfill.batch_size;
     // Changes on a table the plan creates check against the table as it will be.
-    let planned = match knowledge {
+    let mut planned = match knowledge {
         Knowledge::Live(cat) => Some(with_planned_tables(cat, plan)),
         Knowledge::Offline => None,
     };
@@ -77,7 +79,27 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::DropTable(dt) => tables::drop_table(dt, knowledge),
             Change::DropConstraint(dc) => drop_constraint::expand(dc, knowledge),
             Change::Sql(sc) => sql_change::expand(sc, plan.changes[i].pos),
+            Change::RenameTable(rt) => rename_table::expand(&plan.name, rt, knowledge),
+            Change::AddEnumValue(ev) => {
+                let same_type: Vec<&str> = plan
+                    .changes
+                    .iter()
+                    .filter_map(|c| match &c.value {
+                        Change::AddEnumValue(o) if o.type_qname() == ev.type_qname() => {
+                            Some(o.value.value.as_str())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                enums::add_enum_value(ev, &same_type, knowledge)
+            }
         };
+        // a later add_enum_value may place its value next to this one
+        if let (Change::AddEnumValue(ev), Ok(_), Some(cat)) =
+            (&plan.changes[i].value, &result, planned.as_mut())
+        {
+            enums::plan_value(cat, ev);
+        }
         match result {
             Ok(out) => outputs.push(out),
             Err(mut p) => problems.append(&mut p),
@@ -120,6 +142,27 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::DropTable(dt) => vec![dt.table_name()],
         Change::DropConstraint(dc) => vec![dc.table_name()],
         Change::Sql(_) => Vec::new(),
+        Change::RenameTable(rt) => vec![rt.from_name(), rt.to_name()],
+        Change::AddEnumValue(_) => Vec::new(),
+    }
+}
+
+/// Relations of any kind a change needs to know about (kind, owner, grants): the
+/// catalog loader reads them into [`Catalog::relations`].
+pub fn relations_of(change: &Change) -> Vec<QualifiedName> {
+    match change {
+        Change::RenameTable(rt) => vec![rt.from_name(), rt.to_name()],
+        _ => Vec::new(),
+    }
+}
+
+/// Types a change names: the catalog loader reads them into [`Catalog::types`].
+pub fn types_of(change: &Change) -> Vec<QualifiedName> {
+    match change {
+        // the table's row type takes the new name too
+        Change::RenameTable(rt) => vec![rt.to_name()],
+        Change::AddEnumValue(ev) => vec![ev.type_qname()],
+        _ => Vec::new(),
     }
 }
 
