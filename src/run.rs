@@ -128,9 +128,19 @@ impl Observer for Recording {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    AwaitingDeploy { phase: String, gate: String },
+    AwaitingDeploy {
+        phase: String,
+        gate: String,
+    },
     Completed,
     RolledBack,
+    /// A rollback went back to the deploy gate after `phase` and reopened it: the
+    /// application deployed there (`deployed`) must be rolled back before the next
+    /// rollback undoes the phases before it.
+    RolledBackToGate {
+        phase: String,
+        deployed: Option<String>,
+    },
 }
 
 /// Expands a plan file against the live catalog (or offline when `conn` is None).
@@ -390,6 +400,8 @@ async fn audit(
                         format!("waiting at the deploy gate after {phase}"),
                     Outcome::Completed => "plan completed".into(),
                     Outcome::RolledBack => "rolled back".into(),
+                    Outcome::RolledBackToGate { phase, .. } =>
+                        format!("rolled back to the deploy gate after {phase}"),
                 }
             ),
             Some(t0.elapsed().as_millis() as i64),
@@ -1160,15 +1172,33 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
         plan,
     )?;
     let stored = stored.expect("decide refuses unknown plans");
-    let Decision::Rollback { phases } = decision else {
+    let Decision::Rollback {
+        phases,
+        reopen_gate,
+    } = decision
+    else {
         unreachable!()
     };
-    let gate_passed = stored.phases.iter().any(|p| p.gate_confirmed_at.is_some());
-    let msg = format!(
-        "Roll back plan `{plan}`: undo phases {} (the original schema is restored; data written through the new names is kept in the old ones).{}",
-        phases.iter().map(|&i| stored.program.phases[i].kind.as_str()).collect::<Vec<_>>().join(", "),
-        if gate_passed { " A deploy gate was confirmed: roll the application back to the old version BEFORE this, or its queries will fail." } else { "" }
-    );
+    let undo = phases
+        .iter()
+        .map(|&i| stored.program.phases[i].kind.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let undo = if undo.is_empty() {
+        "none".to_string()
+    } else {
+        undo
+    };
+    let msg = match reopen_gate {
+        Some(g) => format!(
+            "Roll back plan `{plan}` to the deploy gate after `{}`: undo phases {undo}, back to the schema the application deployed there ({}) works with; it keeps working. Then roll the application back to the version before that deploy and run `pgphase phase rollback {plan}` again to undo the rest.",
+            stored.program.phases[g].kind,
+            stored.phases[g].gate_deployed_ref.as_deref().unwrap_or("?")
+        ),
+        None => format!(
+            "Roll back plan `{plan}`: undo phases {undo} (the original schema is restored; data written through the new names is kept in the old ones). Only the application version from before the plan works with it: if a newer one is already deployed, roll it back first."
+        ),
+    };
     if !(s.confirm)(&msg) {
         return Err(CmdError::refused(
             "not confirmed: nothing was rolled back",
@@ -1269,6 +1299,36 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
         }
         store::set_phase(&l.control, plan, i, PhaseStatus::RolledBack).await?;
         store::clear_gate(&l.control, plan, i).await?;
+    }
+    if let Some(g) = reopen_gate {
+        let deployed = stored.phases[g].gate_deployed_ref.clone();
+        store::clear_gate(&l.control, plan, g).await?;
+        store::set_plan_status(
+            &l.control,
+            plan,
+            revision,
+            PlanStatus::AwaitingDeploy,
+            Some(g as i32),
+            None,
+        )
+        .await?;
+        let phase = stored.program.phases[g].kind.to_string();
+        store::record(
+            &l.control,
+            plan,
+            &s.actor,
+            Event {
+                phase: Some(&phase),
+                kind: "command",
+                message: format!(
+                    "rolled back to the deploy gate after {phase}, reopened: roll the application back to the version before {}, then `pgphase phase rollback {plan}` again (or `phase advance` to go forward)",
+                    deployed.as_deref().unwrap_or("that deploy")
+                ),
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Ok(Outcome::RolledBackToGate { phase, deployed });
     }
     store::delete_progress(&l.control, plan).await?;
     store::set_plan_status(

@@ -258,6 +258,11 @@ async fn drop_constraint_rollback_re_adds_them_exactly() {
         .filter(|k| *k != "n") // PostgreSQL 18 lists NOT NULL too
         .collect();
     assert_eq!(kinds.len(), 2, "pkey and unique left: {kinds:?}");
+    // back to the deploy gate first (the constraints are back), then the rest
+    assert!(matches!(
+        pgphase::run::rollback(&s, "drop-three").await.unwrap(),
+        pgphase::run::Outcome::RolledBackToGate { .. }
+    ));
     assert_eq!(
         pgphase::run::rollback(&s, "drop-three").await.unwrap(),
         pgphase::run::Outcome::RolledBack

@@ -298,9 +298,12 @@ async fn history_records_every_command_with_outcome_duration_actor_and_deploy() 
     run_on(&db.url, &["phase", "advance", PLAN, "--deployed", "v2"])
         .await
         .expect(0);
-    run_on(&db.url, &["phase", "rollback", PLAN, "--yes"])
-        .await
-        .expect(0);
+    // back to the first gate, then the rest
+    for _ in 0..2 {
+        run_on(&db.url, &["phase", "rollback", PLAN, "--yes"])
+            .await
+            .expect(0);
+    }
     let ev = events(&db.url).await;
     let ends: Vec<(&str, Option<&str>)> = ev
         .iter()
@@ -319,6 +322,10 @@ async fn history_records_every_command_with_outcome_duration_actor_and_deploy() 
             (
                 "phase advance finished: waiting at the deploy gate after switch_reads",
                 Some("v2")
+            ),
+            (
+                "phase rollback finished: rolled back to the deploy gate after backfill",
+                None
             ),
             ("phase rollback finished: rolled back", None),
         ]

@@ -219,7 +219,13 @@ async fn rollback_from(stop: StopAt) {
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(run::rollback(&s, &name).await.unwrap(), Outcome::RolledBack);
+    let mut out = run::rollback(&s, &name).await.unwrap();
+    if matches!(stop, StopAt::SecondGate) {
+        // back to the first gate (the version deployed there keeps working), then the rest
+        assert!(matches!(out, Outcome::RolledBackToGate { .. }), "{out:?}");
+        out = run::rollback(&s, &name).await.unwrap();
+    }
+    assert_eq!(out, Outcome::RolledBack);
     tokio::time::sleep(Duration::from_millis(300)).await;
     wl.stop_all().await;
     assert_clean(&wl.stats(), &format!("rollback from {stop:?}"));
@@ -359,6 +365,11 @@ async fn two_operators_cannot_move_one_plan() {
         "no phase runs twice"
     );
 
+    // back to the first gate (switch_reads has nothing to undo), then the rest, twice at once
+    assert!(matches!(
+        run::rollback(&db.session(), &plan.plan.name).await.unwrap(),
+        Outcome::RolledBackToGate { .. }
+    ));
     let s = with_pause("rollback-backfill.1");
     let (a, b) = tokio::join!(run::rollback(&s, &plan.plan.name), async {
         later().await;
@@ -374,7 +385,8 @@ async fn two_operators_cannot_move_one_plan() {
             .iter()
             .filter(|e| e.message == "rollback started")
             .count(),
-        1
+        2,
+        "the rollback to the gate, then exactly one of the two"
     );
 }
 

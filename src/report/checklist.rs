@@ -209,7 +209,7 @@ pub fn build(src: &Source<'_>) -> Checklist {
             let mut it = Item::new(
                 ItemKind::Warning,
                 format!(
-                    "POINT OF NO RETURN: `{}` ({}). Once it begins, `pgphase phase rollback` is refused; this is the last moment to roll back with `pgphase phase rollback {name}` (roll the application back to the previous version first)",
+                    "POINT OF NO RETURN: `{}` ({}). Once it begins, `pgphase phase rollback` is refused; this is the last moment to roll back with `pgphase phase rollback {name}` (it goes back one deploy gate at a time: roll the application back to the version before that gate's deploy, then roll back again)",
                     ph.kind,
                     what.join("; ")
                 ),
@@ -300,11 +300,11 @@ pub fn build(src: &Source<'_>) -> Checklist {
     }
     let rollback = match pnr {
         Some(i) => format!(
-            "Until `{}` begins: `pgphase phase rollback {name}` undoes every phase run so far, last first, and restores the original schema; if a deploy gate was confirmed, roll the application back to the previous version FIRST. Once `{}` has begun there is no rollback: finish the plan, and undo the change with a new plan.",
+            "Until `{}` begins: `pgphase phase rollback {name}` undoes the phases run since the last confirmed deploy gate, last first, while the version deployed there keeps working, and reopens that gate; then roll the application back to the version before that deploy and run it again, until the original schema is restored. Once `{}` has begun there is no rollback: finish the plan, and undo the change with a new plan.",
             p.phases[i].kind, p.phases[i].kind
         ),
         None => format!(
-            "`pgphase phase rollback {name}` undoes every phase run so far, last first, at any point before the plan completes; roll the application back first if a deploy gate was confirmed."
+            "`pgphase phase rollback {name}` undoes every phase run so far, last first, one deploy gate at a time (roll the application back at each reopened gate), at any point before the plan completes."
         ),
     };
     Checklist {

@@ -114,6 +114,10 @@ pub fn outcome_text(plan: &str, o: &Outcome) -> String {
         ),
         Outcome::Completed => format!("plan {plan}: completed.\n"),
         Outcome::RolledBack => format!("plan {plan}: rolled back; the schema is as it was before the plan.\n"),
+        Outcome::RolledBackToGate { phase, deployed } => format!(
+            "plan {plan}: rolled back to the deploy gate after {phase}; the application deployed there{} still works with the schema.\n  next: roll the application back to the version before that deploy (drain the newer one)\n  then: pgphase phase rollback {plan}   (undoes the rest; or `pgphase phase advance {plan} --gate {phase} --deployed <REF>` to go forward again)\n",
+            deployed.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
     }
 }
 

@@ -133,8 +133,15 @@ pub enum Decision {
         confirm_gate: Option<usize>,
         restart: bool,
     },
-    /// Undo the touched phases, last first.
-    Rollback { phases: Vec<usize> },
+    /// Undo the touched phases, last first. A rollback crosses one confirmed deploy
+    /// gate at a time: it undoes the phases after the last confirmed gate, back to the
+    /// state the application deployed there works with, and reopens that gate
+    /// (`reopen_gate`), so the operator rolls the application back before the next
+    /// rollback undoes the phases before it.
+    Rollback {
+        phases: Vec<usize>,
+        reopen_gate: Option<usize>,
+    },
 }
 
 /// A command the current state does not allow: why, and what would be allowed.
@@ -275,11 +282,18 @@ pub fn decide(
                     fix: "nothing to undo; start it again with `pgphase start <FILE>`".into(),
                 });
             }
+            let reopen_gate = (0..s.phases.len())
+                .rev()
+                .find(|&i| s.phases[i].has_gate && s.phases[i].gate_confirmed);
             let phases: Vec<usize> = (0..s.phases.len())
                 .rev()
+                .filter(|&i| reopen_gate.is_none_or(|g| i > g))
                 .filter(|&i| s.phases[i].status.touched())
                 .collect();
-            Ok(Decision::Rollback { phases })
+            Ok(Decision::Rollback {
+                phases,
+                reopen_gate,
+            })
         }
     }
 }
@@ -450,7 +464,10 @@ mod tests {
         );
         assert_eq!(
             decide(Some(&s), Command::Rollback, "x"),
-            Ok(Decision::Rollback { phases: vec![1, 0] })
+            Ok(Decision::Rollback {
+                phases: vec![1, 0],
+                reopen_gate: None
+            })
         );
     }
 
@@ -475,7 +492,10 @@ mod tests {
         assert!(decide(Some(&s), Command::Advance, "x").is_err());
         assert_eq!(
             decide(Some(&s), Command::Rollback, "x"),
-            Ok(Decision::Rollback { phases: vec![1, 0] })
+            Ok(Decision::Rollback {
+                phases: vec![1, 0],
+                reopen_gate: None
+            })
         );
     }
 
@@ -556,6 +576,44 @@ mod tests {
             })
         );
         assert!(decide(Some(&s), Command::Rollback, "x").is_err());
+    }
+
+    #[test]
+    fn rollback_crosses_one_confirmed_gate_at_a_time() {
+        // p0 gate confirmed, p1 gate confirmed, p2 failed, p3 contract pending
+        let s = st(
+            PlanStatus::Failed,
+            &[
+                (Completed, true, true),
+                (Completed, true, true),
+                (Failed, false, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            decide(Some(&s), Command::Rollback, "x"),
+            Ok(Decision::Rollback {
+                phases: vec![2],
+                reopen_gate: Some(1)
+            })
+        );
+        // back at the gate after p1, reopened: the next rollback undoes p1, reopens p0
+        let s = st(
+            PlanStatus::AwaitingDeploy,
+            &[
+                (Completed, true, true),
+                (Completed, true, false),
+                (RolledBack, false, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            decide(Some(&s), Command::Rollback, "x"),
+            Ok(Decision::Rollback {
+                phases: vec![1],
+                reopen_gate: Some(0)
+            })
+        );
     }
 
     #[test]

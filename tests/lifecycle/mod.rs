@@ -1,5 +1,7 @@
 //! A generic lifecycle for one plan on a real Postgres, under an old-app and a new-app
-//! workload: start → rollback (exact original schema) → start → every gate → complete.
+//! workload: start → rollback (exact original schema) → start → every gate before the
+//! point of no return → application rollback → rollback (exact original schema) →
+//! start → every gate → complete.
 //!
 //! The old application runs from before `start`. At each gate the new version is
 //! deployed beside it (a rolling deploy), then the old one is drained, then the gate is
@@ -44,6 +46,8 @@ pub struct Counts {
     pub samples: Mutex<Vec<String>>,
 }
 
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 struct Group {
     stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
@@ -61,8 +65,12 @@ impl Group {
                 .unwrap();
             let (stop, make, counts) = (stop.clone(), make.clone(), counts.clone());
             let name = name.to_string();
+            // A group started again (after an application rollback) writes new values:
+            // its query numbers continue far above the last group's, keeping their
+            // residues for small moduli (720720 = lcm(1..=16)).
+            let first = GENERATION.fetch_add(1, Ordering::Relaxed) * 720_720 * 1_000;
             tasks.push(tokio::spawn(async move {
-                let mut i = 0u64;
+                let mut i = first;
                 while !stop.load(Ordering::Relaxed) {
                     let sql = make(id, i);
                     match client.simple_query(&sql).await {
@@ -190,7 +198,97 @@ pub async fn lifecycle(sc: Scenario) -> Report {
         "the rollback did not restore the exact original schema"
     );
 
-    // 2. start again and walk every gate with a rolling deploy.
+    // 2. rollback from as deep as the plan goes before its point of no return: through
+    // every gate whose next phases do not include it (a rolling deploy at each), stopped
+    // by a failpoint on its last step when the plan would otherwise complete. The
+    // application is rolled back first (old version up, new drained), as the rollback
+    // command asks operators to.
+    let deep = deepest_before_contract(&program);
+    if deep.gates > 0 || deep.failpoint.is_some() {
+        let out = run::start(&s, &sc.plan)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        outcomes.push(format!("start (deep): {out:?}"));
+        let mut new = None;
+        for n in 1..=deep.gates {
+            tokio::time::sleep(sc.stage).await;
+            if new.is_none() {
+                new =
+                    Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
+                tokio::time::sleep(sc.stage).await;
+            }
+            if let Some(g) = old.take() {
+                g.stop().await;
+            }
+            let last = n == deep.gates;
+            if last {
+                s.failpoint = deep.failpoint.clone();
+            }
+            let r = run::advance(&s, &name, &format!("app@deep{n}"), Some(&sc.plan)).await;
+            s.failpoint = None;
+            match r {
+                Ok(out) => {
+                    assert!(matches!(out, Outcome::AwaitingDeploy { .. }), "{out:?}");
+                    outcomes.push(format!("advance (deep): {out:?}"));
+                }
+                Err(e) if last && deep.failpoint.is_some() => {
+                    outcomes.push(format!("advance (deep, failpoint): {e}"));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // A rollback crosses one confirmed gate at a time: back to the gate, while the
+        // version deployed there keeps running; then the application is rolled back
+        // to the version before that deploy, and the next rollback goes on.
+        let first_gate = program.phases.iter().position(|p| p.gate.is_some());
+        loop {
+            tokio::time::sleep(sc.stage).await;
+            let out = run::rollback(&s, &name)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            outcomes.push(format!("rollback (deep): {out:?}"));
+            match out {
+                Outcome::RolledBack => break,
+                Outcome::RolledBackToGate { phase, .. } => {
+                    let g = program
+                        .phases
+                        .iter()
+                        .position(|p| p.kind.as_str() == phase)
+                        .expect("a phase of the plan");
+                    if Some(g) == first_gate {
+                        // the new version came at the first gate: back to the old one
+                        tokio::time::sleep(sc.stage).await;
+                        if old.is_none() {
+                            old = Some(
+                                Group::start(&db.url, "app-old", sc.clients, &sc.old, &old_counts)
+                                    .await,
+                            );
+                            tokio::time::sleep(sc.stage).await;
+                        }
+                        if let Some(g) = new.take() {
+                            g.stop().await;
+                        }
+                    }
+                }
+                other => panic!("rollback: {other:?}"),
+            }
+        }
+        tokio::time::sleep(sc.stage).await;
+        let after = schemas(&client, &sc.tables).await;
+        assert_eq!(
+            before,
+            after,
+            "the rollback from {} gate(s) in{} did not restore the exact original schema",
+            deep.gates,
+            if deep.failpoint.is_some() {
+                " (stopped before the last step)"
+            } else {
+                ""
+            }
+        );
+    }
+
+    // 3. start again and walk every gate with a rolling deploy.
     let mut new = None;
     let mut out = run::start(&s, &sc.plan)
         .await
@@ -233,4 +331,37 @@ pub async fn lifecycle(sc: Scenario) -> Report {
         outcomes,
         gates,
     }
+}
+
+/// How far a plan can go before its point of no return, for the deep rollback.
+struct Deep {
+    /// Gates to confirm after `start`.
+    gates: usize,
+    /// Set for the last of them when the plan would otherwise complete: stops it before
+    /// its last step.
+    failpoint: Option<String>,
+}
+
+fn deepest_before_contract(program: &pgphase::program::Program) -> Deep {
+    let phases = &program.phases;
+    let last = phases.len() - 1;
+    let gated: Vec<usize> = (0..last).filter(|&i| phases[i].gate.is_some()).collect();
+    let mut deep = Deep {
+        gates: 0,
+        failpoint: None,
+    };
+    for (k, &g) in gated.iter().enumerate() {
+        // the phases this gate's confirmation runs: up to the next gate, or the end
+        let end = gated.get(k + 1).copied().unwrap_or(last);
+        if phases[g + 1..=end].iter().any(|p| p.point_of_no_return) {
+            break;
+        }
+        deep.gates += 1;
+        if end == last {
+            let p = &phases[last];
+            deep.failpoint = Some(format!("{}.{}", p.kind, p.steps.len()));
+            break;
+        }
+    }
+    deep
 }
