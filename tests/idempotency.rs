@@ -27,9 +27,11 @@ CREATE INDEX comments_legacy_score_idx ON comments (legacy_score);
 INSERT INTO comments (post_id, contents, legacy_score, author_name)
   SELECT 1 + g % 20, 'c' || g, g % 5, CASE WHEN g % 3 = 0 THEN NULL ELSE 'u' END
     FROM generate_series(1, 500) g;
+-- `start` creates it; the sync functions of the trigger-based recipes live there
+CREATE SCHEMA pgphase;
 ";
 
-const PLANS: [&str; 13] = [
+const PLANS: [&str; 14] = [
     "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
     "drop-comments-legacy-score-not-null.yaml",
@@ -43,6 +45,7 @@ const PLANS: [&str; 13] = [
     "set-comments-author-not-null.yaml",
     "add-check-comments-contents-length.yaml",
     "add-foreign-key-comments-post.yaml",
+    "change-comments-legacy-score-type.yaml",
 ];
 
 fn settings() -> StepSettings {

@@ -6,13 +6,16 @@ mod add_column;
 mod add_foreign_key;
 mod add_index;
 mod add_unique;
+mod change_type;
 mod column_options;
 mod common;
+mod derived;
 mod drop_column;
 mod drop_constraint;
 mod drop_index;
 mod rename_column;
 mod set_not_null;
+mod split_merge;
 mod tables;
 
 use sha2::{Digest, Sha256};
@@ -75,6 +78,9 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::CreateTable(ct) => tables::create_table(ct, live),
             Change::DropTable(dt) => tables::drop_table(dt, knowledge),
             Change::DropConstraint(dc) => drop_constraint::expand(dc, knowledge),
+            Change::ChangeType(ct) => change_type::expand(&plan.name, batch_size, ct, knowledge),
+            Change::SplitColumn(sc) => split_merge::split(&plan.name, batch_size, sc, knowledge),
+            Change::MergeColumns(mc) => split_merge::merge(&plan.name, batch_size, mc, knowledge),
         };
         match result {
             Ok(out) => outputs.push(out),
@@ -117,6 +123,9 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::CreateTable(ct) => vec![ct.table_name()],
         Change::DropTable(dt) => vec![dt.table_name()],
         Change::DropConstraint(dc) => vec![dc.table_name()],
+        Change::ChangeType(ct) => vec![ct.table_name()],
+        Change::SplitColumn(sc) => vec![sc.table_name()],
+        Change::MergeColumns(mc) => vec![mc.table_name()],
     }
 }
 
