@@ -117,6 +117,13 @@ fn story(version: i32) -> Catalog {
         columns: vec![
             column("id", "bigint", true, None),
             column("title", "text", true, None),
+            column("published_date", "date", true, None),
+            column(
+                "published_time",
+                "time without time zone",
+                true,
+                Some("'12:00:00'::time without time zone"),
+            ),
         ],
         primary_key: Some(vec!["id".into()]),
         unique_not_null_keys: Vec::new(),
@@ -190,8 +197,9 @@ fn check_invariants(p: &Program) {
                 }
             }
         }
+        // a backfill fills columns an earlier phase's undo drops
         let changes = ph.steps.iter().any(|s| {
-            !matches!(s.action, Action::Verify { .. })
+            !matches!(s.action, Action::Verify { .. } | Action::Backfill(_))
                 && !s.display_sql().contains("VALIDATE CONSTRAINT")
         });
         if ph.kind != PhaseKind::Contract && changes {
@@ -318,4 +326,96 @@ fn change_type_refusals() {
         &story(140002),
     );
     assert!(p[0].message.contains("14.4"), "{p:?}");
+}
+
+// ---------------------------------------------------------------- split / merge
+
+#[test]
+fn split_column_plan() {
+    let p = expand(
+        &example("split-comments-author-name.yaml").plan,
+        &story(PG15),
+    );
+    check_invariants(&p);
+    assert_eq!(p.phases.len(), 5);
+    let f = p.phases[1].steps[2].display_sql();
+    assert!(
+        f.contains("IF NEW.author_first_name IS NULL AND NEW.author_last_name IS NULL THEN"),
+        "{f}"
+    );
+    // author_name is nullable: so are the new columns
+    assert!(p.phases[2].steps.len() == 1, "{:#?}", p.phases[2].steps);
+    insta::assert_snapshot!("split_column", report::plan_text(&p));
+}
+
+#[test]
+fn merge_columns_plan_carries_not_null() {
+    let p = expand(&example("merge-posts-published-at.yaml").plan, &story(PG15));
+    check_invariants(&p);
+    let backfill = p.phases[2]
+        .steps
+        .iter()
+        .map(|s| s.display_sql())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        backfill.contains("ALTER COLUMN published_at SET NOT NULL"),
+        "{backfill}"
+    );
+    // the contract drops both old columns in the transaction that drops the triggers
+    let contract = p.phases[4].steps[0].display_sql();
+    assert!(
+        contract.contains("DROP COLUMN IF EXISTS published_date;")
+            && contract.contains("DROP COLUMN IF EXISTS published_time;"),
+        "{contract}"
+    );
+    insta::assert_snapshot!("merge_columns", report::plan_text(&p));
+}
+
+#[test]
+fn split_and_merge_refusals_and_validation() {
+    let mut cat = story(PG15);
+    cat.tables
+        .get_mut("public.comments")
+        .unwrap()
+        .views
+        .push(ViewDependency {
+            view: QualifiedName::new("public", "authors"),
+            columns: vec!["author_name".into()],
+        });
+    let p = refuse("changes:\n  - split_column: { table: comments, from: author_name, into: [ { name: a, type: text, using: author_name }, { name: contents, type: text, using: author_name } ], reverse: a }\n", &cat);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].message.contains("view `authors`"), "{p:?}");
+    assert!(
+        p[1].message.contains("already has a column `contents`"),
+        "{p:?}"
+    );
+    let p = refuse("changes:\n  - merge_columns: { table: comments, from: [id, nope], into: { name: x, type: text, using: nope }, reverse: { id: '1', nope: x } }\n", &cat);
+    assert!(p[0].message.contains("part of the key"), "{p:?}");
+    assert!(p[1].message.contains("no column `nope`"), "{p:?}");
+    for (yaml, needle) in [
+        ("changes:\n  - split_column: { table: t, from: a, into: [ { name: b, type: text, using: a } ], reverse: b }\n", "at least two columns"),
+        ("changes:\n  - split_column: { table: t, from: a, into: [ { name: b, type: text, using: a }, { name: a, type: text, using: a } ], reverse: b }\n", "listed twice"),
+        ("changes:\n  - merge_columns: { table: t, from: [a, b], into: { name: c, type: text, using: a || b }, reverse: { a: c } }\n", "no expression for `b`"),
+        ("changes:\n  - merge_columns: { table: t, from: [a, b], into: { name: c, type: text, using: a || b }, reverse: { a: c, b: c, d: c } }\n", "names `d`, which is not in `from`"),
+        ("changes:\n  - merge_columns: { table: t, from: [a], into: { name: c, type: text, using: a }, reverse: { a: c } }\n", "at least two columns"),
+        ("changes:\n  - change_type: { table: t, column: a, type: text, using: 'a; DROP TABLE t' }\n", "contains `;`"),
+        ("changes:\n  - change_type: { table: t, column: a, type: text, usin: a }\n", "usin"),
+        ("changes:\n  - change_type: { table: t, column: a, type: text }\n  - split_column: { table: t, from: a, into: [ { name: b, type: text, using: a }, { name: c, type: text, using: a } ], reverse: b }\n", "already changed by the change at line 2"),
+    ] {
+        let e = plan::parse(yaml, "x.yaml", "x").unwrap_err().to_string();
+        assert!(e.starts_with("x.yaml:") && e.contains(needle), "{needle}: {e}");
+    }
+}
+
+#[test]
+fn offline_expansion_of_the_examples() {
+    for f in [
+        "change-comments-legacy-score-type.yaml",
+        "split-comments-author-name.yaml",
+        "merge-posts-published-at.yaml",
+    ] {
+        recipe::expand(&example(f).plan, Knowledge::Offline)
+            .unwrap_or_else(|p| panic!("{f}: {p:?}"));
+    }
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 const SETUP: &str = "
-CREATE TABLE posts (id bigint PRIMARY KEY, title text NOT NULL);
-INSERT INTO posts SELECT g, 'post ' || g FROM generate_series(1, 20) g;
+CREATE TABLE posts (id bigint PRIMARY KEY, title text NOT NULL, published_date date, published_time time);
+INSERT INTO posts SELECT g, 'post ' || g, date '2024-01-01' + g, CASE WHEN g % 2 = 0 THEN time '08:30' END FROM generate_series(1, 20) g;
 CREATE TABLE comments (
   id bigserial PRIMARY KEY,
   post_id bigint NOT NULL,
@@ -31,7 +31,7 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
 CREATE SCHEMA pgphase;
 ";
 
-const PLANS: [&str; 14] = [
+const PLANS: [&str; 16] = [
     "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
     "drop-comments-legacy-score-not-null.yaml",
@@ -46,6 +46,8 @@ const PLANS: [&str; 14] = [
     "add-check-comments-contents-length.yaml",
     "add-foreign-key-comments-post.yaml",
     "change-comments-legacy-score-type.yaml",
+    "split-comments-author-name.yaml",
+    "merge-posts-published-at.yaml",
 ];
 
 fn settings() -> StepSettings {

@@ -351,15 +351,15 @@ fn shadow(
         Some(ty) => format!("CAST(({reverse}) AS {ty})"),
         None => format!("({reverse})"),
     };
-    let check = probe(
+    let checks = probe(
         table,
-        &[
-            format!("SELECT CAST(({using}) AS {new_type}) FROM {table}"),
-            format!("SELECT {cast_back} FROM (SELECT {shadow_col} AS {c} FROM {table}) AS {tname}"),
-        ],
+        &[format!("CAST(({using}) AS {new_type})")],
+        &[format!(
+            "SELECT {cast_back} FROM (SELECT {shadow_col} AS {c} FROM {table}) AS {tname}"
+        )],
     );
     let mut dual = before.dual_write(&format!("{shadow_col} := {using} on every write of {c}"));
-    dual.steps.insert(0, check);
+    dual.steps.splice(0..0, checks);
     out.phases.push((PhaseKind::DualWrite, dual));
 
     // 3. backfill, then carry over NOT NULL, indexes and CHECKs onto the shadow.

@@ -355,28 +355,47 @@ END
     }
 }
 
-/// A step that plans the expressions against the table without reading a row: a typo
-/// or a type error fails here, before any trigger could fail an application write.
-/// `queries` are SELECTs of the expressions over what they are evaluated on.
-pub(super) fn probe(table: &QualifiedName, queries: &[String]) -> Step {
-    let from = queries
-        .iter()
-        .enumerate()
-        .map(|(i, q)| format!("({q} LIMIT 0) AS pgphase_probe{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Step {
+/// Evaluates the forward expressions (`select`, cast to the new types) on every existing
+/// row — one scan under ACCESS SHARE — and plans the reverse ones (`plan_only`: queries,
+/// run with LIMIT 0): a typo, a type error or an existing value the expression cannot
+/// convert fails here, before any trigger could fail an application write.
+pub(super) fn probe(table: &QualifiedName, select: &[String], plan_only: &[String]) -> Vec<Step> {
+    let short = table.display_short();
+    let mut steps = vec![Step {
         description: format!(
-            "check that the expressions parse and type-check against {} (plans a query, reads no row)",
-            table.display_short()
+            "evaluate the forward expressions on every row of {short} (one scan, reads and writes continue): a value they cannot convert fails here, not in an application write"
         ),
         action: Action::Verify {
-            sql: format!("SELECT count(*) FROM {from};"),
-            failure: "rows from a LIMIT 0 query".into(),
+            // count() evaluates its argument on every row; the result is always 0
+            sql: format!(
+                "SELECT 0 * count(ROW({})) FROM {table};",
+                select.join(", ")
+            ),
+            failure: "never: the query returns 0 or fails".into(),
         },
         lock: LockLevel::AccessShare,
         table: Some(table.clone()),
+    }];
+    if !plan_only.is_empty() {
+        let from = plan_only
+            .iter()
+            .enumerate()
+            .map(|(i, q)| format!("({q} LIMIT 0) AS pgphase_probe{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        steps.push(Step {
+            description: format!(
+                "check that the reverse expressions parse and type-check against {short} (plans a query, reads no row)"
+            ),
+            action: Action::Verify {
+                sql: format!("SELECT count(*) FROM {from};"),
+                failure: "rows from a LIMIT 0 query".into(),
+            },
+            lock: LockLevel::AccessShare,
+            table: Some(table.clone()),
+        });
     }
+    steps
 }
 
 #[cfg(test)]

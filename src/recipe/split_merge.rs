@@ -163,14 +163,12 @@ fn derived(
         .map(|(c, r)| cast(r, c.type_sql.as_deref()))
         .collect();
     let mut dual = sync.dual_write(&format!("{old_names} ↔ {new_names}"));
-    dual.steps.insert(
-        0,
+    dual.steps.splice(
+        0..0,
         probe(
             &table,
-            &[
-                format!("SELECT {} FROM {table}", forward_probe.join(", ")),
-                format!("SELECT {} FROM {table}", reverse_probe.join(", ")),
-            ],
+            &forward_probe,
+            &[format!("SELECT {} FROM {table}", reverse_probe.join(", "))],
         ),
     );
     out.phases.push((PhaseKind::DualWrite, dual));
