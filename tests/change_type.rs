@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const SETUP: &str = "
-CREATE TABLE posts (id bigint PRIMARY KEY, title varchar(80) NOT NULL);
+CREATE TABLE posts (id bigint PRIMARY KEY, title varchar(80) NOT NULL CONSTRAINT posts_title_check CHECK (length(title) > 0));
 INSERT INTO posts SELECT g, 'post ' || g FROM generate_series(1, 50) g;
 CREATE TABLE comments (
   id bigserial PRIMARY KEY,
@@ -270,8 +270,9 @@ async fn rollback_after_the_swap_loses_nothing() {
     assert_eq!(n as u64, ROWS + 2);
 }
 
-/// varchar(80) → varchar(200): one catalog-only statement; the table and its
-/// indexes are not rewritten.
+/// varchar(80) → varchar(200): one catalog-only statement (the CHECK on the column
+/// dropped and added back NOT VALID in it, then validated); the table and its indexes
+/// are not rewritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binary_coercible_change_is_one_catalog_only_statement() {
     let yaml = "name: widen-posts-title\nsettings: { lock_timeout: 200ms }\nchanges:\n  - change_type: { table: posts, column: title, type: varchar(200) }\n";
@@ -287,10 +288,10 @@ async fn binary_coercible_change_is_one_catalog_only_statement() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(program.phases.len(), 1);
-    assert_eq!(program.phases[0].steps.len(), 1);
+    assert_eq!(program.phases[0].steps.len(), 2);
     assert_eq!(
         program.phases[0].steps[0].display_sql(),
-        "ALTER TABLE public.posts ALTER COLUMN title TYPE varchar(200);"
+        "ALTER TABLE public.posts DROP CONSTRAINT IF EXISTS posts_title_check;\nALTER TABLE public.posts ALTER COLUMN title TYPE varchar(200);\nALTER TABLE public.posts ADD CONSTRAINT posts_title_check CHECK (length(title::text) > 0) NOT VALID;"
     );
     let files = "SELECT pg_relation_filenode('posts')::text || '/' || pg_relation_filenode('posts_title_key')::text";
     let before: String = client.query_one(files, &[]).await.unwrap().get(0);
@@ -333,6 +334,117 @@ async fn binary_coercible_change_is_one_catalog_only_statement() {
         .unwrap()
         .get(0);
     assert_eq!(ty, "character varying(200)");
+    let validated: bool = client
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'posts_title_check'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(validated);
+}
+
+/// Quoted, mixed-case and reserved names, a string literal that spells the column's
+/// name, a column whose name contains the other's: the expressions mean in the
+/// triggers what they mean in SQL over the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_identifiers_and_expressions() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            r#"CREATE SCHEMA "App Data";
+               CREATE TABLE "App Data"."Order Items" (
+                 "Key" bigint PRIMARY KEY,
+                 "Qty" text NOT NULL,
+                 "Qty_note" text,
+                 "order" int NOT NULL DEFAULT 1
+               );
+               CREATE INDEX "Order Items Qty" ON "App Data"."Order Items" ("Qty");
+               INSERT INTO "App Data"."Order Items" SELECT g, (g * 2)::text, 'Qty', 1 FROM generate_series(1, 500) g;"#,
+        )
+        .await
+        .unwrap();
+    let yaml = r#"settings: { lock_timeout: 500ms, backfill: { batch_size: 100, target_batch_time: 0s } }
+changes:
+  - change_type:
+      table: '"App Data"."Order Items"'
+      column: Qty
+      type: integer
+      using: 'CASE WHEN "Qty" = ''Qty'' THEN -1 ELSE "Qty"::integer + 0 * length(coalesce("Qty_note", '''')) END'
+      reverse: '"Qty"::text'
+  - split_column:
+      table: '"App Data"."Order Items"'
+      from: order
+      into:
+        - { name: select, type: int, using: '"order" * 10' }
+        - { name: Order Note, type: text, using: '''order '' || "order"' }
+      reverse: '"select" / 10'
+"#;
+    let file = plan_from(yaml, "hostile");
+    let s = db.session();
+    let mut out = run::start(&s, &file)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .batch_execute(
+            r#"INSERT INTO "App Data"."Order Items" ("Key", "Qty", "Qty_note", "order") VALUES (1001, 'Qty', 'x', 3);
+               UPDATE "App Data"."Order Items" SET "Qty" = '41' WHERE "Key" = 1;"#,
+        )
+        .await
+        .unwrap();
+    let mut n = 0;
+    while let Outcome::AwaitingDeploy { .. } = out {
+        n += 1;
+        out = run::advance(&s, "hostile", &format!("v{n}"), Some(&file))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if n == 1 {
+            // after the swap, the new application writes integers and the new columns
+            client
+                .batch_execute(
+                    r#"INSERT INTO "App Data"."Order Items" ("Key", "Qty", "select", "Order Note") VALUES (1002, 7, 50, 'order 5');
+                       UPDATE "App Data"."Order Items" SET "select" = 20 WHERE "Key" = 2;"#,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(out, Outcome::Completed);
+    let rows = client
+        .query(
+            r#"SELECT "Key", "Qty", "select", "Order Note" FROM "App Data"."Order Items" WHERE "Key" IN (1, 2, 3, 1001, 1002) ORDER BY 1"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i64, i32, i32, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 41, 10, "order 1".into()),
+            (2, 4, 20, "order 1".into()),
+            (3, 6, 10, "order 1".into()),
+            (1001, -1, 30, "order 3".into()),
+            (1002, 7, 50, "order 5".into()),
+        ]
+    );
+    let idx: String = client
+        .query_one(
+            r#"SELECT indexdef FROM pg_indexes WHERE indexname = 'Order Items Qty'"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        idx,
+        r#"CREATE INDEX "Order Items Qty" ON "App Data"."Order Items" USING btree ("Qty")"#
+    );
 }
 
 /// Refused before anything runs, with the reason and the fix.

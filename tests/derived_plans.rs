@@ -256,7 +256,8 @@ fn change_type_binary_coercible_is_in_place() {
     assert_eq!(kinds(&p), [PhaseKind::Expand]);
     assert_eq!(p.phases[0].steps.len(), 1);
     insta::assert_snapshot!("change_type_in_place", report::plan_text(&p));
-    // a CHECK on the column would be re-validated under ACCESS EXCLUSIVE: shadow route
+    // a CHECK on the column would be re-validated under ACCESS EXCLUSIVE: dropped and
+    // added back NOT VALID in the same transaction, validated in a step of its own
     let mut cat = story(PG15);
     let t = cat.tables.get_mut("public.comments").unwrap();
     let q = t.name.clone();
@@ -273,7 +274,17 @@ fn change_type_binary_coercible_is_in_place() {
         ),
         &cat,
     );
-    assert_eq!(p.phases.len(), 5);
+    check_invariants(&p);
+    assert_eq!(kinds(&p), [PhaseKind::Expand]);
+    assert_eq!(
+        p.phases[0].steps[0].display_sql(),
+        "ALTER TABLE public.comments DROP CONSTRAINT IF EXISTS summary_short;\nALTER TABLE public.comments ALTER COLUMN summary TYPE varchar(100);\nALTER TABLE public.comments ADD CONSTRAINT summary_short CHECK ((length((summary)::text) < 70)) NOT VALID;"
+    );
+    assert_eq!(
+        p.phases[0].steps[1].display_sql(),
+        "ALTER TABLE public.comments VALIDATE CONSTRAINT summary_short;"
+    );
+    assert_eq!(p.phases[0].steps[1].lock, LockLevel::ShareUpdateExclusive);
 }
 
 #[test]

@@ -77,12 +77,15 @@ fn found<'a>(
     Ok((t, col))
 }
 
-/// In place only when nothing has to be re-checked: a CHECK or foreign key on the
-/// column is re-validated by `ALTER COLUMN TYPE` (a scan under ACCESS EXCLUSIVE).
+/// In place unless a foreign key (either side) or an exclusion constraint uses the
+/// column (conservative: whether PostgreSQL re-checks them is not proven here). A CHECK
+/// would be re-validated by `ALTER COLUMN TYPE` with a scan under ACCESS EXCLUSIVE, so
+/// the in-place route drops it and adds it back NOT VALID in the same transaction, then
+/// validates it under SHARE UPDATE EXCLUSIVE.
 fn in_place_ok(t: &Table, col: &Column) -> bool {
     !t.constraints
         .iter()
-        .any(|c| matches!(c.kind.as_str(), "c" | "f" | "x") && c.columns.contains(&col.name))
+        .any(|c| matches!(c.kind.as_str(), "f" | "x") && c.columns.contains(&col.name))
         && !t
             .referenced_by
             .iter()
@@ -128,36 +131,85 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
         .map(|k| format!(" COLLATE {k}"))
         .unwrap_or_default();
     let short = t.name.display_short();
+    let checks: Vec<_> = t
+        .constraints
+        .iter()
+        .filter(|k| k.kind == "c" && k.columns.contains(&col.name))
+        .collect();
+    let mut sql = String::new();
+    for k in &checks {
+        sql.push_str(&format!(
+            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};\n",
+            quote_ident(&k.name)
+        ));
+    }
+    sql.push_str(&format!(
+        "ALTER TABLE {table} ALTER COLUMN {c} TYPE {new_type}{coll};"
+    ));
+    for k in &checks {
+        sql.push_str(&format!(
+            "\nALTER TABLE {table} ADD CONSTRAINT {} {} NOT VALID;",
+            quote_ident(&k.name),
+            k.definition.trim_end_matches(" NOT VALID")
+        ));
+    }
+    let mut steps = vec![Step::sql(
+        if checks.is_empty() {
+            format!(
+                "change {c} on {short} from {} to {new_type} in place: binary-coercible, catalog only (no rewrite, indexes kept)",
+                col.type_sql
+            )
+        } else {
+            format!(
+                "change {c} on {short} from {} to {new_type} in place: binary-coercible, catalog only (no rewrite, indexes kept); its CHECKs are dropped and added back NOT VALID in the same transaction, since ALTER COLUMN TYPE would re-check them with a scan under ACCESS EXCLUSIVE",
+                col.type_sql
+            )
+        },
+        table,
+        LockLevel::AccessExclusive,
+        sql,
+    )];
+    for k in checks.iter().filter(|k| k.validated) {
+        steps.push(Step::sql(
+            format!(
+                "validate {} (scans {short}; reads and writes continue)",
+                quote_ident(&k.name)
+            ),
+            table,
+            LockLevel::ShareUpdateExclusive,
+            format!(
+                "ALTER TABLE {table} VALIDATE CONSTRAINT {};",
+                quote_ident(&k.name)
+            ),
+        ));
+    }
+    // Undo: the old type (PostgreSQL checks every value against it: a scan, or a
+    // rewrite, under ACCESS EXCLUSIVE), then the CHECKs validated again if the change
+    // left them NOT VALID.
+    let mut rollback = vec![Step::sql(
+        format!(
+            "change {c} back to {}: PostgreSQL checks every value against the old type (a scan, or a rewrite, under ACCESS EXCLUSIVE) and refuses if a wider value was written",
+            col.type_sql
+        ),
+        table,
+        LockLevel::AccessExclusive,
+        format!(
+            "ALTER TABLE {table} ALTER COLUMN {c} TYPE {}{old_coll};",
+            col.type_sql
+        ),
+    )];
+    rollback.extend(steps.iter().skip(1).cloned());
     let mut out = RecipeOutput::default();
     out.phases.push((
         PhaseKind::Expand,
         Contribution {
-            steps: vec![Step::sql(
-                format!(
-                    "change {c} on {short} from {} to {new_type} in place: binary-coercible, catalog only (no rewrite, indexes kept)",
-                    col.type_sql
-                ),
-                table,
-                LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ALTER COLUMN {c} TYPE {new_type}{coll};"),
-            )],
-            rollback: vec![Step::sql(
-                format!(
-                    "change {c} back to {}: PostgreSQL checks every value against the old type (a scan, or a rewrite, under ACCESS EXCLUSIVE) and refuses if a wider value was written",
-                    col.type_sql
-                ),
-                table,
-                LockLevel::AccessExclusive,
-                format!(
-                    "ALTER TABLE {table} ALTER COLUMN {c} TYPE {}{old_coll};",
-                    col.type_sql
-                ),
-            )],
+            steps,
+            rollback,
             gate_after: None,
         },
     ));
     out.notes.push(format!(
-        "change_type on {short}.{}: {} → {new_type} is binary-coercible: one catalog-only statement, no shadow column",
+        "change_type on {short}.{}: {} → {new_type} is binary-coercible: changed in place (catalog only), no shadow column",
         col.name, col.type_sql
     ));
     out
