@@ -454,10 +454,24 @@ async fn change_type_preconditions() {
     let client = db.client().await;
     client.batch_execute(SETUP).await.unwrap();
     client
-        .batch_execute("CREATE VIEW top_comments AS SELECT id, author_name FROM comments")
+        .batch_execute(
+            "CREATE VIEW top_comments AS SELECT id, author_name FROM comments;
+             ALTER TABLE comments ADD COLUMN hits serial;
+             CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER high_scores BEFORE UPDATE ON comments FOR EACH ROW
+               WHEN (NEW.legacy_score > 100) EXECUTE FUNCTION noop();",
+        )
         .await
         .unwrap();
     for (yaml, needle) in [
+        (
+            "  - change_type: { table: comments, column: hits, type: bigint }",
+            "default from a sequence",
+        ),
+        (
+            "  - change_type: { table: comments, column: legacy_score, type: bigint }",
+            "trigger `high_scores` names `legacy_score`",
+        ),
         (
             "  - change_type: { table: comments, column: post_id, type: integer }",
             "foreign key `comments_post_id_fkey`",

@@ -236,7 +236,12 @@ async fn split_and_merge_preconditions() {
     let client = db.client().await;
     client.batch_execute(SPLIT_SETUP).await.unwrap();
     client
-        .batch_execute("CREATE VIEW authors AS SELECT DISTINCT author_name FROM comments")
+        .batch_execute(
+            "CREATE VIEW authors AS SELECT DISTINCT author_name FROM comments;
+             CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER contents_audit BEFORE UPDATE OF contents, post_id ON comments
+               FOR EACH ROW EXECUTE FUNCTION noop();",
+        )
         .await
         .unwrap();
     for (yaml, needle) in [
@@ -244,6 +249,7 @@ async fn split_and_merge_preconditions() {
         ("  - split_column: { table: comments, from: post_id, into: [ { name: a, type: bigint, using: post_id }, { name: contents, type: text, using: 'x' } ], reverse: a }", "already has a column `contents`"),
         ("  - merge_columns: { table: comments, from: [id, contents], into: { name: x, type: text, using: contents }, reverse: { id: '1', contents: x } }", "part of the key"),
         ("  - merge_columns: { table: comments, from: [post_id, contents], into: { name: x, type: text, using: contents }, reverse: { post_id: '1', contents: x } }", "foreign key `comments_post_id_fkey`"),
+        ("  - merge_columns: { table: comments, from: [author_name, contents], into: { name: x, type: text, using: contents }, reverse: { author_name: x, contents: x } }", "trigger `contents_audit` names `comments.contents`"),
         ("  - merge_columns: { table: posts, from: [id, title], into: { name: x, type: text, using: title }, reverse: { id: '1', title: x } }", "references `posts.id`"),
     ] {
         let file = plan_from(&format!("changes:\n{yaml}\n"), "bad-derived");

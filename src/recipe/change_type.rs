@@ -271,6 +271,20 @@ fn check_shadow(
             c.name
         ));
     }
+    if col
+        .default
+        .as_deref()
+        .is_some_and(|d| d.contains("nextval("))
+    {
+        refuse(format!(
+            "`{name}` takes its default from a sequence (serial): the sequence may be owned by the column, and contract would drop it with the old copy; change the type in a maintenance window, or give the column a plain default first"
+        ));
+    }
+    for trigger in super::derived::triggers_using(t, name) {
+        refuse(format!(
+            "trigger `{trigger}` names `{name}` in its column list or WHEN condition, so it would stay on the old copy and contract could not drop it: drop the trigger first and recreate it after the type change"
+        ));
+    }
     let rebuilds_index = t.indexes.iter().any(|i| i.columns.contains(name));
     if let Knowledge::Live(cat) = knowledge {
         if let Some(m) = common::concurrent_index_refusal(cat).filter(|_| rebuilds_index) {
