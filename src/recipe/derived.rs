@@ -16,12 +16,14 @@
 //! Without reverse expressions (change_type's copy nobody writes) INSERTs always take
 //! the first branch and UPDATEs the last.
 //!
-//! Inside the function an expression is evaluated by a scoped subquery,
-//! `(SELECT expr FROM (SELECT NEW.*) AS <table>)`: PostgreSQL itself resolves the
-//! column names, so quoted identifiers, string literals, names that are substrings of
-//! others and `<table>.column` references mean exactly what they mean in the backfill's
-//! `UPDATE … SET n = expr`. `#variable_conflict use_column` keeps columns named like
-//! PL/pgSQL variables (`found`, `new`) columns.
+//! Inside the function the expressions of one direction are evaluated by one scoped
+//! query, `SELECT e1, e2 INTO NEW.a, NEW.b FROM (SELECT NEW.*) AS <table>`: PostgreSQL
+//! itself resolves the column names, so quoted identifiers, string literals, names that
+//! are substrings of others and `<table>.column` references mean exactly what they mean
+//! in the backfill's `UPDATE … SET n = expr`. (Rewriting the expressions to `NEW.col`
+//! would save the query per row but re-implement SQL's lexing: dollar quotes, `E''`
+//! strings, keywords that are also column names.) `#variable_conflict use_column` keeps
+//! columns named like PL/pgSQL variables (`found`, `new`) columns.
 
 use crate::program::{Action, BackfillSpec, Contribution, LockLevel, Step, BACKFILL_GUC};
 use crate::sql::{quote_ident, quote_literal, Ident, QualifiedName};
@@ -100,28 +102,25 @@ impl Sync {
         )
     }
 
-    fn row_eval(&self, expr: &str) -> String {
+    /// `SELECT e1, e2 INTO NEW.a, NEW.b FROM (SELECT NEW.*) AS <table>;`: one query
+    /// evaluates every expression of a direction over the row.
+    fn assign(&self, targets: &[SyncColumn], exprs: &[String], indent: &str) -> String {
+        let values: Vec<String> = targets.iter().zip(exprs).map(|(c, e)| c.cast(e)).collect();
+        let into: Vec<String> = targets.iter().map(|c| format!("NEW.{}", c.name)).collect();
         format!(
-            "(SELECT {} FROM (SELECT NEW.*) AS {})",
-            expr.trim(),
+            "{indent}SELECT {}\n{indent}  INTO {} FROM (SELECT NEW.*) AS {};\n",
+            values.join(", "),
+            into.join(", "),
             quote_ident(self.table.name.as_str())
         )
     }
 
     fn assign_forward(&self, indent: &str) -> String {
-        self.new
-            .iter()
-            .zip(&self.forward)
-            .map(|(c, f)| format!("{indent}NEW.{} := {};\n", c.name, c.cast(&self.row_eval(f))))
-            .collect()
+        self.assign(&self.new, &self.forward, indent)
     }
 
     fn assign_reverse(&self, reverse: &[String], indent: &str) -> String {
-        self.old
-            .iter()
-            .zip(reverse)
-            .map(|(c, r)| format!("{indent}NEW.{} := {};\n", c.name, c.cast(&self.row_eval(r))))
-            .collect()
+        self.assign(&self.old, reverse, indent)
     }
 
     fn any_changed(cols: &[SyncColumn]) -> String {
@@ -453,9 +452,9 @@ mod tests {
     #[test]
     fn function_evaluates_over_the_row_and_quotes() {
         let f = sync(true).function_sql();
-        assert!(f.contains("NEW.first := CAST(((SELECT split_part(\"author name\", ' ', 1) FROM (SELECT NEW.*) AS comments)) AS text);"), "{f}");
+        assert!(f.contains("SELECT CAST((split_part(\"author name\", ' ', 1)) AS text), CAST((json_build_object('author name', \"author name\")) AS json)\n      INTO NEW.first, NEW.meta FROM (SELECT NEW.*) AS comments;"), "{f}");
         assert!(f.contains("#variable_conflict use_column"));
-        assert!(f.contains("NEW.\"author name\" := CAST(((SELECT first || ' x' FROM (SELECT NEW.*) AS comments)) AS text);"), "{f}");
+        assert!(f.contains("SELECT CAST((first || ' x') AS text)\n      INTO NEW.\"author name\" FROM (SELECT NEW.*) AS comments;"), "{f}");
         let t = sync(true).create_triggers_sql();
         assert!(
             t.contains("(NEW.meta)::text IS DISTINCT FROM (OLD.meta)::text"),
