@@ -280,3 +280,63 @@ async fn split_and_merge_preconditions() {
         .get(0);
     assert_eq!(triggers, 0);
 }
+
+/// Rollback at the second gate (the new application has been writing only the new
+/// columns): the old column holds what it wrote, through `reverse`; the schema is the
+/// original one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_rollback_at_the_second_gate_keeps_new_writes() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(SPLIT_SETUP).await.unwrap();
+    let before = (
+        schema_of(&client, "comments").await,
+        schema_of(&client, "posts").await,
+    );
+    let file = example("split-comments-author-name.yaml");
+    let s = db.session();
+    let name = file.plan.name.clone();
+    run::start(&s, &file)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    run::advance(&s, &name, "app@v1", Some(&file))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .batch_execute(
+            "UPDATE comments SET author_first_name = 'Grace', author_last_name = 'Hopper' WHERE id = 1;
+             UPDATE comments SET author_last_name = NULL WHERE id = 2;
+             INSERT INTO comments (id, post_id, contents, author_first_name, author_last_name)
+               VALUES (100001, 1, 'new', 'Alan', 'Turing');",
+        )
+        .await
+        .unwrap();
+    let out = run::rollback(&s, &name)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out, run::Outcome::RolledBack);
+    let after = (
+        schema_of(&client, "comments").await,
+        schema_of(&client, "posts").await,
+    );
+    assert_eq!(
+        before, after,
+        "the rollback did not restore the exact original schema"
+    );
+    let rows = client
+        .query(
+            "SELECT author_name FROM comments WHERE id IN (1, 2, 100001) ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<Option<String>> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        names,
+        vec![
+            Some("Grace Hopper".into()),
+            Some("Seed0".into()),
+            Some("Alan Turing".into())
+        ]
+    );
+}
