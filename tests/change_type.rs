@@ -457,6 +457,7 @@ async fn change_type_preconditions() {
         .batch_execute(
             "CREATE VIEW top_comments AS SELECT id, author_name FROM comments;
              ALTER TABLE comments ADD COLUMN hits serial;
+             ALTER TABLE comments ADD COLUMN contents_length int GENERATED ALWAYS AS (length(contents)) STORED;
              CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
              CREATE TRIGGER high_scores BEFORE UPDATE ON comments FOR EACH ROW
                WHEN (NEW.legacy_score > 100) EXECUTE FUNCTION noop();",
@@ -467,6 +468,10 @@ async fn change_type_preconditions() {
         (
             "  - change_type: { table: comments, column: hits, type: bigint }",
             "default from a sequence",
+        ),
+        (
+            "  - change_type: { table: comments, column: contents, type: varchar(500) }",
+            "generated column `contents_length` is computed from `contents`",
         ),
         (
             "  - change_type: { table: comments, column: legacy_score, type: bigint }",
@@ -505,6 +510,10 @@ async fn change_type_preconditions() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     // an expression that does not type-check fails in its probe, before any trigger
+    client
+        .batch_execute("ALTER TABLE comments DROP COLUMN contents_length")
+        .await
+        .unwrap();
     let file = plan_from(
         "settings: { lock_timeout: 200ms }\nchanges:\n  - change_type: { table: comments, column: contents, type: integer, using: contents + 1 }\n",
         "bad-expr",

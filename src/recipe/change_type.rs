@@ -280,6 +280,11 @@ fn check_shadow(
             "`{name}` takes its default from a sequence (serial): the sequence may be owned by the column, and contract would drop it with the old copy; change the type in a maintenance window, or give the column a plain default first"
         ));
     }
+    for g in super::derived::generated_using(t, name) {
+        refuse(format!(
+            "generated column `{g}` is computed from `{name}`; it would stay on the old copy and contract could not drop it: drop the generated column first (or change the type in a maintenance window)"
+        ));
+    }
     for trigger in super::derived::triggers_using(t, name) {
         refuse(format!(
             "trigger `{trigger}` names `{name}` in its column list or WHEN condition, so it would stay on the old copy and contract could not drop it: drop the trigger first and recreate it after the type change"

@@ -380,6 +380,21 @@ pub(super) fn triggers_using(t: &crate::catalog::Table, column: &str) -> Vec<Str
         .collect()
 }
 
+/// Generated columns whose expression uses `column`: they depend on its attribute
+/// number, so a contract that drops it would fail after the point of no return.
+pub(super) fn generated_using(t: &crate::catalog::Table, column: &str) -> Vec<String> {
+    t.columns
+        .iter()
+        .filter(|c| c.generated.is_some() && c.name != column)
+        .filter(|c| {
+            c.default
+                .as_deref()
+                .is_some_and(|e| crate::sql::rename_column_refs(e, column, "\u{1}") != e)
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 /// Evaluates the forward expressions (`select`, cast to the new types) on every existing
 /// row — one scan under ACCESS SHARE — and plans the reverse ones (`plan_only`: queries,
 /// run with LIMIT 0): a typo, a type error or an existing value the expression cannot

@@ -342,6 +342,9 @@ fn check<'a>(
         {
             refuse(o.pos, format!("foreign key `{}` on `{}` references `{short}.{}`; drop it first: contract would drop the column it references", fk.name, fk.table.display_short(), o.value));
         }
+        for g in super::derived::generated_using(t, &o.value) {
+            refuse(o.pos, format!("generated column `{g}` is computed from `{short}.{}`; contract could not drop the column (after the point of no return): drop the generated column first and recreate it on the new columns afterwards", o.value));
+        }
         for trigger in super::derived::triggers_using(t, &o.value) {
             refuse(o.pos, format!("trigger `{trigger}` names `{short}.{}` in its column list or WHEN condition; contract could not drop the column (after the point of no return): drop the trigger first and recreate it on the new columns afterwards", o.value));
         }
