@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 const SETUP: &str = "
-CREATE TABLE posts (id bigint PRIMARY KEY, title text NOT NULL);
-INSERT INTO posts SELECT g, 'post ' || g FROM generate_series(1, 20) g;
+CREATE TABLE posts (id bigint PRIMARY KEY, title text NOT NULL, published_date date, published_time time);
+INSERT INTO posts SELECT g, 'post ' || g, date '2024-01-01' + g, CASE WHEN g % 2 = 0 THEN time '08:30' END FROM generate_series(1, 20) g;
 CREATE TYPE comment_status AS ENUM ('pending', 'published', 'hidden');
 CREATE TABLE comments (
   id bigserial PRIMARY KEY,
@@ -29,9 +29,11 @@ CREATE INDEX comments_legacy_score_idx ON comments (legacy_score);
 INSERT INTO comments (post_id, contents, legacy_score, author_name)
   SELECT 1 + g % 20, 'c' || g, g % 5, CASE WHEN g % 3 = 0 THEN NULL ELSE 'u' END
     FROM generate_series(1, 500) g;
+-- `start` creates it; the sync functions of the trigger-based recipes live there
+CREATE SCHEMA pgphase;
 ";
 
-const PLANS: [&str; 16] = [
+const PLANS: [&str; 19] = [
     "sql-comments-stats-view.yaml",
     "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
@@ -48,6 +50,9 @@ const PLANS: [&str; 16] = [
     "add-foreign-key-comments-post.yaml",
     "rename-table-comments-to-post-comments.yaml",
     "add-enum-value-comment-status-flagged.yaml",
+    "change-comments-legacy-score-type.yaml",
+    "split-comments-author-name.yaml",
+    "merge-posts-published-at.yaml",
 ];
 
 fn settings() -> StepSettings {

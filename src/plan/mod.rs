@@ -204,6 +204,9 @@ pub enum Change {
     Sql(SqlChange),
     RenameTable(RenameTable),
     AddEnumValue(AddEnumValue),
+    ChangeType(ChangeType),
+    SplitColumn(SplitColumn),
+    MergeColumns(MergeColumns),
 }
 
 impl Change {
@@ -227,6 +230,9 @@ impl Change {
             Change::Sql(_) => "sql",
             Change::RenameTable(_) => "rename_table",
             Change::AddEnumValue(_) => "add_enum_value",
+            Change::ChangeType(_) => "change_type",
+            Change::SplitColumn(_) => "split_column",
+            Change::MergeColumns(_) => "merge_columns",
         }
     }
 
@@ -253,6 +259,17 @@ impl Change {
             | Change::AddForeignKey(_)
             | Change::RenameTable(_)
             | Change::AddEnumValue(_) => Vec::new(),
+            Change::ChangeType(ct) => vec![(ct.table_name(), &ct.column)],
+            Change::SplitColumn(sc) => {
+                let mut v = vec![(sc.table_name(), &sc.from)];
+                v.extend(sc.into.value.iter().map(|i| (sc.table_name(), &i.name)));
+                v
+            }
+            Change::MergeColumns(mc) => {
+                let mut v: Vec<_> = mc.from.value.iter().map(|f| (mc.table_name(), f)).collect();
+                v.push((mc.table_name(), &mc.into.name));
+                v
+            }
         }
     }
 }
@@ -717,6 +734,73 @@ fn check_enum_label(label: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `change_type: { table, column, type, using, reverse }`: `using` computes the new
+/// type from the old value, `reverse` the old type from the new value; both are SQL
+/// expressions over the column (default: a plain cast).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeType {
+    pub table: At<String>,
+    pub column: At<String>,
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    pub using: Option<At<String>>,
+    pub reverse: Option<At<String>>,
+}
+
+impl ChangeType {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// A column derived from existing ones: `{ name, type, using, nullable }`. `using` is an
+/// SQL expression over the row (the old columns); `nullable` defaults to true unless
+/// every old column is NOT NULL.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedColumn {
+    pub name: At<String>,
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    pub using: At<String>,
+    pub nullable: Option<At<bool>>,
+}
+
+/// `split_column: { table, from, into: [ { name, type, using } ], reverse }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitColumn {
+    pub table: At<String>,
+    pub from: At<String>,
+    pub into: At<Vec<DerivedColumn>>,
+    /// SQL expression over the new columns that rebuilds `from`.
+    pub reverse: At<String>,
+}
+
+impl SplitColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+/// `merge_columns: { table, from: [..], into: { name, type, using }, reverse: { old: expr } }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeColumns {
+    pub table: At<String>,
+    pub from: At<Vec<At<String>>>,
+    pub into: At<DerivedColumn>,
+    /// For every old column, an SQL expression over the new column that rebuilds it.
+    pub reverse: At<std::collections::BTreeMap<String, At<String>>>,
+}
+
+impl MergeColumns {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
 impl PlanFile {
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
@@ -1011,6 +1095,65 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
             Change::DropTable(dt) => {
                 QualifiedName::parse(&dt.name).map_err(|m| err(dt.name.pos, m))?;
             }
+            Change::ChangeType(ct) => {
+                QualifiedName::parse(&ct.table).map_err(|m| err(ct.table.pos, m))?;
+                check_ident(&ct.column).map_err(|m| err(ct.column.pos, m))?;
+                check_sql_text(&ct.type_sql, "type").map_err(|m| err(ct.type_sql.pos, m))?;
+                for (e, what) in [(&ct.using, "using"), (&ct.reverse, "reverse")] {
+                    if let Some(e) = e {
+                        check_sql_text(e, what).map_err(|m| err(e.pos, m))?;
+                    }
+                }
+            }
+            Change::SplitColumn(sc) => {
+                QualifiedName::parse(&sc.table).map_err(|m| err(sc.table.pos, m))?;
+                check_ident(&sc.from).map_err(|m| err(sc.from.pos, m))?;
+                check_sql_text(&sc.reverse, "reverse").map_err(|m| err(sc.reverse.pos, m))?;
+                if sc.into.value.len() < 2 {
+                    return Err(err(
+                        sc.into.pos,
+                        "`into` needs at least two columns to split into (to change one column's type, use change_type)".into(),
+                    ));
+                }
+                check_derived(&sc.into.value, &[&sc.from]).map_err(|(p, m)| err(p, m))?;
+            }
+            Change::MergeColumns(mc) => {
+                QualifiedName::parse(&mc.table).map_err(|m| err(mc.table.pos, m))?;
+                if mc.from.value.len() < 2 {
+                    return Err(err(
+                        mc.from.pos,
+                        "`from` needs at least two columns to merge".into(),
+                    ));
+                }
+                let mut seen: Vec<&str> = Vec::new();
+                for f in &mc.from.value {
+                    check_ident(f).map_err(|m| err(f.pos, m))?;
+                    if seen.contains(&f.value.as_str()) {
+                        return Err(err(f.pos, format!("column `{}` is listed twice", f.value)));
+                    }
+                    seen.push(&f.value);
+                }
+                let from: Vec<&At<String>> = mc.from.value.iter().collect();
+                check_derived(std::slice::from_ref(&mc.into.value), &from)
+                    .map_err(|(p, m)| err(p, m))?;
+                for f in &mc.from.value {
+                    if !mc.reverse.value.contains_key(&f.value) {
+                        return Err(err(
+                            mc.reverse.pos,
+                            format!("`reverse` has no expression for `{}`: give one for every column of `from` (old clients still read them)", f.value),
+                        ));
+                    }
+                }
+                for (k, e) in &mc.reverse.value {
+                    if !seen.contains(&k.as_str()) {
+                        return Err(err(
+                            e.pos,
+                            format!("`reverse` names `{k}`, which is not in `from`"),
+                        ));
+                    }
+                    check_sql_text(e, "reverse").map_err(|m| err(e.pos, m))?;
+                }
+            }
             Change::SetNotNull(sn) => {
                 QualifiedName::parse(&sn.table).map_err(|m| err(sn.table.pos, m))?;
                 check_ident(&sn.column).map_err(|m| err(sn.column.pos, m))?;
@@ -1256,6 +1399,27 @@ fn check_plan_name(name: &str) -> Result<(), String> {
 
 /// A type or an SQL expression written in the plan: passed through as written, so it
 /// must be one non-empty fragment, not a statement list.
+/// Names, types and expressions of derived columns; none may be one of `old`.
+fn check_derived(cols: &[DerivedColumn], old: &[&At<String>]) -> Result<(), (Pos, String)> {
+    let mut seen: Vec<&str> = Vec::new();
+    for c in cols {
+        check_ident(&c.name).map_err(|m| (c.name.pos, m))?;
+        check_sql_text(&c.type_sql, "type").map_err(|m| (c.type_sql.pos, m))?;
+        check_sql_text(&c.using, "using").map_err(|m| (c.using.pos, m))?;
+        if seen.contains(&c.name.value.as_str()) || old.iter().any(|o| o.value == c.name.value) {
+            return Err((
+                c.name.pos,
+                format!(
+                    "column `{}` is listed twice (a new column needs a name of its own)",
+                    c.name.value
+                ),
+            ));
+        }
+        seen.push(&c.name.value);
+    }
+    Ok(())
+}
+
 fn check_sql_text(text: &str, what: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err(format!("`{what}` is empty"));

@@ -6,8 +6,10 @@ mod add_column;
 mod add_foreign_key;
 mod add_index;
 mod add_unique;
+mod change_type;
 mod column_options;
 mod common;
+mod derived;
 mod drop_column;
 mod drop_constraint;
 mod drop_index;
@@ -15,6 +17,7 @@ mod enums;
 mod rename_column;
 mod rename_table;
 mod set_not_null;
+mod split_merge;
 mod sql_change;
 mod tables;
 
@@ -93,6 +96,9 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
                     .collect();
                 enums::add_enum_value(ev, &same_type, knowledge)
             }
+            Change::ChangeType(ct) => change_type::expand(&plan.name, batch_size, ct, knowledge),
+            Change::SplitColumn(sc) => split_merge::split(&plan.name, batch_size, sc, knowledge),
+            Change::MergeColumns(mc) => split_merge::merge(&plan.name, batch_size, mc, knowledge),
         };
         // a later add_enum_value may place its value next to this one
         if let (Change::AddEnumValue(ev), Ok(_), Some(cat)) =
@@ -144,6 +150,9 @@ pub fn tables_of(change: &Change) -> Vec<QualifiedName> {
         Change::Sql(_) => Vec::new(),
         Change::RenameTable(rt) => vec![rt.from_name(), rt.to_name()],
         Change::AddEnumValue(_) => Vec::new(),
+        Change::ChangeType(ct) => vec![ct.table_name()],
+        Change::SplitColumn(sc) => vec![sc.table_name()],
+        Change::MergeColumns(mc) => vec![mc.table_name()],
     }
 }
 

@@ -212,7 +212,29 @@ END
         )),
     };
     if let (Some(t), Some(c)) = (t, col) {
-        carry_over(&mut backfill, t, c, &table, &from, &to, &names, knowledge);
+        let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
+        taken.extend(t.constraints.iter().map(|c| c.name.clone()));
+        let mut new_name = |old: &str| -> String {
+            let base = rename_name_part(old, from.as_str(), to.as_str());
+            let mut candidate = derived_name(&base, "");
+            let mut n = 1;
+            while taken.contains(&candidate) {
+                candidate = derived_name(&base, &format!("_{n}"));
+                n += 1;
+            }
+            taken.push(candidate.clone());
+            candidate
+        };
+        carry_over(
+            &mut backfill,
+            t,
+            c,
+            &table,
+            (&from, &to),
+            &names.not_null_check,
+            &mut new_name,
+            knowledge,
+        );
     }
     out.phases.push((PhaseKind::Backfill, backfill));
 
@@ -383,31 +405,25 @@ fn check<'a>(
     }
 }
 
+/// Rebuilds on column `to` what column `from` has: NOT NULL (through a validated check
+/// named `not_null_check`), indexes and the unique/primary constraints they back
+/// (CONCURRENTLY), CHECK and FOREIGN KEY constraints (NOT VALID, then VALIDATE), each
+/// under the name `new_name` gives for the original's. Returns (original, copy) name
+/// pairs of the indexes and constraints, in creation order. Shared with `change_type`,
+/// which swaps the names once the copy takes over.
 #[allow(clippy::too_many_arguments)]
-fn carry_over(
+pub(super) fn carry_over(
     c: &mut Contribution,
     t: &Table,
     col: &Column,
     table: &QualifiedName,
-    from: &Ident,
-    to: &Ident,
-    names: &Names,
+    (from, to): (&Ident, &Ident),
+    not_null_check: &Ident,
+    new_name: &mut dyn FnMut(&str) -> String,
     knowledge: Knowledge<'_>,
-) {
+) -> Vec<(String, String)> {
     let constraint_exists = |name: &str| super::common::constraint_exists(table, name);
-    let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
-    taken.extend(t.constraints.iter().map(|c| c.name.clone()));
-    let mut new_name = |old: &str| -> String {
-        let base = rename_name_part(old, from.as_str(), to.as_str());
-        let mut candidate = derived_name(&base, "");
-        let mut n = 1;
-        while taken.contains(&candidate) {
-            candidate = derived_name(&base, &format!("_{n}"));
-            n += 1;
-        }
-        taken.push(candidate.clone());
-        candidate
-    };
+    let mut copies = Vec::new();
 
     if col.not_null {
         // Undone before the trigger goes: old clients' inserts leave `to` NULL once
@@ -416,7 +432,7 @@ fn carry_over(
             c,
             table,
             to,
-            &names.not_null_check,
+            not_null_check,
             knowledge,
             format!("make {to} nullable again, before the sync trigger is removed"),
         );
@@ -439,6 +455,7 @@ fn carry_over(
             continue; // refused in check()
         }
         let name = new_name(&idx.name);
+        copies.push((idx.name.clone(), name.clone()));
         let index = QualifiedName::new(table.schema.as_str(), name.clone());
         c.steps.push(Step {
             description: format!(
@@ -501,6 +518,7 @@ fn carry_over(
         (k.kind == "c" || k.kind == "f") && k.columns.iter().any(|c| c == from.as_str())
     }) {
         let name = new_name(&con.name);
+        copies.push((con.name.clone(), name.clone()));
         let def = if con.kind == "f" {
             rename_fk_columns(&con.definition, from.as_str(), to.as_str())
         } else {
@@ -554,6 +572,7 @@ fn carry_over(
     }
     // Rollback undoes in reverse order of creation.
     c.rollback.reverse();
+    copies
 }
 
 /// Derives a new object name: `comments_contents_idx` → `comments_body_idx`. Replaces

@@ -46,15 +46,25 @@ pub struct Counts {
     pub samples: Mutex<Vec<String>>,
 }
 
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
 struct Group {
     stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Group {
-    async fn start(url: &str, name: &str, n: u32, make: &ClientSql, counts: &Arc<Counts>) -> Group {
+    /// `generation`: how many groups of this version ran before. A group started
+    /// again (after an application rollback) must not repeat the values the last one
+    /// wrote: its query numbers start at `generation × 720720` (720720 = lcm(1..=16),
+    /// so the residues the workloads switch on stay the same).
+    async fn start(
+        url: &str,
+        name: &str,
+        n: u32,
+        make: &ClientSql,
+        counts: &Arc<Counts>,
+        generation: u64,
+    ) -> Group {
+        let first = generation * 720_720;
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for id in 0..n {
@@ -65,10 +75,6 @@ impl Group {
                 .unwrap();
             let (stop, make, counts) = (stop.clone(), make.clone(), counts.clone());
             let name = name.to_string();
-            // A group started again (after an application rollback) writes new values:
-            // its query numbers continue far above the last group's, keeping their
-            // residues for small moduli (720720 = lcm(1..=16)).
-            let first = GENERATION.fetch_add(1, Ordering::Relaxed) * 720_720 * 1_000;
             tasks.push(tokio::spawn(async move {
                 let mut i = first;
                 while !stop.load(Ordering::Relaxed) {
@@ -168,7 +174,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     let (old_counts, new_counts) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
     let mut outcomes = Vec::new();
 
-    let mut old = Some(Group::start(&db.url, "app-old", sc.clients, &sc.old, &old_counts).await);
+    let mut old = Some(Group::start(&db.url, "app-old", sc.clients, &sc.old, &old_counts, 0).await);
     tokio::time::sleep(sc.stage).await;
 
     // 1. start, stopped at the first gate (or by a failpoint on the last step), then rollback.
@@ -213,8 +219,9 @@ pub async fn lifecycle(sc: Scenario) -> Report {
         for n in 1..=deep.gates {
             tokio::time::sleep(sc.stage).await;
             if new.is_none() {
-                new =
-                    Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
+                new = Some(
+                    Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts, 0).await,
+                );
                 tokio::time::sleep(sc.stage).await;
             }
             if let Some(g) = old.take() {
@@ -260,8 +267,15 @@ pub async fn lifecycle(sc: Scenario) -> Report {
                         tokio::time::sleep(sc.stage).await;
                         if old.is_none() {
                             old = Some(
-                                Group::start(&db.url, "app-old", sc.clients, &sc.old, &old_counts)
-                                    .await,
+                                Group::start(
+                                    &db.url,
+                                    "app-old",
+                                    sc.clients,
+                                    &sc.old,
+                                    &old_counts,
+                                    1,
+                                )
+                                .await,
                             );
                             tokio::time::sleep(sc.stage).await;
                         }
@@ -298,7 +312,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     while let Outcome::AwaitingDeploy { .. } = out {
         tokio::time::sleep(sc.stage).await;
         if new.is_none() {
-            new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
+            new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts, 1).await);
             tokio::time::sleep(sc.stage).await;
         }
         if let Some(g) = old.take() {
@@ -314,7 +328,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     assert_eq!(n, gates);
     if new.is_none() {
         // no gate: the new version is deployed once the plan completed, beside the old
-        new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts).await);
+        new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts, 0).await);
     }
     tokio::time::sleep(sc.stage).await;
     if let Some(g) = old.take() {
