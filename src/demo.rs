@@ -107,9 +107,19 @@ async fn story(server: &PgServer, o: &DemoOptions) -> Result<i32, CmdError> {
     tokio::time::sleep(o.stage).await;
     say(
         o.json,
-        &format!("\n$ pgphase phase advance {name} --deployed api@v2"),
+        &format!("\n$ pgphase phase advance {name} --gate backfill --deployed api@v2"),
     );
-    let out = run::advance(&session, &name, "api@v2", Some(&file)).await?;
+    let out = run::advance_with(
+        &session,
+        &name,
+        "api@v2",
+        Some(&file),
+        run::AdvanceOptions {
+            gate: Some("backfill".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
     say(o.json, report::outcome_text(&name, &out).trim_end());
     tokio::time::sleep(o.stage).await;
 
@@ -121,9 +131,19 @@ async fn story(server: &PgServer, o: &DemoOptions) -> Result<i32, CmdError> {
     tokio::time::sleep(o.stage).await;
     say(
         o.json,
-        &format!("\n$ pgphase phase advance {name} --deployed api@v2-drained"),
+        &format!("\n$ pgphase phase advance {name} --gate switch_reads --deployed api@v2-drained"),
     );
-    let out = run::advance(&session, &name, "api@v2-drained", Some(&file)).await?;
+    let out = run::advance_with(
+        &session,
+        &name,
+        "api@v2-drained",
+        Some(&file),
+        run::AdvanceOptions {
+            gate: Some("switch_reads".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
     say(o.json, report::outcome_text(&name, &out).trim_end());
     tokio::time::sleep(o.stage).await;
     wl.stop_all().await;
