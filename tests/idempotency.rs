@@ -25,6 +25,7 @@ CREATE TABLE comments (
   CONSTRAINT comments_contents_not_empty CHECK (contents <> '')
 );
 CREATE INDEX comments_contents_idx ON comments (contents);
+CREATE TABLE comment_drafts (id bigserial PRIMARY KEY, comment_id bigint REFERENCES comments (id), body text);
 CREATE INDEX comments_legacy_score_idx ON comments (legacy_score);
 INSERT INTO comments (post_id, contents, legacy_score, author_name)
   SELECT 1 + g % 20, 'c' || g, g % 5, CASE WHEN g % 3 = 0 THEN NULL ELSE 'u' END
@@ -33,7 +34,9 @@ INSERT INTO comments (post_id, contents, legacy_score, author_name)
 CREATE SCHEMA pgphase;
 ";
 
-const PLANS: [&str; 19] = [
+const PLANS: [&str; 21] = [
+    "rename-comments-contents-to-body.yaml",
+    "drop-table-comment-drafts.yaml",
     "sql-comments-stats-view.yaml",
     "drop-constraint-comments-contents-not-empty.yaml",
     "create-table-comment-reactions.yaml",
