@@ -679,6 +679,203 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// PgBouncer's pooling mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolMode {
+    /// A server connection per client connection, for the client's whole session.
+    Session,
+    /// A server connection per transaction: session state (SET, advisory locks,
+    /// prepared statements) does not survive between transactions.
+    Transaction,
+}
+
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+        }
+    }
+}
+
+/// How to run a [`PgBouncer`].
+#[derive(Debug, Clone)]
+pub struct BouncerOptions {
+    pub pool_mode: PoolMode,
+    /// Roles that may log in (trust authentication, as the throwaway server's).
+    pub users: Vec<String>,
+    /// Extra `[pgbouncer]` settings, written after the built-in ones.
+    pub extra_conf: Vec<(String, String)>,
+}
+
+impl Default for BouncerOptions {
+    fn default() -> Self {
+        BouncerOptions {
+            pool_mode: PoolMode::Transaction,
+            users: vec![SUPERUSER.to_string()],
+            extra_conf: Vec::new(),
+        }
+    }
+}
+
+/// A throwaway PgBouncer (the `pgbouncer` program, Debian's package) in front of a
+/// server on `127.0.0.1`, listening on a free loopback port; every database name is
+/// passed through to the server. Stopped when dropped; a watchdog stops it when this
+/// process dies, as [`PgServer`]'s does.
+pub struct PgBouncer {
+    port: u16,
+    child: std::process::Child,
+    log_file: PathBuf,
+    /// Removed when dropped, after `Drop::drop` stopped the bouncer.
+    temp_dir: TempDir,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer in front of the server listening on `127.0.0.1:upstream_port`.
+    pub fn start(upstream_port: u16, opts: &BouncerOptions) -> Result<PgBouncer> {
+        let program = find_program("pgbouncer").ok_or_else(|| {
+            anyhow!("pgbouncer is not installed (Debian/Ubuntu: `apt-get install pgbouncer`)")
+        })?;
+        // pgbouncer refuses to run as root, like the server
+        let user = ServerUser::detect()?;
+        let temp_dir = tempfile::Builder::new()
+            .prefix("pgphase-bouncer-")
+            .tempdir_in(std::env::temp_dir())
+            .context("could not create a temporary directory for PgBouncer")?;
+        user.give(temp_dir.path())?;
+        let log_file = temp_dir.path().join("pgbouncer.log");
+        let mut attempt = 1;
+        loop {
+            let port = free_port()?;
+            let ini = temp_dir.path().join("pgbouncer.ini");
+            let users = temp_dir.path().join("users.txt");
+            let mut conf = format!(
+                "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {}\npool_mode = {}\n\
+                 max_client_conn = 500\ndefault_pool_size = 20\n\
+                 logfile = {}\nignore_startup_parameters = extra_float_digits,options\n",
+                users.display(),
+                opts.pool_mode.as_str(),
+                log_file.display()
+            );
+            for (k, v) in &opts.extra_conf {
+                conf.push_str(&format!("{k} = {v}\n"));
+            }
+            let user_lines: String = opts
+                .users
+                .iter()
+                .map(|u| format!("\"{}\" \"\"\n", u.replace('"', "\"\"")))
+                .collect();
+            for (path, text) in [(&ini, conf), (&users, user_lines)] {
+                fs::write(path, text)
+                    .with_context(|| format!("could not write {}", path.display()))?;
+                user.give(path)?;
+            }
+            let argv = user.argv(&program);
+            let mut child = Command::new(&argv[0])
+                .args(&argv[1..])
+                .arg(&ini)
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("could not start pgbouncer")?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    let bouncer = PgBouncer {
+                        port,
+                        child,
+                        log_file,
+                        temp_dir,
+                    };
+                    bouncer.spawn_watchdog()?;
+                    return Ok(bouncer);
+                }
+                if let Some(status) = child.try_wait()? {
+                    let log = fs::read_to_string(&log_file).unwrap_or_default();
+                    if log.contains("Address already in use") && attempt < PORT_ATTEMPTS {
+                        break;
+                    }
+                    bail!(
+                        "pgbouncer exited at start ({status}); last lines of its log:\n{}",
+                        tail(&log, LOG_TAIL_LINES)
+                    );
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("pgbouncer did not listen on port {port} within 20 s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            attempt += 1;
+        }
+    }
+
+    /// The TCP port PgBouncer listens on, on `127.0.0.1`.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for database `dbname` as `user`, through the bouncer.
+    pub fn url(&self, user: &str, dbname: &str) -> String {
+        format!(
+            "postgres://{}@127.0.0.1:{}/{}",
+            percent_encode(user),
+            self.port,
+            percent_encode(dbname)
+        )
+    }
+
+    /// PgBouncer's log, for messages.
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// Kills the bouncer once this process is gone (see [`PgServer`]'s watchdog).
+    fn spawn_watchdog(&self) -> Result<()> {
+        const SCRIPT: &str = r#"
+            parent=$1 child=$2 dir=$3
+            (
+                while kill -0 "$parent" 2>/dev/null; do
+                    [ -d "$dir" ] || exit 0
+                    sleep 1
+                done
+                kill "$child" 2>/dev/null
+                rm -rf "$dir"
+            ) &
+        "#;
+        let status = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg("pgphase-watchdog")
+            .arg(std::process::id().to_string())
+            .arg(self.child.id().to_string())
+            .arg(self.temp_dir.path())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .status()
+            .context("could not start the watchdog shell (/bin/sh)")?;
+        if !status.success() {
+            bail!("the watchdog shell (/bin/sh) failed to start: {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -873,5 +1070,50 @@ mod tests {
     fn encodes_database_names_in_urls() {
         assert_eq!(percent_encode("test_db-1"), "test_db-1");
         assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn pgbouncer_pools_transactions() {
+        if find_program("pgbouncer").is_none() {
+            eprintln!("pgbouncer not installed: skipped");
+            return;
+        }
+        let server = PgServer::start(&ServerOptions::default()).unwrap();
+        let bouncer = PgBouncer::start(server.port(), &BouncerOptions::default()).unwrap();
+        let url = bouncer.url(SUPERUSER, "postgres");
+        assert_eq!(select_one(&url), 1);
+        // two client connections, one after the other, share a server connection
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut pids = Vec::new();
+            for _ in 0..2 {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                let rows = client
+                    .simple_query("SELECT pg_backend_pid()")
+                    .await
+                    .unwrap();
+                let pid = rows
+                    .iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .unwrap();
+                pids.push(pid);
+            }
+            assert_eq!(
+                pids[0], pids[1],
+                "transaction pooling reuses the server connection"
+            );
+        });
+        let dir = bouncer.temp_dir.path().to_path_buf();
+        drop(bouncer);
+        assert!(!dir.exists());
     }
 }
