@@ -203,6 +203,23 @@ pub fn build(src: &Source<'_>) -> Checklist {
             items.push(healthy);
             runner = confirmed.and_then(|c| c.gate_confirmed_by.clone());
         }
+        if let Some(w) = crate::program::row_type_warning(&p.phases[seg.clone()], false) {
+            let mut it = Item::new(
+                ItemKind::Warning,
+                format!(
+                    "{} the phases of this command {w}",
+                    if n == 0 {
+                        "Under the running version,"
+                    } else {
+                        "Under the versions running now,"
+                    }
+                ),
+            );
+            if seg_done {
+                it = it.done(runner.clone(), seg_done_at);
+            }
+            items.push(it);
+        }
         if let Some(i) = pnr.filter(|i| seg.contains(i)) {
             let ph = &p.phases[i];
             let what: Vec<&str> = ph.steps.iter().map(|s| s.description.as_str()).collect();
@@ -306,6 +323,10 @@ pub fn build(src: &Source<'_>) -> Checklist {
         None => format!(
             "`pgphase phase rollback {name}` undoes every phase run so far, last first, one deploy gate at a time (roll the application back at each reopened gate), at any point before the plan completes."
         ),
+    };
+    let rollback = match crate::program::row_type_warning(&p.phases, true) {
+        Some(w) => format!("{rollback} Rolling back may {w}."),
+        None => rollback,
     };
     Checklist {
         plan: name.clone(),
