@@ -52,6 +52,7 @@ async fn add_column_lifecycle_under_old_and_new_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(500),
+        role: None,
     })
     .await;
     r.assert_clean();

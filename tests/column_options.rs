@@ -39,6 +39,7 @@ fn scenario(file: &str, old: ClientSql, new: ClientSql) -> Scenario {
         new,
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     }
 }
 

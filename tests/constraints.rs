@@ -63,6 +63,7 @@ fn scenario(file: &str, old_author: &'static str) -> Scenario {
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     }
 }
 

@@ -47,6 +47,7 @@ async fn create_table_lifecycle_under_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();
@@ -82,6 +83,7 @@ async fn drop_table_lifecycle_under_old_and_new_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();
@@ -136,6 +138,7 @@ changes:
         }),
         clients: 2,
         stage: Duration::from_millis(300),
+        role: None,
     })
     .await;
     r.assert_clean();
