@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{schema_of, TestDb};
+use crate::common::{pgbouncer, schema_of, TestDb};
 use driver::{star, Conn, Protocol};
 use pgphase::catalog::Catalog;
-use pgphase::pgserver::{BouncerOptions, PgBouncer, PoolMode};
+use pgphase::pgserver::PoolMode;
 use pgphase::plan::PlanFile;
 use pgphase::run::{self, Outcome};
 use tokio::task::JoinHandle;
@@ -82,21 +82,24 @@ impl Counts {
 ///   and reuses it ([`Protocol::Cached`]), running the scenario's SQL;
 /// * `star`: one such connection running its `SELECT *` / `RETURNING *` variant;
 /// * `pooled`: one connection through PgBouncer in transaction pooling mode, with
-///   unnamed statements ([`Protocol::Unnamed`]), running the scenario's SQL.
+///   unnamed statements ([`Protocol::Unnamed`]), running the scenario's SQL;
+/// * `pooled_star`: one more such connection running the `SELECT *` variant.
 #[derive(Default, Clone)]
 pub struct Clients {
     pub cached: Arc<Counts>,
     pub star: Arc<Counts>,
     pub pooled: Arc<Counts>,
+    pub pooled_star: Arc<Counts>,
 }
 
 impl Clients {
     fn summary(&self) -> String {
         format!(
-            "caching driver {}; SELECT * variant {}; through PgBouncer (transaction pooling) {}",
+            "caching driver {}; its SELECT * variant {}; unnamed statements through PgBouncer (transaction pooling) {}, their SELECT * variant {}",
             self.cached.summary(),
             self.star.summary(),
-            self.pooled.summary()
+            self.pooled.summary(),
+            self.pooled_star.summary()
         )
     }
 }
@@ -141,6 +144,13 @@ impl Apps {
                 star: false,
                 ids: n + 1..n + 2,
                 counts: c.pooled.clone(),
+            },
+            Lane {
+                url: self.pooled.clone(),
+                protocol: Protocol::Unnamed,
+                star: true,
+                ids: n + 2..n + 3,
+                counts: c.pooled_star.clone(),
             },
         ]
     }
@@ -240,8 +250,9 @@ impl Report {
     pub fn new_ok(&self) -> u64 {
         self.new.ok()
     }
-    /// Zero failed application queries for the caching driver and through PgBouncer,
-    /// enough of them to mean something; the `SELECT *` variant failed only with
+    /// Zero failed application queries for the caching driver, and for unnamed
+    /// statements through PgBouncer (their `SELECT *` variant included), enough of them
+    /// to mean something; the caching driver's `SELECT *` variant failed only with
     /// `cached plan must not change result type` (0A000), and only if the plan has
     /// steps marked as changing a row type.
     pub fn assert_clean(&self) {
@@ -257,6 +268,8 @@ impl Report {
             ("new", &self.new_clients.cached),
             ("old (through PgBouncer)", &self.old_clients.pooled),
             ("new (through PgBouncer)", &self.new_clients.pooled),
+            ("old (through PgBouncer, SELECT *)", &self.old_clients.pooled_star),
+            ("new (through PgBouncer, SELECT *)", &self.new_clients.pooled_star),
         ] {
             assert_eq!(
                 c.failed(),
@@ -293,33 +306,12 @@ impl Report {
             ("new", &self.new_clients),
         ] {
             assert!(
-                c.pooled.ok() > 10 && c.star.ok() > 10,
+                c.pooled.ok() > 10 && c.star.ok() > 10 && c.pooled_star.ok() > 10,
                 "too few {what} queries through PgBouncer or in the SELECT * variant: {}",
                 c.summary()
             );
         }
     }
-}
-
-/// A PgBouncer in transaction pooling mode in front of the test database's server, for
-/// the database owner and `role`; returns it (stopped when dropped) and the URL of the
-/// test database through it.
-fn bouncer(db: &TestDb, role: Option<&str>) -> (PgBouncer, String) {
-    let url = url::Url::parse(&db.url).expect("test URL");
-    let owner = url.username().to_string();
-    let mut users = vec![owner.clone()];
-    users.extend(role.map(str::to_string));
-    let b = PgBouncer::start(
-        url.port().unwrap_or(5432),
-        &BouncerOptions {
-            pool_mode: PoolMode::Transaction,
-            users,
-            extra_conf: Vec::new(),
-        },
-    )
-    .unwrap_or_else(|e| panic!("cannot start PgBouncer: {e:#}"));
-    let pooled = b.url(&owner, &db.name);
-    (b, pooled)
 }
 
 /// `url` as `role` (no password: the throwaway servers trust local connections).
@@ -361,7 +353,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     let (old_counts, new_counts) = (Clients::default(), Clients::default());
     let mut outcomes = Vec::new();
     let role = sc.role.as_deref();
-    let (_bouncer, pooled) = bouncer(&db, role);
+    let (_bouncer, pooled) = pgbouncer(&db, PoolMode::Transaction, role);
     let apps = Apps {
         direct: as_role(&db.url, role),
         pooled: as_role(&pooled, role),
