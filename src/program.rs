@@ -340,11 +340,20 @@ fn tuple(items: &[String]) -> String {
 pub struct Gate {
     /// Imperative text, one item per change: "deploy the version that …".
     pub items: Vec<String>,
+    /// What the phases this gate lets run do to the application that the items do not
+    /// say: "the next phases change the row type of comments …".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Gate {
     pub fn text(&self) -> String {
-        self.items.join("; ")
+        self.items
+            .iter()
+            .chain(&self.warnings)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -418,7 +427,10 @@ impl Program {
                 phase.rollback.extend(r);
             }
             if !gate_items.is_empty() {
-                phase.gate = Some(Gate { items: gate_items });
+                phase.gate = Some(Gate {
+                    items: gate_items,
+                    warnings: Vec::new(),
+                });
             }
             if !phase.steps.is_empty() || phase.gate.is_some() {
                 phases.push(phase);
@@ -461,7 +473,7 @@ impl Program {
                 .unwrap_or(self.phases.len() - 1);
             if let Some(w) = row_type_warning(&self.phases[g + 1..=end.max(g)], false) {
                 if let Some(gate) = &mut self.phases[g].gate {
-                    gate.items.push(format!("the next phases {w}"));
+                    gate.warnings.push(format!("the next phases {w}"));
                 }
             }
         }

@@ -33,7 +33,10 @@ async fn create_table_lifecycle_under_traffic() {
         tables: vec!["comments".into(), "comment_reactions".into()],
         old: sql(|c, i| match i % 2 {
             0 => format!("INSERT INTO comments (contents) VALUES ('old {c} {i}')"),
-            _ => format!("SELECT id, contents FROM comments WHERE id = {}", 1 + i % 1000),
+            _ => format!(
+                "SELECT id, contents FROM comments WHERE id = {}",
+                1 + i % 1000
+            ),
         }),
         new: sql(|_, i| match i % 2 {
             0 => format!(
@@ -79,7 +82,10 @@ async fn drop_table_lifecycle_under_old_and_new_traffic() {
         }),
         new: sql(|c, i| match i % 2 {
             0 => format!("INSERT INTO comments (contents) VALUES ('new {c} {i}')"),
-            _ => format!("SELECT id, contents FROM comments WHERE id = {}", 1 + i % 1000),
+            _ => format!(
+                "SELECT id, contents FROM comments WHERE id = {}",
+                1 + i % 1000
+            ),
         }),
         clients: 2,
         stage: Duration::from_millis(400),

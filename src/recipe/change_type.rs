@@ -342,7 +342,13 @@ impl Names {
 }
 
 /// The sync of the shadow route: `col` (old type) drives the shadow through `using`.
-fn sync(table: &QualifiedName, names: &Names, source: SyncColumn, target: SyncColumn, expr: String) -> Sync {
+fn sync(
+    table: &QualifiedName,
+    names: &Names,
+    source: SyncColumn,
+    target: SyncColumn,
+    expr: String,
+) -> Sync {
     let (function, trigger, update_trigger, dollar_tag) = Sync::named(table, &names.tag);
     Sync {
         table: table.clone(),

@@ -172,6 +172,13 @@ pub fn build(src: &Source<'_>) -> Checklist {
                 }
                 items.push(it);
             }
+            for w in &gate.warnings {
+                let mut it = Item::new(ItemKind::Warning, format!("Before confirming: {w}"));
+                if let Some(c) = confirmed {
+                    it = it.done(c.gate_confirmed_by.clone(), c.gate_confirmed_at);
+                }
+                items.push(it);
+            }
             for f in src
                 .fences
                 .iter()
@@ -203,17 +210,14 @@ pub fn build(src: &Source<'_>) -> Checklist {
             items.push(healthy);
             runner = confirmed.and_then(|c| c.gate_confirmed_by.clone());
         }
-        if let Some(w) = crate::program::row_type_warning(&p.phases[seg.clone()], false) {
+        // (a gate's own text says it for the phases after it)
+        let start_warning = (n == 0)
+            .then(|| crate::program::row_type_warning(&p.phases[seg.clone()], false))
+            .flatten();
+        if let Some(w) = start_warning {
             let mut it = Item::new(
                 ItemKind::Warning,
-                format!(
-                    "{} the phases of this command {w}",
-                    if n == 0 {
-                        "Under the running version,"
-                    } else {
-                        "Under the versions running now,"
-                    }
-                ),
+                format!("Under the running version, the phases `start` runs {w}"),
             );
             if seg_done {
                 it = it.done(runner.clone(), seg_done_at);

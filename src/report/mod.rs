@@ -80,6 +80,9 @@ pub fn plan_text(p: &Program) -> String {
             for item in &g.items {
                 let _ = writeln!(o, "       • {item}");
             }
+            for w in &g.warnings {
+                let _ = writeln!(o, "       ⚠ {w}");
+            }
             let _ = writeln!(
                 o,
                 "       then: pgphase phase advance {} --gate {} --deployed <REF>",

@@ -112,8 +112,8 @@ pub fn parameterize(sql: &str) -> Query {
         }
         if t.tok == Tok::LParen && k >= 2 {
             // `::numeric(6,2)`, `AS varchar(200)`: a type name, then its modifiers
-            let after_type = matches!(&toks[k - 2].tok, Tok::Op(o) if o == "::")
-                || toks[k - 2].is("as");
+            let after_type =
+                matches!(&toks[k - 2].tok, Tok::Op(o) if o == "::") || toks[k - 2].is("as");
             if after_type && toks[k - 1].word().is_some() {
                 typmod_depth = 1;
                 continue;
@@ -176,7 +176,10 @@ pub fn star(sql: &str) -> String {
         }
     }
     let word_at = |k: usize| toks[k].word().unwrap_or("");
-    if top.iter().any(|&k| matches!(word_at(k), "group" | "with" | "distinct")) {
+    if top
+        .iter()
+        .any(|&k| matches!(word_at(k), "group" | "with" | "distinct"))
+    {
         return sql.to_string();
     }
     let first = match toks.first() {
@@ -188,9 +191,17 @@ pub fn star(sql: &str) -> String {
             return sql.to_string();
         };
         let list = &sql[first.end..toks[from].start];
-        let aggregate = ["count(", "sum(", "min(", "max(", "avg(", "bool_and(", "bool_or("]
-            .iter()
-            .any(|a| list.to_ascii_lowercase().replace(' ', "").contains(a));
+        let aggregate = [
+            "count(",
+            "sum(",
+            "min(",
+            "max(",
+            "avg(",
+            "bool_and(",
+            "bool_or(",
+        ]
+        .iter()
+        .any(|a| list.to_ascii_lowercase().replace(' ', "").contains(a));
         if aggregate {
             return sql.to_string();
         }

@@ -268,8 +268,14 @@ impl Report {
             ("new", &self.new_clients.cached),
             ("old (through PgBouncer)", &self.old_clients.pooled),
             ("new (through PgBouncer)", &self.new_clients.pooled),
-            ("old (through PgBouncer, SELECT *)", &self.old_clients.pooled_star),
-            ("new (through PgBouncer, SELECT *)", &self.new_clients.pooled_star),
+            (
+                "old (through PgBouncer, SELECT *)",
+                &self.old_clients.pooled_star,
+            ),
+            (
+                "new (through PgBouncer, SELECT *)",
+                &self.new_clients.pooled_star,
+            ),
         ] {
             assert_eq!(
                 c.failed(),
@@ -301,10 +307,7 @@ impl Report {
             self.old_ok(),
             self.new_ok()
         );
-        for (what, c) in [
-            ("old", &self.old_clients),
-            ("new", &self.new_clients),
-        ] {
+        for (what, c) in [("old", &self.old_clients), ("new", &self.new_clients)] {
             assert!(
                 c.pooled.ok() > 10 && c.star.ok() > 10 && c.pooled_star.ok() > 10,
                 "too few {what} queries through PgBouncer or in the SELECT * variant: {}",
@@ -405,9 +408,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
         for n in 1..=deep.gates {
             tokio::time::sleep(sc.stage).await;
             if new.is_none() {
-                new = Some(
-                    Group::start(&apps, "app-new", &sc.new, &new_counts, 0).await,
-                );
+                new = Some(Group::start(&apps, "app-new", &sc.new, &new_counts, 0).await);
                 tokio::time::sleep(sc.stage).await;
             }
             if let Some(g) = old.take() {
@@ -452,9 +453,8 @@ pub async fn lifecycle(sc: Scenario) -> Report {
                         // the new version came at the first gate: back to the old one
                         tokio::time::sleep(sc.stage).await;
                         if old.is_none() {
-                            old = Some(
-                                Group::start(&apps, "app-old", &sc.old, &old_counts, 1).await,
-                            );
+                            old =
+                                Some(Group::start(&apps, "app-old", &sc.old, &old_counts, 1).await);
                             tokio::time::sleep(sc.stage).await;
                         }
                         if let Some(g) = new.take() {
