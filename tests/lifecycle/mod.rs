@@ -6,7 +6,12 @@
 //! The old application runs from before `start`. At each gate the new version is
 //! deployed beside it (a rolling deploy), then the old one is drained, then the gate is
 //! confirmed. A plan without a gate is stopped for the rollback by a failpoint on its
-//! last step instead, and the new version comes up once it completed. Every application query is counted; failures are kept as samples.
+//! last step instead, and the new version comes up once it completed.
+//!
+//! Each version runs as four kinds of client side by side ([`Clients`]): a driver that
+//! caches prepared statements, its `SELECT *` variant, and unnamed statements through
+//! PgBouncer in transaction pooling mode (plain and `SELECT *`); see [`driver`]. Every
+//! application query is counted by SQLSTATE; failures are kept as samples.
 #![allow(dead_code)]
 
 pub mod driver;
