@@ -143,6 +143,13 @@ pub struct Step {
     pub action: Action,
     pub lock: LockLevel,
     pub table: Option<QualifiedName>,
+    /// The step adds, drops or retypes a column of `table` (or swaps one in): its row
+    /// type changes, so a running version's cached `SELECT *` / `RETURNING *` on it
+    /// fails (SQLSTATE 0A000, `cached plan must not change result type`) until its
+    /// connection prepares the statement again. Shown by `plan`, the gates and the
+    /// checklist.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changes_row_type: bool,
 }
 
 impl Step {
@@ -157,7 +164,23 @@ impl Step {
             action: Action::Sql { sql, skip_if: None },
             lock,
             table: Some(table.clone()),
+            changes_row_type: false,
         }
+    }
+    /// Marks the step as changing its table's row type (see `changes_row_type`).
+    pub fn changes_row_type(mut self) -> Step {
+        self.changes_row_type = true;
+        self
+    }
+    /// What a marked step means for applications, one line.
+    pub fn row_type_warning(&self) -> Option<String> {
+        let table = self.table.as_ref()?;
+        self.changes_row_type.then(|| {
+            format!(
+                "changes the row type of {}: cached `SELECT *` / `RETURNING *` statements on it fail (0A000) until the connection re-prepares",
+                table.display_short()
+            )
+        })
     }
     pub fn skip_if(mut self, query: String) -> Step {
         if let Action::Sql { skip_if, .. } = &mut self.action {
@@ -275,6 +298,35 @@ impl BackfillSpec {
     }
 }
 
+/// "change the row type of comments (in contract): …", for the marked steps (or
+/// undo steps) of `phases`; None when there are none.
+pub fn row_type_warning(phases: &[Phase], rollback: bool) -> Option<String> {
+    let mut tables: Vec<String> = Vec::new();
+    let mut what = Vec::new();
+    for ph in phases {
+        let steps = if rollback { &ph.rollback } else { &ph.steps };
+        for s in steps.iter().filter(|s| s.changes_row_type) {
+            if let Some(t) = &s.table {
+                let t = t.display_short();
+                if !tables.contains(&t) {
+                    tables.push(t);
+                }
+            }
+            if !what.contains(&ph.kind.as_str()) {
+                what.push(ph.kind.as_str());
+            }
+        }
+    }
+    if what.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "change the row type of {} (in {}): statements a running version's driver cached with `SELECT *` or `RETURNING *` on it fail (SQLSTATE 0A000, cached plan must not change result type) until each connection prepares them again; explicit column lists are not affected",
+        tables.join(", "),
+        what.join("; ")
+    ))
+}
+
 fn tuple(items: &[String]) -> String {
     if items.len() == 1 {
         items[0].clone()
@@ -288,11 +340,20 @@ fn tuple(items: &[String]) -> String {
 pub struct Gate {
     /// Imperative text, one item per change: "deploy the version that …".
     pub items: Vec<String>,
+    /// What the phases this gate lets run do to the application that the items do not
+    /// say: "the next phases change the row type of comments …".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Gate {
     pub fn text(&self) -> String {
-        self.items.join("; ")
+        self.items
+            .iter()
+            .chain(&self.warnings)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -366,7 +427,10 @@ impl Program {
                 phase.rollback.extend(r);
             }
             if !gate_items.is_empty() {
-                phase.gate = Some(Gate { items: gate_items });
+                phase.gate = Some(Gate {
+                    items: gate_items,
+                    warnings: Vec::new(),
+                });
             }
             if !phase.steps.is_empty() || phase.gate.is_some() {
                 phases.push(phase);
@@ -386,13 +450,47 @@ impl Program {
             }
             phases.pop(); // it only held that gate
         }
-        Program {
+        let mut program = Program {
             plan: plan.name.clone(),
             description: plan.description.clone(),
             settings: plan.settings.clone(),
             phases,
             notes,
+        };
+        program.warn_at_gates();
+        program
+    }
+
+    /// Each gate says which of the phases it lets run change a table's row type, so the
+    /// version deployed there is one whose driver does not hold cached `SELECT *`.
+    fn warn_at_gates(&mut self) {
+        for g in 0..self.phases.len() {
+            if self.phases[g].gate.is_none() {
+                continue;
+            }
+            let end = (g + 1..self.phases.len())
+                .find(|&i| self.phases[i].gate.is_some())
+                .unwrap_or(self.phases.len() - 1);
+            if let Some(w) = row_type_warning(&self.phases[g + 1..=end.max(g)], false) {
+                if let Some(gate) = &mut self.phases[g].gate {
+                    gate.warnings.push(format!("the next phases {w}"));
+                }
+            }
         }
+    }
+
+    /// Every step (and undo step, when `rollback`) that changes a table's row type.
+    pub fn row_type_steps(&self, rollback: bool) -> Vec<(PhaseKind, &Step)> {
+        self.phases
+            .iter()
+            .flat_map(|ph| {
+                let steps = if rollback { &ph.rollback } else { &ph.steps };
+                steps
+                    .iter()
+                    .filter(|s| s.changes_row_type)
+                    .map(move |s| (ph.kind, s))
+            })
+            .collect()
     }
 
     pub fn phase_index(&self, kind: PhaseKind) -> Option<usize> {

@@ -47,11 +47,12 @@ async fn add_column_lifecycle_under_old_and_new_traffic() {
                 "INSERT INTO comments (post_id, contents, lang, thread_id) VALUES ({p}, 'bonjour new {c} {i}', 'fr', {p})",
                 p = 1 + i % 50
             ),
-            1 => format!("UPDATE comments SET lang = 'de' WHERE id = {}", 1 + (i * 11 + c as u64) % 4000),
+            1 => format!("UPDATE comments SET lang = 'de' WHERE id = {} RETURNING id, lang, thread_id", 1 + (i * 11 + c as u64) % 4000),
             _ => format!("SELECT id, lang, token, thread_id FROM comments WHERE id = {}", 1 + i % 4000),
         }),
         clients: 2,
         stage: Duration::from_millis(500),
+        role: None,
     })
     .await;
     r.assert_clean();

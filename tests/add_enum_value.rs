@@ -91,6 +91,7 @@ async fn add_enum_value_lifecycle_under_old_and_new_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();

@@ -305,8 +305,13 @@ fn several_changes_share_phases_in_dependency_order() {
         backfill.steps[1].action,
         Action::CreateIndexConcurrently { .. }
     ));
-    // one gate after expand for both columns
-    assert_eq!(p.phases[0].gate.as_ref().unwrap().items.len(), 2);
+    // one gate after expand for both columns, and the warning that contract's DROP
+    // COLUMN changes the row type
+    let gate = p.phases[0].gate.as_ref().unwrap();
+    assert_eq!(gate.items.len(), 2, "{gate:#?}");
+    assert_eq!(gate.warnings.len(), 1, "{gate:#?}");
+    assert!(gate.warnings[0]
+        .starts_with("the next phases change the row type of comments (in contract)"));
     insta::assert_snapshot!("shared_phases", report::plan_text(&p));
 }
 

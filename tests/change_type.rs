@@ -50,7 +50,7 @@ fn plan() -> pgphase::plan::PlanFile {
 /// The old application's n-th query: integer-only reads, writes that keep
 /// `legacy_score` = (the number in `contents`) % 50.
 fn old_sql(inserts: &AtomicU64, c: u32, i: u64) -> String {
-    match i % 3 {
+    match i % 4 {
         0 => {
             inserts.fetch_add(1, Ordering::Relaxed);
             format!(
@@ -64,17 +64,23 @@ fn old_sql(inserts: &AtomicU64, c: u32, i: u64) -> String {
             i % 50,
             1 + (i * 7 + c as u64) % ROWS
         ),
-        _ => format!(
+        2 => format!(
             "SELECT id, score_badge(legacy_score) FROM comments WHERE id = {}",
             1 + i % ROWS
+        ),
+        _ => format!(
+            "UPDATE comments SET contents = 'old {c} {i}', legacy_score = {} WHERE id = {} RETURNING id, legacy_score",
+            i % 50,
+            1 + (i * 13 + c as u64) % ROWS
         ),
     }
 }
 
 /// The new application's n-th query: works whether `legacy_score` is integer or
-/// numeric(6,2).
+/// numeric(6,2), and reads it through the cast the gate asks for, so the statements
+/// its driver cached return numeric(6,2) before and after contract swaps the type.
 fn new_sql(inserts: &AtomicU64, c: u32, i: u64) -> String {
-    match i % 3 {
+    match i % 4 {
         0 => {
             inserts.fetch_add(1, Ordering::Relaxed);
             format!(
@@ -88,9 +94,14 @@ fn new_sql(inserts: &AtomicU64, c: u32, i: u64) -> String {
             i % 50,
             1 + (i * 11 + c as u64) % ROWS
         ),
-        _ => format!(
+        2 => format!(
             "SELECT id, legacy_score::numeric(6,2) FROM comments WHERE id = {}",
             1 + i % ROWS
+        ),
+        _ => format!(
+            "UPDATE comments SET contents = 'new {c} {i}', legacy_score = {} WHERE id = {} RETURNING id, legacy_score::numeric(6,2)",
+            i % 50,
+            1 + (i * 17 + c as u64) % ROWS
         ),
     }
 }
@@ -116,6 +127,7 @@ async fn change_type_lifecycle_under_old_and_new_traffic() {
         new: sql(move |c, i| new_sql(&ni, c, i)),
         clients: 2,
         stage: Duration::from_millis(500),
+        role: None,
     })
     .await;
     r.assert_clean();
@@ -190,17 +202,21 @@ async fn the_old_application_breaks_on_the_new_type() {
             failed += 1;
         }
     }
-    assert_eq!(failed, 10, "every integer-only read fails on numeric");
+    assert_eq!(
+        failed,
+        (0..30).filter(|i| i % 4 == 2).count(),
+        "every integer-only read fails on numeric"
+    );
     for i in 0..30 {
         client.simple_query(&new_sql(&n, 0, i)).await.unwrap();
     }
 }
 
-/// Rollback after the swap: the old copy, kept up to date with `reverse`, becomes the
-/// column again; values the new application wrote come back rounded; the schema is
-/// the original one.
+/// Rollback from the gate before contract: nothing was swapped, the column kept its
+/// type all along (the new application read it through the cast), so the undo only
+/// drops the triggers and the shadow; every value either application wrote is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_after_the_swap_loses_nothing() {
+async fn rollback_before_contract_never_swaps() {
     let db = TestDb::new().await;
     let client = db.client().await;
     client.batch_execute(SETUP).await.unwrap();
@@ -211,7 +227,6 @@ async fn rollback_after_the_swap_loses_nothing() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(out, Outcome::AwaitingDeploy { .. }), "{out:?}");
-    // before the swap: an old-app write is computed into the shadow
     client
         .batch_execute("UPDATE comments SET legacy_score = 7 WHERE id = 1")
         .await
@@ -228,24 +243,25 @@ async fn rollback_after_the_swap_loses_nothing() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(ty, "numeric(6,2)", "swapped at switch_reads");
+    assert_eq!(ty, "integer", "no swap before contract");
+    // the new application reads through the cast and writes what integer holds
     let v: String = client
-        .query_one("SELECT legacy_score::text FROM comments WHERE id = 1", &[])
+        .query_one(
+            "SELECT legacy_score::numeric(6,2)::text FROM comments WHERE id = 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(v, "7.00");
-    // after the swap: the new application writes fractional scores and new rows
     client
         .batch_execute(
-            "UPDATE comments SET legacy_score = 12.6 WHERE id = 2;
-             INSERT INTO comments (post_id, contents, legacy_score) VALUES (1, 'new 0 1', 3.25);
+            "UPDATE comments SET legacy_score = 12 WHERE id = 2;
+             INSERT INTO comments (post_id, contents, legacy_score) VALUES (1, 'new 0 1', 3);
              INSERT INTO comments (post_id, contents) VALUES (1, 'defaulted');",
         )
         .await
         .unwrap();
-    // back to the first gate (the swap undone, the new version's values kept through
-    // `reverse`), then, with the application rolled back, the rest
     let out = run::rollback(&s, &file.plan.name)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -267,7 +283,7 @@ async fn rollback_after_the_swap_loses_nothing() {
         .await
         .unwrap();
     let got: Vec<i32> = rows.iter().map(|r| r.get(1)).collect();
-    assert_eq!(got, vec![7, 13, 3, 0]);
+    assert_eq!(got, vec![7, 12, 3, 0]);
     let n: i64 = client
         .query_one("SELECT count(*) FROM comments", &[])
         .await
@@ -293,10 +309,12 @@ async fn binary_coercible_change_is_one_catalog_only_statement() {
     let program = run::expand(Some(&db.conn()), &file)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(program.phases.len(), 1);
-    assert_eq!(program.phases[0].steps.len(), 2);
+    // the gate (the application reads `title::varchar(200)`), then the change
+    assert_eq!(program.phases.len(), 2);
+    assert!(program.phases[0].steps.is_empty() && program.phases[0].gate.is_some());
+    assert_eq!(program.phases[1].steps.len(), 2);
     assert_eq!(
-        program.phases[0].steps[0].display_sql(),
+        program.phases[1].steps[0].display_sql(),
         "ALTER TABLE public.posts DROP CONSTRAINT IF EXISTS posts_title_check;\nALTER TABLE public.posts ALTER COLUMN title TYPE varchar(200);\nALTER TABLE public.posts ADD CONSTRAINT posts_title_check CHECK (length(title::text) > 0) NOT VALID;"
     );
     let files = "SELECT pg_relation_filenode('posts')::text || '/' || pg_relation_filenode('posts_title_key')::text";
@@ -305,30 +323,49 @@ async fn binary_coercible_change_is_one_catalog_only_statement() {
         plan: file,
         setup: SETUP.into(),
         tables: vec!["posts".into()],
-        old: sql(|c, i| match i % 2 {
+        old: sql(|c, i| match i % 3 {
             0 => format!(
                 "UPDATE posts SET title = 'old {c} {i}' WHERE id = {}",
                 1 + i % 50
             ),
-            _ => format!("SELECT title FROM posts WHERE id = {}", 1 + i % 50),
-        }),
-        new: sql(|c, i| match i % 2 {
-            0 => format!(
-                "UPDATE posts SET title = '{}' WHERE id = {}",
-                format!("new {c} {i} ").repeat(12),
-                1 + i % 50
+            1 => format!(
+                "UPDATE posts SET title = 'old {c} {i}' WHERE id = {} RETURNING title",
+                1 + (i * 7) % 50
             ),
             _ => format!("SELECT title FROM posts WHERE id = {}", 1 + i % 50),
         }),
+        // reads through the cast to the new type, as the gate says; writes titles
+        // longer than 80 characters only once the plan completed
+        new: sql(|c, i| match i % 3 {
+            0 => format!(
+                "UPDATE posts SET title = CASE WHEN EXISTS (SELECT 1 FROM pgphase.plans WHERE name = 'widen-posts-title' AND status = 'completed') THEN '{}' ELSE 'new {c} {i}' END WHERE id = {}",
+                format!("new {c} {i} ").repeat(12),
+                1 + i % 50
+            ),
+            1 => format!(
+                "UPDATE posts SET title = 'new {c} {i}' WHERE id = {} RETURNING title::varchar(200)",
+                1 + (i * 7) % 50
+            ),
+            _ => format!(
+                "SELECT title::varchar(200) FROM posts WHERE id = {}",
+                1 + i % 50
+            ),
+        }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();
     // the same statement on this test's own copy: no rewrite of the table or the index
-    pgphase::run::start(&db.session(), &plan_from(yaml, "widen-posts-title"))
+    let file = plan_from(yaml, "widen-posts-title");
+    run::start(&db.session(), &file)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let out = run::advance(&db.session(), "widen-posts-title", "app@v1", Some(&file))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out, Outcome::Completed);
     let after: String = client.query_one(files, &[]).await.unwrap().get(0);
     assert_eq!(before, after, "the table or its index was rewritten");
     let ty: String = client
@@ -349,6 +386,77 @@ async fn binary_coercible_change_is_one_catalog_only_statement() {
         .unwrap()
         .get(0);
     assert!(validated);
+}
+
+/// What the gate's cast is for: a statement a driver prepared and cached before the type
+/// changed fails afterwards (`cached plan must not change result type`, 0A000) when it
+/// returns the column as it was, on every PostgreSQL version, for the shadow route's
+/// swap and for the in-place route's typmod change alike; read through the cast to the
+/// new type, it keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_statements_survive_the_type_change_only_through_the_cast() {
+    use lifecycle::driver::{Conn, Protocol};
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.unwrap();
+    let widen = plan_from(
+        "name: widen-posts-title\nsettings: { lock_timeout: 200ms }\nchanges:\n  - change_type: { table: posts, column: title, type: varchar(200) }\n",
+        "widen-posts-title",
+    );
+    let s = db.session();
+    for (file, plain, cast) in [
+        (
+            plan(),
+            [
+                "SELECT id, legacy_score FROM comments WHERE id = 1",
+                "UPDATE comments SET legacy_score = 5 WHERE id = 2 RETURNING legacy_score",
+            ],
+            [
+                "SELECT id, legacy_score::numeric(6,2) FROM comments WHERE id = 1",
+                "UPDATE comments SET legacy_score = 5 WHERE id = 2 RETURNING legacy_score::numeric(6,2)",
+            ],
+        ),
+        (
+            widen.clone(),
+            [
+                "SELECT title FROM posts WHERE id = 1",
+                "UPDATE posts SET title = 'x' WHERE id = 2 RETURNING title",
+            ],
+            [
+                "SELECT title::varchar(200) FROM posts WHERE id = 1",
+                "UPDATE posts SET title = 'x' WHERE id = 2 RETURNING title::varchar(200)",
+            ],
+        ),
+    ] {
+        let mut conn = Conn::connect(&db.url, "app", Protocol::Cached).await.unwrap();
+        let mut out = run::start(&s, &file)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut last = None;
+        while let Outcome::AwaitingDeploy { .. } = out {
+            // prepared and run before each gate's confirmation: the last time just
+            // before the phase that changes the type
+            for q in plain.iter().chain(&cast) {
+                conn.run(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+            }
+            out = run::advance(&s, &file.plan.name, "app@v1", Some(&file))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            last = Some(out.clone());
+        }
+        assert_eq!(last, Some(Outcome::Completed));
+        for q in plain {
+            let err = conn.run(q).await.expect_err(q);
+            assert_eq!(
+                err.as_db_error().map(|d| d.code().code()),
+                Some("0A000"),
+                "{q}: {err}"
+            );
+        }
+        for q in cast {
+            conn.run(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
 }
 
 /// Quoted, mixed-case and reserved names, a string literal that spells the column's

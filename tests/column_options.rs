@@ -39,6 +39,7 @@ fn scenario(file: &str, old: ClientSql, new: ClientSql) -> Scenario {
         new,
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     }
 }
 
@@ -84,7 +85,7 @@ async fn set_default_lifecycle_under_traffic() {
     let app = || {
         sql(|c, i| {
             match i % 2 {
-            0 => format!("INSERT INTO comments (post_id, contents, legacy_score) VALUES (1, 'app {c} {i}', 1)"),
+            0 => format!("INSERT INTO comments (post_id, contents, legacy_score) VALUES (1, 'app {c} {i}', 1) RETURNING id, author_name"),
             _ => reads(i),
         }
         })
@@ -109,12 +110,12 @@ async fn drop_default_lifecycle_under_old_and_new_traffic() {
         "drop-default-comments-created-at.yaml",
         // the old version relies on the default
         sql(|c, i| match i % 2 {
-            0 => format!("INSERT INTO comments (post_id, contents, legacy_score) VALUES (1, 'old {c} {i}', 1)"),
+            0 => format!("INSERT INTO comments (post_id, contents, legacy_score) VALUES (1, 'old {c} {i}', 1) RETURNING id, created_at"),
             _ => reads(i),
         }),
         sql(|c, i| match i % 2 {
             0 => format!(
-                "INSERT INTO comments (post_id, contents, legacy_score, created_at) VALUES (1, 'new {c} {i}', 1, clock_timestamp())"
+                "INSERT INTO comments (post_id, contents, legacy_score, created_at) VALUES (1, 'new {c} {i}', 1, clock_timestamp()) RETURNING id, created_at"
             ),
             _ => reads(i),
         }),

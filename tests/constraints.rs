@@ -48,7 +48,7 @@ fn scenario(file: &str, old_author: &'static str) -> Scenario {
                 1 + i % 50
             ),
             1 => format!("UPDATE comments SET contents = 'old edit {i}' WHERE id = {}", 1 + (i * 7 + c as u64) % 4000),
-            _ => format!("SELECT * FROM comments WHERE post_id = {} LIMIT 5", 1 + i % 50),
+            _ => format!("SELECT id, post_id, contents, author_name FROM comments WHERE post_id = {} LIMIT 5", 1 + i % 50),
         }
         }),
         new: sql(|c, i| {
@@ -63,6 +63,7 @@ fn scenario(file: &str, old_author: &'static str) -> Scenario {
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     }
 }
 

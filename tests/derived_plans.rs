@@ -228,22 +228,32 @@ fn change_type_shadow_route() {
             PhaseKind::Contract
         ]
     );
-    let swap = p.phases[3].steps[1].display_sql();
+    // switch_reads only verifies: the swap comes at contract, after the drain gate
+    assert_eq!(p.phases[3].steps.len(), 1);
+    let swap = p.phases[4].steps[0].display_sql();
     for needle in [
         "RENAME COLUMN legacy_score TO legacy_score_old_",
         "ALTER COLUMN legacy_score SET DEFAULT 0;",
         "ALTER INDEX public.comments_legacy_score_idx RENAME TO comments_legacy_score_idx_old_",
         "RENAME CONSTRAINT comments_legacy_score_check TO comments_legacy_score_check_old_",
+        "DROP COLUMN IF EXISTS legacy_score_old_",
     ] {
         assert!(swap.contains(needle), "{needle}: {swap}");
     }
-    assert_eq!(p.phases[3].steps[1].lock, LockLevel::AccessExclusive);
+    assert_eq!(p.phases[4].steps[0].lock, LockLevel::AccessExclusive);
+    assert!(p.phases[4].steps[0].changes_row_type);
     assert!(p.phases[2]
         .gate
         .as_ref()
         .unwrap()
         .text()
-        .contains("either type"));
+        .contains("as `legacy_score::numeric(6,2)`"));
+    assert!(p.phases[3]
+        .gate
+        .as_ref()
+        .unwrap()
+        .text()
+        .contains("the next phases change the row type of comments (in contract)"));
     insta::assert_snapshot!("change_type_shadow", report::plan_text(&p));
 }
 
@@ -254,8 +264,16 @@ fn change_type_binary_coercible_is_in_place() {
         &story(PG15),
     );
     check_invariants(&p);
-    assert_eq!(kinds(&p), [PhaseKind::Expand]);
-    assert_eq!(p.phases[0].steps.len(), 1);
+    // a gate first (the application reads `summary::text`), then the change
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::SwitchReads]);
+    assert!(p.phases[0].steps.is_empty());
+    assert!(p.phases[0]
+        .gate
+        .as_ref()
+        .unwrap()
+        .text()
+        .contains("as `summary::text`"));
+    assert_eq!(p.phases[1].steps.len(), 1);
     insta::assert_snapshot!("change_type_in_place", report::plan_text(&p));
     // a CHECK on the column would be re-validated under ACCESS EXCLUSIVE: dropped and
     // added back NOT VALID in the same transaction, validated in a step of its own
@@ -276,16 +294,16 @@ fn change_type_binary_coercible_is_in_place() {
         &cat,
     );
     check_invariants(&p);
-    assert_eq!(kinds(&p), [PhaseKind::Expand]);
+    assert_eq!(kinds(&p), [PhaseKind::Expand, PhaseKind::SwitchReads]);
     assert_eq!(
-        p.phases[0].steps[0].display_sql(),
+        p.phases[1].steps[0].display_sql(),
         "ALTER TABLE public.comments DROP CONSTRAINT IF EXISTS summary_short;\nALTER TABLE public.comments ALTER COLUMN summary TYPE varchar(100);\nALTER TABLE public.comments ADD CONSTRAINT summary_short CHECK ((length((summary)::text) < 70)) NOT VALID;"
     );
     assert_eq!(
-        p.phases[0].steps[1].display_sql(),
+        p.phases[1].steps[1].display_sql(),
         "ALTER TABLE public.comments VALIDATE CONSTRAINT summary_short;"
     );
-    assert_eq!(p.phases[0].steps[1].lock, LockLevel::ShareUpdateExclusive);
+    assert_eq!(p.phases[1].steps[1].lock, LockLevel::ShareUpdateExclusive);
 }
 
 #[test]

@@ -39,7 +39,7 @@ async fn drop_column_lifecycle_under_old_and_new_traffic() {
                 i % 100
             ),
             1 => format!(
-                "UPDATE comments SET legacy_score = legacy_score + 1 WHERE id = {}",
+                "UPDATE comments SET legacy_score = legacy_score + 1 WHERE id = {} RETURNING id, legacy_score",
                 1 + (i * 7 + c as u64) % 3000
             ),
             _ => format!(
@@ -53,10 +53,11 @@ async fn drop_column_lifecycle_under_old_and_new_traffic() {
                 "UPDATE comments SET contents = contents || '.' WHERE id = {}",
                 1 + (i * 11 + c as u64) % 3000
             ),
-            _ => format!("SELECT * FROM comments WHERE id = {}", 1 + i % 3000),
+            _ => format!("SELECT id, contents FROM comments WHERE id = {}", 1 + i % 3000),
         }),
         clients: 2,
         stage: Duration::from_millis(500),
+        role: None,
     })
     .await;
     r.assert_clean();

@@ -411,6 +411,7 @@ async fn failed_concurrent_index_build_never_leaves_an_invalid_index() {
         },
         lock: LockLevel::ShareUpdateExclusive,
         table: Some(QualifiedName::new("public", "t")),
+        changes_row_type: false,
     };
     let settings = StepSettings {
         lock_timeout: Duration::from_millis(500),

@@ -59,6 +59,7 @@ async fn add_index_lifecycle_under_traffic() {
         new: app("new"),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();
@@ -98,6 +99,7 @@ async fn drop_index_lifecycle_under_traffic() {
         new: app("new"),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();

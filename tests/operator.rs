@@ -10,6 +10,8 @@ use common::cli::{pgphase, run, Run};
 use std::path::Path;
 use std::process::Stdio;
 
+use pgphase::pgserver::PoolMode;
+use pgphase::state::store;
 use pgphase::workload::{AppVersion, Workload};
 use serde_json::Value;
 use tokio_postgres::Client;
@@ -221,6 +223,57 @@ async fn fence_refuses_while_old_clients_are_connected_then_passes_once_drained(
     );
     assert_eq!(fence[0]["deployed_ref"], "api@v2-drained");
     assert_eq!(fence[0]["actor"], "alice");
+}
+
+/// Behind a transaction pooler a fence sees the pooler's server connections, not the
+/// application's: a server connection keeps the application_name of the last client
+/// that ran a transaction on it and takes the next client's with its next transaction.
+/// So an old instance still connected to PgBouncer can be invisible (the fence would
+/// pass), and a drained one can still show (the fence would refuse). README ›
+/// Limitations says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_behind_a_transaction_pooler_see_server_connections_not_clients() {
+    let db = common::TestDb::new().await;
+    let (_bouncer, through) = common::pgbouncer(&db, PoolMode::Transaction, None);
+    let admin = db.client().await;
+    let connect = |name: &'static str| {
+        let through = through.clone();
+        async move {
+            let mut config: tokio_postgres::Config = through.parse().unwrap();
+            config.application_name(name);
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        }
+    };
+    let stragglers = || async {
+        store::fence_stragglers(&admin, "comments-api-old%")
+            .await
+            .unwrap()
+            .len()
+    };
+    let old = connect("comments-api-old").await;
+    old.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(stragglers().await, 1, "the server connection it used");
+    // the new version's next transaction gets the idle server connection, renamed
+    let new = connect("comments-api-new").await;
+    new.simple_query("SELECT 1").await.unwrap();
+    assert!(!old.is_closed());
+    assert_eq!(
+        stragglers().await,
+        0,
+        "an old client still connected to the pooler, invisible to the fence"
+    );
+    // and the reverse: the old client's last transaction names the server connection,
+    // which keeps the name once the client is gone
+    old.simple_query("SELECT 1").await.unwrap();
+    drop(old);
+    drop(new);
+    assert_eq!(
+        stragglers().await,
+        1,
+        "a drained version still seen through an idle server connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

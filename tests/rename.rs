@@ -1,8 +1,10 @@
 //! rename_column end to end on a real Postgres, under an old-app and a new-app workload.
 
 mod common;
+mod lifecycle;
 
 use common::*;
+use lifecycle::{lifecycle, sql, Scenario};
 use pgphase::run::{self, Outcome};
 use pgphase::state::store;
 use pgphase::workload::{AppVersion, Workload};
@@ -18,6 +20,53 @@ fn assert_clean(stats: &pgphase::workload::WorkloadStats, what: &str) {
         stats.failed(),
         stats.samples
     );
+}
+
+/// The shared lifecycle (rollbacks from every depth, a rolling deploy at each gate)
+/// under the driver-like clients: cached prepared statements with explicit columns and
+/// RETURNING, the `SELECT *` variant, and clients through PgBouncer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rename_lifecycle_under_old_and_new_traffic() {
+    let app = |col: &'static str| {
+        sql(move |c, i| match i % 4 {
+            0 => format!(
+                "INSERT INTO comments (post_id, user_id, {col}) VALUES ({}, {c}, '{col} {c} {i}')",
+                1 + i % 100
+            ),
+            1 => format!(
+                "UPDATE comments SET {col} = '{col} {c} {i}' WHERE id = {} RETURNING id, {col}",
+                1 + (i * 7 + c as u64) % 2000
+            ),
+            2 => format!("SELECT id, {col} FROM comments WHERE id = {}", 1 + i % 2000),
+            _ => format!(
+                "SELECT id, {col} FROM comments WHERE post_id = {} ORDER BY id DESC LIMIT 20",
+                1 + i % 100
+            ),
+        })
+    };
+    let r = lifecycle(Scenario {
+        plan: rename_plan("200ms", 30, 500),
+        setup: "CREATE TABLE comments (
+                  id bigserial PRIMARY KEY,
+                  post_id bigint NOT NULL,
+                  user_id bigint NOT NULL,
+                  contents text NOT NULL DEFAULT 'n/a' CONSTRAINT contents_not_empty CHECK (length(contents) > 0),
+                  created_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX comments_contents_idx ON comments (contents);
+                INSERT INTO comments (post_id, user_id, contents)
+                  SELECT g % 100 + 1, g % 1000 + 1, 'seed comment ' || g FROM generate_series(1, 2000) g;"
+            .into(),
+        tables: vec!["comments".into()],
+        old: app("contents"),
+        new: app("body"),
+        clients: 2,
+        stage: Duration::from_millis(400),
+        role: None,
+    })
+    .await;
+    r.assert_clean();
+    assert_eq!(r.gates, 2, "{:#?}", r.outcomes);
 }
 
 /// The core proof: old clients from before `start`, a rolling deploy mixing old and new

@@ -59,7 +59,7 @@ async fn split_column_lifecycle_under_old_and_new_traffic() {
                 format!("INSERT INTO comments (post_id, contents, author_name) VALUES ({}, 'old {c} {i}', 'Old{c} N{i}')", 1 + i % 50)
             }
             1 => format!(
-                "UPDATE comments SET contents = 'old {c} {i}', author_name = 'Old{c} N{i}' WHERE id = {}",
+                "UPDATE comments SET contents = 'old {c} {i}', author_name = 'Old{c} N{i}' WHERE id = {} RETURNING id, author_name",
                 1 + (i * 7 + c as u64) % ROWS
             ),
             _ => format!("SELECT author_name FROM comments WHERE id = {}", 1 + i % ROWS),
@@ -70,7 +70,7 @@ async fn split_column_lifecycle_under_old_and_new_traffic() {
                 format!("INSERT INTO comments (post_id, contents, author_first_name, author_last_name) VALUES ({}, 'new {c} {i}', 'New{c}', 'N{i}')", 1 + i % 50)
             }
             1 => format!(
-                "UPDATE comments SET contents = 'new {c} {i}', author_first_name = 'New{c}', author_last_name = 'N{i}' WHERE id = {}",
+                "UPDATE comments SET contents = 'new {c} {i}', author_first_name = 'New{c}', author_last_name = 'N{i}' WHERE id = {} RETURNING author_first_name, author_last_name",
                 1 + (i * 11 + c as u64) % ROWS
             ),
             _ => format!(
@@ -80,6 +80,7 @@ async fn split_column_lifecycle_under_old_and_new_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(500),
+        role: None,
     })
     .await;
     r.assert_clean();
@@ -158,7 +159,7 @@ async fn merge_columns_lifecycle_under_old_and_new_traffic() {
                 format!("INSERT INTO posts (title, published_date, published_time) VALUES ('old {c} {i}', date '2024-01-01' + {}, time '00:00' + {} * interval '1 minute')", i % 300, i % 1440)
             }
             1 => format!(
-                "UPDATE posts SET title = 'old {c} {i}', published_date = date '2024-01-01' + {}, published_time = time '00:00' + {} * interval '1 minute' WHERE id = {}",
+                "UPDATE posts SET title = 'old {c} {i}', published_date = date '2024-01-01' + {}, published_time = time '00:00' + {} * interval '1 minute' WHERE id = {} RETURNING published_date, published_time",
                 i % 300,
                 i % 1440,
                 1 + (i * 7 + c as u64) % ROWS
@@ -171,7 +172,7 @@ async fn merge_columns_lifecycle_under_old_and_new_traffic() {
                 format!("INSERT INTO posts (title, published_at) VALUES ('new {c} {i}', timestamp '2024-01-01' + {} * interval '1 day' + {} * interval '1 minute')", i % 300, i % 1440)
             }
             1 => format!(
-                "UPDATE posts SET title = 'new {c} {i}', published_at = timestamp '2024-01-01' + {} * interval '1 day' + {} * interval '1 minute' WHERE id = {}",
+                "UPDATE posts SET title = 'new {c} {i}', published_at = timestamp '2024-01-01' + {} * interval '1 day' + {} * interval '1 minute' WHERE id = {} RETURNING id, published_at",
                 i % 300,
                 i % 1440,
                 1 + (i * 11 + c as u64) % ROWS
@@ -180,6 +181,7 @@ async fn merge_columns_lifecycle_under_old_and_new_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(500),
+        role: None,
     })
     .await;
     r.assert_clean();

@@ -57,6 +57,7 @@ async fn sql_change_lifecycle_under_old_and_new_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();

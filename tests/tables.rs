@@ -33,7 +33,10 @@ async fn create_table_lifecycle_under_traffic() {
         tables: vec!["comments".into(), "comment_reactions".into()],
         old: sql(|c, i| match i % 2 {
             0 => format!("INSERT INTO comments (contents) VALUES ('old {c} {i}')"),
-            _ => format!("SELECT * FROM comments WHERE id = {}", 1 + i % 1000),
+            _ => format!(
+                "SELECT id, contents FROM comments WHERE id = {}",
+                1 + i % 1000
+            ),
         }),
         new: sql(|_, i| match i % 2 {
             0 => format!(
@@ -47,6 +50,7 @@ async fn create_table_lifecycle_under_traffic() {
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();
@@ -78,10 +82,14 @@ async fn drop_table_lifecycle_under_old_and_new_traffic() {
         }),
         new: sql(|c, i| match i % 2 {
             0 => format!("INSERT INTO comments (contents) VALUES ('new {c} {i}')"),
-            _ => format!("SELECT * FROM comments WHERE id = {}", 1 + i % 1000),
+            _ => format!(
+                "SELECT id, contents FROM comments WHERE id = {}",
+                1 + i % 1000
+            ),
         }),
         clients: 2,
         stage: Duration::from_millis(400),
+        role: None,
     })
     .await;
     r.assert_clean();
@@ -136,6 +144,7 @@ changes:
         }),
         clients: 2,
         stage: Duration::from_millis(300),
+        role: None,
     })
     .await;
     r.assert_clean();

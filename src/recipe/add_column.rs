@@ -67,13 +67,16 @@ pub(super) fn expand(
     out.phases.push((
         PhaseKind::Expand,
         Contribution {
-            steps: vec![Step::sql(description, &table, LockLevel::AccessExclusive, sql)],
+            steps: vec![
+                Step::sql(description, &table, LockLevel::AccessExclusive, sql).changes_row_type(),
+            ],
             rollback: vec![Step::sql(
                 format!("drop {col} from {short}"),
                 &table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col};"),
-            )],
+            )
+            .changes_row_type()],
             gate_after: writes_gate.then(|| {
                 format!(
                     "deploy the application version that writes `{}` on {short} in every insert{} (the old version must be drained before the next phase{}); it may read the column once existing rows are backfilled, when this plan has completed",
@@ -103,6 +106,7 @@ pub(super) fn expand(
             }),
             lock: LockLevel::RowExclusive,
             table: Some(table.clone()),
+            changes_row_type: false,
         });
     }
     let tag = object_tag(plan, &[&table.to_string(), col.as_str(), "add_column"]);

@@ -1,11 +1,15 @@
-//! `change_type`: a binary-coercible change (varchar(n) → varchar(m ≥ n) / text,
-//! numeric precision up, timestamp precision up, cidr → inet, …) is one catalog-only
-//! `ALTER COLUMN … TYPE` under lock_timeout. Anything else takes the shadow route: a
-//! hidden column of the new type kept in sync by triggers (`using`), backfilled in
-//! batches, given the column's NOT NULL / indexes / CHECKs; once the application works
-//! with either type, one short transaction swaps the names (the old column becomes the
-//! hidden copy, kept up to date with `reverse` so a rollback loses nothing); contract
-//! drops the old copy.
+//! `change_type`. The application first reads the column through a cast to the new
+//! type (`col::new_type` in its SELECT lists and RETURNING), so no statement it holds
+//! (prepared and cached by its driver) sees its result type change: PostgreSQL refuses
+//! such a cached statement (`cached plan must not change result type`), even for a
+//! typmod change such as varchar(80) → varchar(200).
+//!
+//! A binary-coercible change (varchar(n) → varchar(m ≥ n) / text, numeric precision up,
+//! timestamp precision up, cidr → inet, …) is then one catalog-only `ALTER COLUMN … TYPE`
+//! under lock_timeout, after the gate. Anything else takes the shadow route: a hidden
+//! column of the new type kept in sync by triggers (`using`), backfilled in batches,
+//! given the column's NOT NULL / indexes / CHECKs; once the old version is drained,
+//! contract swaps it in and drops the old column in one short transaction.
 
 use super::common;
 use super::derived::{probe, Sync, SyncColumn};
@@ -168,7 +172,8 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
         table,
         LockLevel::AccessExclusive,
         sql,
-    )];
+    )
+    .changes_row_type()];
     for k in checks.iter().filter(|k| k.validated) {
         steps.push(Step::sql(
             format!(
@@ -197,11 +202,24 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
             "ALTER TABLE {table} ALTER COLUMN {c} TYPE {}{old_coll};",
             col.type_sql
         ),
-    )];
+    )
+    .changes_row_type()];
     rollback.extend(steps.iter().skip(1).cloned());
     let mut out = RecipeOutput::default();
+    // Nothing to add first: the gate alone, then the change.
     out.phases.push((
         PhaseKind::Expand,
+        Contribution {
+            steps: Vec::new(),
+            rollback: Vec::new(),
+            gate_after: Some(format!(
+                "{}, and drain the old version: the next phase changes the type in place",
+                read_through_cast(&c, &short, &col.type_sql, new_type)
+            )),
+        },
+    ));
+    out.phases.push((
+        PhaseKind::SwitchReads,
         Contribution {
             steps,
             rollback,
@@ -209,7 +227,7 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
         },
     ));
     out.notes.push(format!(
-        "change_type on {short}.{}: {} → {new_type} is binary-coercible: changed in place (catalog only), no shadow column",
+        "change_type on {short}.{}: {} → {new_type} is binary-coercible: changed in place (catalog only), no shadow column; still a new result type for every statement that returns the column, hence the gate",
         col.name, col.type_sql
     ));
     out
@@ -323,8 +341,7 @@ impl Names {
     }
 }
 
-/// The sync before the swap (`col` drives the shadow through `using`) or after it
-/// (`col`, now of the new type, drives the old copy through `reverse`).
+/// The sync of the shadow route: `col` (old type) drives the shadow through `using`.
 fn sync(
     table: &QualifiedName,
     names: &Names,
@@ -344,6 +361,16 @@ fn sync(
         forward: vec![expr],
         reverse: None,
     }
+}
+
+/// What the application must do before the column's type changes under it: read the
+/// column through a cast to the new type, so that every statement it holds (prepared
+/// and cached by its driver) returns the same type before and after.
+fn read_through_cast(c: &Ident, short: &str, old_type: &str, new_type: &str) -> String {
+    format!(
+        "deploy the application version that reads `{col}` on {short} as `{col}::{new_type}` in every SELECT list and RETURNING that returns it (its result type then stays {new_type} when the type changes, so statements its driver cached keep working) and writes only values that {old_type} holds until this plan has completed",
+        col = c.as_str(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -370,14 +397,8 @@ fn shadow(
         .as_ref()
         .map(|u| u.value.trim().to_string())
         .unwrap_or_else(|| c.to_string());
-    let reverse = ct
-        .reverse
-        .as_ref()
-        .map(|u| u.value.trim().to_string())
-        .unwrap_or_else(|| c.to_string());
-    let has_eq_old = col.map(|c| c.has_equality).unwrap_or(true);
     let mut old_sc = SyncColumn::new(c.as_str(), old_type.clone());
-    old_sc.has_equality = has_eq_old;
+    old_sc.has_equality = col.map(|c| c.has_equality).unwrap_or(true);
     let before = sync(
         table,
         &names,
@@ -385,50 +406,38 @@ fn shadow(
         SyncColumn::new(shadow_col.as_str(), Some(new_type.to_string())),
         using.clone(),
     );
-    let mut old_copy_sc = SyncColumn::new(old_copy.as_str(), old_type.clone());
-    old_copy_sc.has_equality = has_eq_old;
-    let after = sync(
-        table,
-        &names,
-        SyncColumn::new(c.as_str(), Some(new_type.to_string())),
-        old_copy_sc,
-        reverse.clone(),
-    );
 
     let mut out = RecipeOutput::default();
+    if ct.reverse.is_some() {
+        out.notes.push(format!(
+            "change_type on {short}.{}: `reverse` is not used (the type changes at contract, after the old version is drained, so nothing computes the old type from the new one); it can be removed from the plan",
+            c.as_str()
+        ));
+    }
     // 1. expand: the shadow column, nullable, no default.
     out.phases.push((
         PhaseKind::Expand,
         Contribution {
             steps: vec![Step::sql(
-                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until the swap"),
+                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until contract"),
                 table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow_col} {new_type};"),
-            )],
+            )
+            .changes_row_type()],
             rollback: vec![Step::sql(
                 format!("drop the shadow column {shadow_col}"),
                 table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {shadow_col};"),
-            )],
+            )
+            .changes_row_type()],
             gate_after: None,
         },
     ));
 
-    // 2. dual_write: prove both expressions plan, then the sync triggers.
-    let tname = quote_ident(table.name.as_str());
-    let cast_back = match &old_type {
-        Some(ty) => format!("CAST(({reverse}) AS {ty})"),
-        None => format!("({reverse})"),
-    };
-    let checks = probe(
-        table,
-        &[format!("CAST(({using}) AS {new_type})")],
-        &[format!(
-            "SELECT {cast_back} FROM (SELECT {shadow_col} AS {c} FROM {table}) AS {tname}"
-        )],
-    );
+    // 2. dual_write: prove the expression plans, then the sync triggers.
+    let checks = probe(table, &[format!("CAST(({using}) AS {new_type})")], &[]);
     let mut dual = before.dual_write(&format!("{shadow_col} := {using} on every write of {c}"));
     dual.steps.splice(0..0, checks);
     out.phases.push((PhaseKind::DualWrite, dual));
@@ -437,10 +446,7 @@ fn shadow(
     let mut backfill = Contribution {
         steps: vec![before.backfill(common::backfill_key(t), batch_size)],
         rollback: Vec::new(),
-        gate_after: Some(format!(
-            "deploy the application version that works with either type of `{}` on {short} ({old_type_text} now, {new_type} after the next phase) and drain the old version: the next phase swaps the types",
-            c.as_str()
-        )),
+        gate_after: Some(read_through_cast(&c, &short, &old_type_text, new_type)),
     };
     let mut copies = Vec::new();
     if let (Some(t), Some(col)) = (t, col) {
@@ -484,7 +490,20 @@ fn shadow(
     }
     out.phases.push((PhaseKind::Backfill, backfill));
 
-    // 4. switch_reads: verify, then the swap in one short transaction.
+    // 4. switch_reads: verify every row before the point of no return.
+    out.phases.push((
+        PhaseKind::SwitchReads,
+        Contribution {
+            steps: vec![before.verify()],
+            rollback: Vec::new(),
+            gate_after: Some(format!(
+                "confirm no running instance of the application still reads `{}` on {short} without the cast to {new_type} (the old version is fully drained): contract swaps in the new type",
+                c.as_str()
+            )),
+        },
+    ));
+
+    // 5. contract: the swap and the drop of the old column, in one short transaction.
     let default = col.and_then(|c| c.default.clone());
     // the copy of an index is renamed like an index, the copy of a constraint (index
     // backed or not) like a constraint
@@ -516,85 +535,35 @@ fn shadow(
     ));
     if let Some(d) = &default {
         swap.push_str(&format!(
-            "ALTER TABLE {table} ALTER COLUMN {old_copy} DROP DEFAULT;\nALTER TABLE {table} ALTER COLUMN {c} SET DEFAULT {d};\n"
+            "ALTER TABLE {table} ALTER COLUMN {c} SET DEFAULT {d};\n"
         ));
     }
     for (orig, copy) in &copies {
         swap.push_str(&rename(orig, orig, &hidden(orig)));
         swap.push_str(&rename(orig, copy, orig));
     }
-    swap.push_str(&after.function_sql());
-    swap.push('\n');
-    swap.push_str(&after.create_triggers_sql());
-    let mut unswap = String::new();
-    unswap.push_str(&after.drop_triggers_sql());
-    unswap.push('\n');
-    unswap.push_str(&format!(
-        "ALTER TABLE {table} RENAME COLUMN {c} TO {shadow_col};\nALTER TABLE {table} RENAME COLUMN {old_copy} TO {c};\n"
+    swap.push_str(&format!(
+        "ALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}",
+        before.drop_function_sql()
     ));
-    if let Some(d) = &default {
-        unswap.push_str(&format!(
-            "ALTER TABLE {table} ALTER COLUMN {shadow_col} DROP DEFAULT;\nALTER TABLE {table} ALTER COLUMN {c} SET DEFAULT {d};\n"
-        ));
-    }
-    for (orig, copy) in copies.iter().rev() {
-        unswap.push_str(&rename(orig, orig, copy));
-        unswap.push_str(&rename(orig, &hidden(orig), orig));
-    }
-    unswap.push_str(&before.function_sql());
-    unswap.push('\n');
-    unswap.push_str(&before.create_triggers_sql());
-    let copy_exists = format!(
-        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {} AND NOT attisdropped)",
+    let shadow_gone = format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {} AND NOT attisdropped)",
         table.regclass_literal(),
-        quote_literal(old_copy.as_str())
+        quote_literal(shadow_col.as_str())
     );
-    out.phases.push((
-        PhaseKind::SwitchReads,
-        Contribution {
-            steps: vec![
-                before.verify(),
-                Step::sql(
-                    format!(
-                        "swap in one short transaction (catalog only): {c} becomes the hidden copy {old_copy}, {shadow_col} becomes {c} with its default, indexes and constraints take the original names, and the triggers now compute the old copy from {c} with `reverse`"
-                    ),
-                    table,
-                    LockLevel::AccessExclusive,
-                    swap,
-                )
-                .skip_if(copy_exists.clone()),
-            ],
-            rollback: vec![Step::sql(
-                format!(
-                    "swap back: {c} (of type {new_type}) becomes {shadow_col} again, {old_copy} (kept up to date by `reverse`) becomes {c}; names, default and trigger direction restored"
-                ),
-                table,
-                LockLevel::AccessExclusive,
-                unswap,
-            )
-            .skip_if(format!("SELECT NOT ({})", copy_exists.trim_start_matches("SELECT ")))],
-            gate_after: Some(format!(
-                "confirm every running instance of the application works with `{}` as {new_type} on {short} (contract drops the old copy)",
-                c.as_str()
-            )),
-        },
-    ));
-
-    // 5. contract: drop the triggers, the old copy (its indexes and constraints go with
-    // it) and the function.
     out.phases.push((
         PhaseKind::Contract,
         Contribution {
             steps: vec![Step::sql(
-                format!("drop the sync triggers and the old copy {old_copy} with its indexes and constraints"),
+                format!(
+                    "swap in one short transaction (catalog only): {shadow_col} becomes {c} with its default, indexes and constraint names; the old column (as {old_copy}), its indexes and constraints, the sync triggers and the function are dropped"
+                ),
                 table,
                 LockLevel::AccessExclusive,
-                format!(
-                    "{}\nALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}",
-                    after.drop_triggers_sql(),
-                    after.drop_function_sql()
-                ),
-            )],
+                swap,
+            )
+            .skip_if(shadow_gone)
+            .changes_row_type()],
             rollback: Vec::new(),
             gate_after: None,
         },

@@ -158,6 +158,7 @@ pub(super) fn create_index(
         action: Action::CreateIndexConcurrently { index, sql },
         lock: LockLevel::ShareUpdateExclusive,
         table: Some(table.clone()),
+        changes_row_type: false,
     }
 }
 
@@ -168,6 +169,7 @@ pub(super) fn drop_index(description: String, table: &QualifiedName, index: Qual
         action: Action::DropIndexConcurrently { index },
         lock: LockLevel::ShareUpdateExclusive,
         table: Some(table.clone()),
+        changes_row_type: false,
     }
 }
 

@@ -246,6 +246,7 @@ END
                     },
                     lock: LockLevel::AccessShare,
                     table: None,
+                    changes_row_type: false,
                 },
                 Step::sql(
                     if self.reverse.is_some() {
@@ -282,6 +283,7 @@ END
                     },
                     lock: LockLevel::AccessShare,
                     table: None,
+                    changes_row_type: false,
                 },
             ],
             gate_after: None,
@@ -313,6 +315,7 @@ END
             }),
             lock: LockLevel::RowExclusive,
             table: Some(self.table.clone()),
+            changes_row_type: false,
         }
     }
 
@@ -350,6 +353,7 @@ END
             },
             lock: LockLevel::AccessShare,
             table: Some(self.table.clone()),
+            changes_row_type: false,
         }
     }
 }
@@ -415,6 +419,7 @@ pub(super) fn probe(table: &QualifiedName, select: &[String], plan_only: &[Strin
         },
         lock: LockLevel::AccessShare,
         table: Some(table.clone()),
+        changes_row_type: false,
     }];
     if !plan_only.is_empty() {
         let from = plan_only
@@ -433,6 +438,7 @@ pub(super) fn probe(table: &QualifiedName, select: &[String], plan_only: &[Strin
             },
             lock: LockLevel::AccessShare,
             table: Some(table.clone()),
+            changes_row_type: false,
         });
     }
     steps

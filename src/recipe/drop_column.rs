@@ -96,7 +96,8 @@ pub(super) fn expand(
                 &table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col};"),
-            )],
+            )
+            .changes_row_type()],
             ..Default::default()
         },
     ));

@@ -125,6 +125,7 @@ pub(super) fn add_enum_value(
         },
         lock: LockLevel::AccessShare,
         table: Some(ty.clone()),
+        changes_row_type: false,
     };
     let mut out = RecipeOutput {
         notes,
@@ -168,6 +169,7 @@ pub(super) fn add_enum_value(
                 },
                 lock: LockLevel::AccessShare,
                 table: Some(ty.clone()),
+                changes_row_type: false,
             }],
             rollback: vec![note_step(
                 "nothing to undo: the check changed nothing".into(),

@@ -87,13 +87,15 @@ pub(super) fn expand(
                 &table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {to} {type_sql};"),
-            )],
+            )
+            .changes_row_type()],
             rollback: vec![Step::sql(
                 format!("drop {to} from {short}"),
                 &table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {to};"),
-            )],
+            )
+            .changes_row_type()],
             gate_after: None,
         },
     ));
@@ -151,6 +153,7 @@ END
                     action: Action::Sql { sql: function_sql, skip_if: None },
                     lock: LockLevel::AccessShare,
                     table: None,
+                    changes_row_type: false,
                 },
                 Step::sql(
                     format!("install the BEFORE INSERT and BEFORE UPDATE triggers on {short}: old clients write {from}, new clients write {to}, both stay equal"),
@@ -181,6 +184,7 @@ END
                     },
                     lock: LockLevel::AccessShare,
                     table: None,
+                    changes_row_type: false,
                 },
             ],
             gate_after: None,
@@ -203,6 +207,7 @@ END
             }),
             lock: LockLevel::RowExclusive,
             table: Some(table.clone()),
+            changes_row_type: false,
         }],
         rollback: Vec::new(),
         gate_after: Some(format!(
@@ -254,6 +259,7 @@ END
                 },
                 lock: LockLevel::AccessShare,
                 table: Some(table.clone()),
+                changes_row_type: false,
             }],
             rollback: Vec::new(),
             gate_after: Some(format!(
@@ -287,7 +293,8 @@ END
                 &table,
                 LockLevel::AccessExclusive,
                 contract_sql,
-            )],
+            )
+            .changes_row_type()],
             rollback: Vec::new(),
             gate_after: None,
         },
@@ -469,6 +476,7 @@ pub(super) fn carry_over(
             },
             lock: LockLevel::ShareUpdateExclusive,
             table: Some(table.clone()),
+            changes_row_type: false,
         });
         // Undo runs in reverse: the constraint (which owns the index) goes first, then
         // the index in case the constraint was never attached.
@@ -479,6 +487,7 @@ pub(super) fn carry_over(
             },
             lock: LockLevel::ShareUpdateExclusive,
             table: Some(table.clone()),
+            changes_row_type: false,
         });
         if let Some(con) = backs {
             let kind = if con.kind == "p" {

@@ -51,6 +51,7 @@ pub(super) fn expand(
             }),
             lock: LockLevel::RowExclusive,
             table: Some(table.clone()),
+            changes_row_type: false,
         });
     }
     let tag = object_tag(plan, &[&table.to_string(), col.as_str(), "set_not_null"]);

@@ -140,13 +140,15 @@ fn derived(
                 &table,
                 LockLevel::AccessExclusive,
                 add.trim_end().to_string(),
-            )],
+            )
+            .changes_row_type()],
             rollback: vec![Step::sql(
                 format!("drop {new_names} from {short}"),
                 &table,
                 LockLevel::AccessExclusive,
                 drop.trim_end().to_string(),
-            )],
+            )
+            .changes_row_type()],
             gate_after: None,
         },
     ));
@@ -241,7 +243,8 @@ fn derived(
                     sync.drop_triggers_sql(),
                     sync.drop_function_sql()
                 ),
-            )],
+            )
+            .changes_row_type()],
             rollback: Vec::new(),
             gate_after: None,
         },

@@ -27,6 +27,7 @@ pub(super) fn expand(sc: &SqlChange, pos: Pos) -> Result<RecipeOutput, Vec<Preco
         // unknown: treated as blocking, so it runs under lock_timeout with retries
         lock: LockLevel::AccessExclusive,
         table: None,
+        changes_row_type: false,
     }
     };
     out.notes.push(format!(

@@ -172,6 +172,13 @@ pub fn build(src: &Source<'_>) -> Checklist {
                 }
                 items.push(it);
             }
+            for w in &gate.warnings {
+                let mut it = Item::new(ItemKind::Warning, format!("Before confirming: {w}"));
+                if let Some(c) = confirmed {
+                    it = it.done(c.gate_confirmed_by.clone(), c.gate_confirmed_at);
+                }
+                items.push(it);
+            }
             for f in src
                 .fences
                 .iter()
@@ -202,6 +209,20 @@ pub fn build(src: &Source<'_>) -> Checklist {
             }
             items.push(healthy);
             runner = confirmed.and_then(|c| c.gate_confirmed_by.clone());
+        }
+        // (a gate's own text says it for the phases after it)
+        let start_warning = (n == 0)
+            .then(|| crate::program::row_type_warning(&p.phases[seg.clone()], false))
+            .flatten();
+        if let Some(w) = start_warning {
+            let mut it = Item::new(
+                ItemKind::Warning,
+                format!("Under the running version, the phases `start` runs {w}"),
+            );
+            if seg_done {
+                it = it.done(runner.clone(), seg_done_at);
+            }
+            items.push(it);
         }
         if let Some(i) = pnr.filter(|i| seg.contains(i)) {
             let ph = &p.phases[i];
@@ -306,6 +327,10 @@ pub fn build(src: &Source<'_>) -> Checklist {
         None => format!(
             "`pgphase phase rollback {name}` undoes every phase run so far, last first, one deploy gate at a time (roll the application back at each reopened gate), at any point before the plan completes."
         ),
+    };
+    let rollback = match crate::program::row_type_warning(&p.phases, true) {
+        Some(w) => format!("{rollback} Rolling back may {w}."),
+        None => rollback,
     };
     Checklist {
         plan: name.clone(),

@@ -71,11 +71,17 @@ pub fn plan_text(p: &Program) -> String {
             for line in step.display_sql().lines() {
                 let _ = writeln!(o, "       {line}");
             }
+            if let Some(w) = step.row_type_warning() {
+                let _ = writeln!(o, "       ⚠ {w}");
+            }
         }
         if let Some(g) = &phase.gate {
             let _ = writeln!(o, "  ⏸ GATE — before the next phase:");
             for item in &g.items {
                 let _ = writeln!(o, "       • {item}");
+            }
+            for w in &g.warnings {
+                let _ = writeln!(o, "       ⚠ {w}");
             }
             let _ = writeln!(
                 o,
@@ -89,6 +95,9 @@ pub fn plan_text(p: &Program) -> String {
                 for line in step.display_sql().lines() {
                     let _ = writeln!(o, "       {line}");
                 }
+                if let Some(w) = step.row_type_warning() {
+                    let _ = writeln!(o, "       ⚠ {w}");
+                }
             }
         }
     }
@@ -96,12 +105,25 @@ pub fn plan_text(p: &Program) -> String {
 }
 
 pub fn plan_json(p: &Program) -> serde_json::Value {
+    let row_type_changes: Vec<serde_json::Value> = [false, true]
+        .into_iter()
+        .flat_map(|rollback| {
+            p.row_type_steps(rollback)
+                .into_iter()
+                .map(move |(phase, s)| {
+                    json!({"phase": phase, "rollback": rollback, "table": s.table,
+                        "step": s.description, "message": s.row_type_warning()})
+                })
+        })
+        .collect();
     json!({ "plan": p.plan, "description": p.description, "settings": p.settings, "notes": p.notes,
+        "row_type_changes": row_type_changes,
         "phases": p.phases.iter().map(|ph| json!({
             "phase": ph.kind, "point_of_no_return": ph.point_of_no_return,
             "gate": ph.gate.as_ref().map(|g| g.text()),
             "steps": ph.steps.iter().map(|s| json!({"description": s.description, "lock": s.lock,
-                "transactional": s.runs_in_transaction(), "sql": s.display_sql()})).collect::<Vec<_>>(),
+                "transactional": s.runs_in_transaction(), "sql": s.display_sql(),
+                "changes_row_type": s.changes_row_type})).collect::<Vec<_>>(),
             "rollback": ph.rollback.iter().map(|s| s.display_sql()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>() })
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use pgphase::catalog::Catalog;
 use pgphase::conn::ConnInfo;
 use pgphase::exec::Silent;
-use pgphase::pgserver::{PgServer, ServerOptions};
+use pgphase::pgserver::{BouncerOptions, PgBouncer, PgServer, PoolMode, ServerOptions};
 use pgphase::plan::{self, PlanFile};
 use pgphase::run::Session;
 use pgphase::sql::QualifiedName;
@@ -82,6 +82,27 @@ fn replace_dbname(url: &str, db: &str) -> String {
     let mut u = url::Url::parse(url).expect("test URL");
     u.set_path(&format!("/{db}"));
     u.to_string()
+}
+
+/// A PgBouncer in `mode` in front of the test database's server, for the database owner
+/// and `role`; returns it (stopped when dropped) and the URL of the test database
+/// through it, as the owner.
+pub fn pgbouncer(db: &TestDb, mode: PoolMode, role: Option<&str>) -> (PgBouncer, String) {
+    let url = url::Url::parse(&db.url).expect("test URL");
+    let owner = url.username().to_string();
+    let mut users = vec![owner.clone()];
+    users.extend(role.map(str::to_string));
+    let b = PgBouncer::start(
+        url.port().unwrap_or(5432),
+        &BouncerOptions {
+            pool_mode: mode,
+            users,
+            extra_conf: Vec::new(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("cannot start PgBouncer: {e:#}"));
+    let through = b.url(&owner, &db.name);
+    (b, through)
 }
 
 pub async fn connect(url: &str) -> Client {

@@ -6,15 +6,25 @@
 //! The old application runs from before `start`. At each gate the new version is
 //! deployed beside it (a rolling deploy), then the old one is drained, then the gate is
 //! confirmed. A plan without a gate is stopped for the rollback by a failpoint on its
-//! last step instead, and the new version comes up once it completed. Every application query is counted; failures are kept as samples.
+//! last step instead, and the new version comes up once it completed.
+//!
+//! Each version runs as four kinds of client side by side ([`Clients`]): a driver that
+//! caches prepared statements, its `SELECT *` variant, and unnamed statements through
+//! PgBouncer in transaction pooling mode (plain and `SELECT *`); see [`driver`]. Every
+//! application query is counted by SQLSTATE; failures are kept as samples.
 #![allow(dead_code)]
 
+pub mod driver;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{connect, schema_of, TestDb};
+use crate::common::{pgbouncer, schema_of, TestDb};
+use driver::{star, Conn, Protocol};
 use pgphase::catalog::Catalog;
+use pgphase::pgserver::PoolMode;
 use pgphase::plan::PlanFile;
 use pgphase::run::{self, Outcome};
 use tokio::task::JoinHandle;
@@ -35,15 +45,120 @@ pub struct Scenario {
     pub tables: Vec<String>,
     pub old: ClientSql,
     pub new: ClientSql,
+    /// Connections per version with the caching driver and the scenario's own SQL
+    /// (besides one `SELECT *` client and one client through PgBouncer).
     pub clients: u32,
     pub stage: Duration,
+    /// The role the applications log in as (the database owner when None). The setup
+    /// creates it, with LOGIN.
+    pub role: Option<String>,
 }
 
+/// What one kind of client of one version did. Failures are counted by SQLSTATE
+/// (`client` for errors without one) and a few are kept as samples.
 #[derive(Default)]
 pub struct Counts {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
     pub samples: Mutex<Vec<String>>,
+    pub codes: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counts {
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+    fn summary(&self) -> String {
+        let codes = self.codes.lock().unwrap();
+        let mut s = format!("{} ok / {} failed", self.ok(), self.failed());
+        if !codes.is_empty() {
+            let list: Vec<String> = codes.iter().map(|(c, n)| format!("{n}× {c}")).collect();
+            s.push_str(&format!(" ({})", list.join(", ")));
+        }
+        s
+    }
+}
+
+/// The clients of one application version, side by side:
+/// * `cached`: `Scenario::clients` connections whose driver prepares each statement once
+///   and reuses it ([`Protocol::Cached`]), running the scenario's SQL;
+/// * `star`: one such connection running its `SELECT *` / `RETURNING *` variant;
+/// * `pooled`: one connection through PgBouncer in transaction pooling mode, with
+///   unnamed statements ([`Protocol::Unnamed`]), running the scenario's SQL;
+/// * `pooled_star`: one more such connection running the `SELECT *` variant.
+#[derive(Default, Clone)]
+pub struct Clients {
+    pub cached: Arc<Counts>,
+    pub star: Arc<Counts>,
+    pub pooled: Arc<Counts>,
+    pub pooled_star: Arc<Counts>,
+}
+
+impl Clients {
+    fn summary(&self) -> String {
+        format!(
+            "caching driver {}; its SELECT * variant {}; unnamed statements through PgBouncer (transaction pooling) {}, their SELECT * variant {}",
+            self.cached.summary(),
+            self.star.summary(),
+            self.pooled.summary(),
+            self.pooled_star.summary()
+        )
+    }
+}
+
+/// One kind of client: which connections, how they send the SQL, where it is counted.
+struct Lane {
+    url: String,
+    protocol: Protocol,
+    star: bool,
+    ids: std::ops::Range<u32>,
+    counts: Arc<Counts>,
+}
+
+/// Where and how the applications connect.
+struct Apps {
+    direct: String,
+    pooled: String,
+    clients: u32,
+}
+
+impl Apps {
+    fn lanes(&self, c: &Clients) -> Vec<Lane> {
+        let n = self.clients;
+        vec![
+            Lane {
+                url: self.direct.clone(),
+                protocol: Protocol::Cached,
+                star: false,
+                ids: 0..n,
+                counts: c.cached.clone(),
+            },
+            Lane {
+                url: self.direct.clone(),
+                protocol: Protocol::Cached,
+                star: true,
+                ids: n..n + 1,
+                counts: c.star.clone(),
+            },
+            Lane {
+                url: self.pooled.clone(),
+                protocol: Protocol::Unnamed,
+                star: false,
+                ids: n + 1..n + 2,
+                counts: c.pooled.clone(),
+            },
+            Lane {
+                url: self.pooled.clone(),
+                protocol: Protocol::Unnamed,
+                star: true,
+                ids: n + 2..n + 3,
+                counts: c.pooled_star.clone(),
+            },
+        ]
+    }
 }
 
 struct Group {
@@ -57,47 +172,54 @@ impl Group {
     /// wrote: its query numbers start at `generation × 720720` (720720 = lcm(1..=16),
     /// so the residues the workloads switch on stay the same).
     async fn start(
-        url: &str,
+        apps: &Apps,
         name: &str,
-        n: u32,
         make: &ClientSql,
-        counts: &Arc<Counts>,
+        counts: &Clients,
         generation: u64,
     ) -> Group {
         let first = generation * 720_720;
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
-        for id in 0..n {
-            let client = connect(url).await;
-            client
-                .batch_execute(&format!("SET application_name = '{name}'"))
-                .await
-                .unwrap();
-            let (stop, make, counts) = (stop.clone(), make.clone(), counts.clone());
-            let name = name.to_string();
-            tasks.push(tokio::spawn(async move {
-                let mut i = first;
-                while !stop.load(Ordering::Relaxed) {
-                    let sql = make(id, i);
-                    match client.simple_query(&sql).await {
-                        Ok(_) => {
-                            counts.ok.fetch_add(1, Ordering::Relaxed);
+        for lane in apps.lanes(counts) {
+            for id in lane.ids.clone() {
+                let mut conn = Conn::connect(&lane.url, name, lane.protocol)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} client {id} ({:?}): {e}", lane.protocol));
+                let (stop, make, counts) = (stop.clone(), make.clone(), lane.counts.clone());
+                let name = format!("{name} {id}{}", if lane.star { " SELECT *" } else { "" });
+                let star_variant = lane.star;
+                tasks.push(tokio::spawn(async move {
+                    let mut i = first;
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut sql = make(id, i);
+                        if star_variant {
+                            sql = star(&sql);
                         }
-                        Err(e) => {
-                            counts.failed.fetch_add(1, Ordering::Relaxed);
-                            let mut s = counts.samples.lock().unwrap();
-                            if s.len() < 10 {
-                                let detail = e.as_db_error().map_or(e.to_string(), |d| {
-                                    format!("{}: {}", d.code().code(), d.message())
-                                });
-                                s.push(format!("[{name} {id}] {detail} -- SQL: {sql}"));
+                        match conn.run(&sql).await {
+                            Ok(_) => {
+                                counts.ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                counts.failed.fetch_add(1, Ordering::Relaxed);
+                                let code = e
+                                    .as_db_error()
+                                    .map_or("client".to_string(), |d| d.code().code().to_string());
+                                *counts.codes.lock().unwrap().entry(code).or_default() += 1;
+                                let mut s = counts.samples.lock().unwrap();
+                                if s.len() < 10 {
+                                    let detail = e.as_db_error().map_or(e.to_string(), |d| {
+                                        format!("{}: {}", d.code().code(), d.message())
+                                    });
+                                    s.push(format!("[{name}] {detail} -- SQL: {sql}"));
+                                }
                             }
                         }
+                        i += 1;
+                        tokio::time::sleep(Duration::from_millis(3)).await;
                     }
-                    i += 1;
-                    tokio::time::sleep(Duration::from_millis(3)).await;
-                }
-            }));
+                }));
+            }
         }
         Group { stop, tasks }
     }
@@ -112,29 +234,76 @@ impl Group {
 pub struct Report {
     pub db: TestDb,
     pub client: Client,
+    /// The caching-driver clients of each version (the scenario's own SQL).
     pub old: Arc<Counts>,
     pub new: Arc<Counts>,
+    /// Every kind of client of each version.
+    pub old_clients: Clients,
+    pub new_clients: Clients,
     /// Outcomes of every command, in order, for messages.
     pub outcomes: Vec<String>,
     pub gates: usize,
+    /// Steps (or undo steps) of the plan that change a table's row type.
+    pub row_type_steps: usize,
+    pub plan: String,
 }
 
 impl Report {
     pub fn old_ok(&self) -> u64 {
-        self.old.ok.load(Ordering::Relaxed)
+        self.old.ok()
     }
     pub fn new_ok(&self) -> u64 {
-        self.new.ok.load(Ordering::Relaxed)
+        self.new.ok()
     }
-    /// Zero failed application queries, and enough of them to mean something.
+    /// Zero failed application queries for the caching driver, and for unnamed
+    /// statements through PgBouncer (their `SELECT *` variant included), enough of them
+    /// to mean something; the caching driver's `SELECT *` variant failed only with
+    /// `cached plan must not change result type` (0A000), and only if the plan has
+    /// steps marked as changing a row type.
     pub fn assert_clean(&self) {
-        for (what, c) in [("old", &self.old), ("new", &self.new)] {
+        eprintln!(
+            "lifecycle {}: old version: {}\nlifecycle {}: new version: {}",
+            self.plan,
+            self.old_clients.summary(),
+            self.plan,
+            self.new_clients.summary()
+        );
+        for (what, c) in [
+            ("old", &self.old_clients.cached),
+            ("new", &self.new_clients.cached),
+            ("old (through PgBouncer)", &self.old_clients.pooled),
+            ("new (through PgBouncer)", &self.new_clients.pooled),
+            (
+                "old (through PgBouncer, SELECT *)",
+                &self.old_clients.pooled_star,
+            ),
+            (
+                "new (through PgBouncer, SELECT *)",
+                &self.new_clients.pooled_star,
+            ),
+        ] {
             assert_eq!(
-                c.failed.load(Ordering::Relaxed),
+                c.failed(),
                 0,
                 "{what} application queries failed: {:#?}\ncommands: {:#?}",
                 c.samples.lock().unwrap(),
                 self.outcomes
+            );
+        }
+        for (what, c) in [
+            ("old", &self.old_clients.star),
+            ("new", &self.new_clients.star),
+        ] {
+            let codes = c.codes.lock().unwrap();
+            assert!(
+                codes.keys().all(|k| k == "0A000"),
+                "the {what} version's SELECT * variant failed otherwise than with 0A000: {:#?}",
+                c.samples.lock().unwrap()
+            );
+            assert!(
+                self.row_type_steps > 0 || c.failed() == 0,
+                "the {what} version's SELECT * variant failed under a plan with no step marked as changing a row type: {:#?}",
+                c.samples.lock().unwrap()
             );
         }
         assert!(
@@ -143,7 +312,24 @@ impl Report {
             self.old_ok(),
             self.new_ok()
         );
+        for (what, c) in [("old", &self.old_clients), ("new", &self.new_clients)] {
+            assert!(
+                c.pooled.ok() > 10 && c.star.ok() > 10 && c.pooled_star.ok() > 10,
+                "too few {what} queries through PgBouncer or in the SELECT * variant: {}",
+                c.summary()
+            );
+        }
     }
+}
+
+/// `url` as `role` (no password: the throwaway servers trust local connections).
+fn as_role(url: &str, role: Option<&str>) -> String {
+    let Some(role) = role else {
+        return url.to_string();
+    };
+    let mut u = url::Url::parse(url).expect("URL");
+    u.set_username(role).expect("a URL with a user");
+    u.to_string()
 }
 
 async fn schemas(client: &Client, tables: &[String]) -> Vec<(Catalog, Vec<String>)> {
@@ -170,11 +356,19 @@ pub async fn lifecycle(sc: Scenario) -> Report {
         .filter(|p| p.gate.is_some())
         .count();
     let name = sc.plan.plan.name.clone();
+    let row_type_steps = program.row_type_steps(false).len() + program.row_type_steps(true).len();
     let mut s = db.session();
-    let (old_counts, new_counts) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
+    let (old_counts, new_counts) = (Clients::default(), Clients::default());
     let mut outcomes = Vec::new();
+    let role = sc.role.as_deref();
+    let (_bouncer, pooled) = pgbouncer(&db, PoolMode::Transaction, role);
+    let apps = Apps {
+        direct: as_role(&db.url, role),
+        pooled: as_role(&pooled, role),
+        clients: sc.clients,
+    };
 
-    let mut old = Some(Group::start(&db.url, "app-old", sc.clients, &sc.old, &old_counts, 0).await);
+    let mut old = Some(Group::start(&apps, "app-old", &sc.old, &old_counts, 0).await);
     tokio::time::sleep(sc.stage).await;
 
     // 1. start, stopped at the first gate (or by a failpoint on the last step), then rollback.
@@ -219,9 +413,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
         for n in 1..=deep.gates {
             tokio::time::sleep(sc.stage).await;
             if new.is_none() {
-                new = Some(
-                    Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts, 0).await,
-                );
+                new = Some(Group::start(&apps, "app-new", &sc.new, &new_counts, 0).await);
                 tokio::time::sleep(sc.stage).await;
             }
             if let Some(g) = old.take() {
@@ -266,17 +458,8 @@ pub async fn lifecycle(sc: Scenario) -> Report {
                         // the new version came at the first gate: back to the old one
                         tokio::time::sleep(sc.stage).await;
                         if old.is_none() {
-                            old = Some(
-                                Group::start(
-                                    &db.url,
-                                    "app-old",
-                                    sc.clients,
-                                    &sc.old,
-                                    &old_counts,
-                                    1,
-                                )
-                                .await,
-                            );
+                            old =
+                                Some(Group::start(&apps, "app-old", &sc.old, &old_counts, 1).await);
                             tokio::time::sleep(sc.stage).await;
                         }
                         if let Some(g) = new.take() {
@@ -312,7 +495,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     while let Outcome::AwaitingDeploy { .. } = out {
         tokio::time::sleep(sc.stage).await;
         if new.is_none() {
-            new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts, 1).await);
+            new = Some(Group::start(&apps, "app-new", &sc.new, &new_counts, 1).await);
             tokio::time::sleep(sc.stage).await;
         }
         if let Some(g) = old.take() {
@@ -328,7 +511,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     assert_eq!(n, gates);
     if new.is_none() {
         // no gate: the new version is deployed once the plan completed, beside the old
-        new = Some(Group::start(&db.url, "app-new", sc.clients, &sc.new, &new_counts, 0).await);
+        new = Some(Group::start(&apps, "app-new", &sc.new, &new_counts, 0).await);
     }
     tokio::time::sleep(sc.stage).await;
     if let Some(g) = old.take() {
@@ -340,10 +523,14 @@ pub async fn lifecycle(sc: Scenario) -> Report {
     Report {
         db,
         client,
-        old: old_counts,
-        new: new_counts,
+        old: old_counts.cached.clone(),
+        new: new_counts.cached.clone(),
+        old_clients: old_counts,
+        new_clients: new_counts,
         outcomes,
         gates,
+        row_type_steps,
+        plan: name,
     }
 }
 
