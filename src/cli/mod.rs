@@ -250,7 +250,12 @@ fn confirmer(yes: bool) -> run::Confirm {
     })
 }
 
+/// A session for a command that changes a plan. From here on SIGINT and SIGTERM
+/// stop the command gracefully while it runs steps (see [`crate::interrupt`]).
 fn session(cli: &Cli, yes: bool) -> Result<Session, CmdError> {
+    if let Err(e) = crate::interrupt::listen_for_signals() {
+        eprintln!("pgphase: warning: cannot handle SIGINT/SIGTERM ({e}): a signal ends the process without cancelling the running statement");
+    }
     Ok(Session {
         conn: connection(cli)?,
         actor: actor(cli),
