@@ -873,6 +873,44 @@ mod tests {
     }
 
     #[test]
+    fn connect_timeout_as_libpq_reads_it() {
+        let parse = |url: &str, env: &dyn Fn(&str) -> Option<String>| {
+            ConnInfo::parse_with_env(url, env)
+                .unwrap()
+                .connect_timeout()
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        // none given: finite, unlike libpq
+        assert_eq!(
+            parse("postgres://u@h/d", &no_env),
+            Some(DEFAULT_CONNECT_TIMEOUT)
+        );
+        assert_eq!(
+            parse("postgres://u@h/d?connect_timeout=7", &no_env),
+            secs(7)
+        );
+        assert_eq!(parse("host=h user=u connect_timeout=7", &no_env), secs(7));
+        // libpq: 1 means its minimum, 2; zero or negative waits forever
+        assert_eq!(
+            parse("postgres://u@h/d?connect_timeout=1", &no_env),
+            secs(2)
+        );
+        assert_eq!(parse("postgres://u@h/d?connect_timeout=0", &no_env), None);
+        assert_eq!(parse("postgres://u@h/d?connect_timeout=-5", &no_env), None);
+        // PGCONNECT_TIMEOUT when the string says nothing
+        let env = |k: &str| (k == "PGCONNECT_TIMEOUT").then(|| "4".to_string());
+        assert_eq!(parse("postgres://u@h/d", &env), secs(4));
+        assert_eq!(parse("postgres://u@h/d?connect_timeout=9", &env), secs(9));
+        let e =
+            ConnInfo::parse_with_env("postgres://u@h/d?connect_timeout=soon", &no_env).unwrap_err();
+        assert!(e.to_string().contains("\"connect_timeout\""), "{e}");
+        // libpq's keepalives_count reaches tokio-postgres
+        let c = ConnInfo::parse_with_env("postgres://u@h/d?keepalives_count=3", &no_env).unwrap();
+        assert_eq!(c.config.get_keepalives_retries(), Some(3));
+        assert!(c.config.get_keepalives(), "keepalives are on, as in libpq");
+    }
+
+    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b+c%2f%zz%"), "a b+c/%zz%");
     }

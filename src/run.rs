@@ -17,7 +17,8 @@ use crate::program::{Phase, Program};
 use crate::recipe::{self, Knowledge};
 use crate::runner::{guarded, run_step_reporting_waits, Locked, StepFailed, WaitReport};
 use crate::state::machine::{
-    check_gate, decide, Command, Decision, GateCheck, PhaseStatus, PlanStatus, Refusal,
+    check_gate, check_rollback_target, decide, rollback_target, Command, Decision, GateCheck,
+    PhaseStatus, PlanStatus, Refusal, RollbackCheck, BEFORE_THE_PLAN,
 };
 use crate::state::store::{self, Event, StoredPlan};
 
@@ -152,6 +153,9 @@ pub enum Outcome {
     RolledBackToGate {
         phase: String,
         deployed: Option<String>,
+        /// Where the next rollback goes back to (its `--to`): an earlier gate, or
+        /// `start`.
+        next_to: String,
     },
     /// A full rollback of a plan started by a pgphase that took no catalog snapshot:
     /// every undo step ran, but the schema could not be compared with before.
@@ -1274,13 +1278,25 @@ async fn record_retries(
     Ok(())
 }
 
-/// `pgphase phase rollback PLAN`: undoes every phase run so far, last first.
+/// `pgphase phase rollback PLAN`: undoes the phases since the last confirmed deploy
+/// gate, last first, and reopens that gate (or, with none, restores the schema as it
+/// was before the plan).
 pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
+    rollback_to(s, plan, None).await
+}
+
+/// [`rollback`] that names where it goes back to (`--to`: a gated phase, or `start`):
+/// refused when the rollback would go elsewhere, a no-op when the plan is there already
+/// (a retried pipeline job must not roll back past the gate it meant).
+pub async fn rollback_to(s: &Session, plan: &str, to: Option<&str>) -> Result<Outcome, CmdError> {
     let t0 = Instant::now();
     let result = async {
         let mut l = Locked::acquire(s, plan, Command::Rollback).await?;
-        l.resume = format!("pgphase phase rollback {plan}");
-        let result = rollback_locked(s, &mut l, plan).await;
+        l.resume = format!(
+            "pgphase phase rollback {plan}{}",
+            to.map(|t| format!(" --to {t}")).unwrap_or_default()
+        );
+        let result = rollback_locked(s, &mut l, plan, to).await;
         l.release().await;
         result
     }
@@ -1288,8 +1304,35 @@ pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
     audit(s, plan, Command::Rollback, None, t0, result).await
 }
 
-async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outcome, CmdError> {
+async fn rollback_locked(
+    s: &Session,
+    l: &mut Locked,
+    plan: &str,
+    to: Option<&str>,
+) -> Result<Outcome, CmdError> {
     let stored = store::load_plan(&*l.control, plan).await?;
+    if let (Some(to), Some(st)) = (to, &stored) {
+        let state = st.state();
+        if check_rollback_target(&state, to, plan)? == RollbackCheck::AlreadyThere {
+            s.observer.note(&format!(
+                "plan `{plan}` is rolled back to {} already; nothing to do",
+                if to == BEFORE_THE_PLAN {
+                    "before the plan".to_string()
+                } else {
+                    format!("the deploy gate after `{to}`")
+                }
+            ));
+            return match (st.status, state.open_gate()) {
+                (PlanStatus::AwaitingDeploy, Some(g)) => Ok(Outcome::RolledBackToGate {
+                    phase: st.program.phases[g].kind.to_string(),
+                    deployed: None,
+                    next_to: rollback_target(&state, plan)?,
+                }),
+                // say only what is checked now
+                _ => schema_outcome(plan, compare_with_snapshot(l, st).await?),
+            };
+        }
+    }
     let decision = decide(
         stored.as_ref().map(|p| p.state()).as_ref(),
         Command::Rollback,
@@ -1496,7 +1539,18 @@ async fn undo_phases(
             },
         )
         .await?;
-        return Ok(Outcome::RolledBackToGate { phase, deployed });
+        let next_to = match stored.phases[..g]
+            .iter()
+            .rposition(|p| p.gate_confirmed_at.is_some())
+        {
+            Some(earlier) => stored.program.phases[earlier].kind.to_string(),
+            None => BEFORE_THE_PLAN.to_string(),
+        };
+        return Ok(Outcome::RolledBackToGate {
+            phase,
+            deployed,
+            next_to,
+        });
     }
     let check = compare_with_snapshot(l, stored).await?;
     store::delete_progress(&*l.control, plan).await?;
@@ -1531,12 +1585,17 @@ async fn undo_phases(
         },
     )
     .await?;
+    schema_outcome(plan, check)
+}
+
+/// The outcome of a full rollback, by what the comparison with the snapshot found.
+fn schema_outcome(plan: &str, check: SchemaCheck) -> Result<Outcome, CmdError> {
     match check {
         SchemaCheck::Same => Ok(Outcome::RolledBack),
         SchemaCheck::NoSnapshot => Ok(Outcome::RolledBackUnchecked),
-        SchemaCheck::Differs(_) => Err(CmdError::Failed(anyhow::Error::new(StepFailed(format!(
-            "plan `{plan}`: every undo step ran and the plan is rolled back, but the schema is not as before the plan: {}\nsomething else changed these objects since the plan started (or pgphase missed something: please report it); compare with `pgphase history {plan}` and your own migrations",
-            message.trim_start_matches("rollback completed, but ")
+        SchemaCheck::Differs(d) => Err(CmdError::Failed(anyhow::Error::new(StepFailed(format!(
+            "plan `{plan}`: every undo step ran and the plan is rolled back, but the schema is not as before the plan: it differs from the catalog snapshot taken at start:\n    {}\nsomething else changed these objects since the plan started (or pgphase missed something: please report it); compare with `pgphase history {plan}` and your own migrations",
+            d.join("\n    ")
         ))))),
     }
 }

@@ -268,6 +268,10 @@ pub struct StepFailed(pub String);
 /// `work` must not prompt: a prompt would keep the signal from being handled.
 pub async fn guarded<T>(lock: &Stop, work: impl Future<Output = T>) -> Result<T, StopReason> {
     let _armed = interrupt::arm();
+    // stopped already (the lock lost while the command prepared): run nothing
+    if let Some(r) = lock.reason().or_else(|| interrupt::signals().reason()) {
+        return Err(r);
+    }
     tokio::pin!(work);
     tokio::select! {
         biased;

@@ -534,3 +534,84 @@ async fn a_rollback_reports_a_schema_that_is_not_as_before() {
         "{recorded:#?}"
     );
 }
+
+/// A retried `phase rollback` job: each rollback crosses one deploy gate, and the next
+/// is right only once the application was rolled back. With `--to` a repeat does
+/// nothing (the new column the still-deployed version reads stays), a rollback that
+/// would go elsewhere is refused, and `--to start` finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_rollback_does_not_roll_back_past_its_gate() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    rich_comments(&client, 500).await;
+    let before = schema_of(&client, "comments").await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write_rename_plan(dir.path(), "  lock_timeout: 500ms");
+    let plan = plan.to_str().unwrap();
+    on(&db.url, &["start", plan, "--yes"]).await.expect(0);
+    on(
+        &db.url,
+        &["phase", "advance", RENAME_PLAN, "--deployed", "v2"],
+    )
+    .await
+    .expect(0);
+    let back = [
+        "phase",
+        "rollback",
+        RENAME_PLAN,
+        "--yes",
+        "--to",
+        "backfill",
+    ];
+    let r = on(&db.url, &back).await;
+    r.expect(0);
+    assert!(
+        r.stdout
+            .contains("rolled back to the deploy gate after backfill")
+            && r.stdout.contains(
+                "then: pgphase phase rollback rename-comments-contents-to-body --to start"
+            ),
+        "{}",
+        r.stdout
+    );
+    let at_gate = schema_of(&client, "comments").await;
+    // the same job again: nothing happens; `body`, which v2 reads, stays
+    let r = on(&db.url, &back).await;
+    r.expect(0);
+    assert!(r
+        .stdout
+        .contains("rolled back to the deploy gate after backfill"));
+    assert_eq!(schema_of(&client, "comments").await, at_gate);
+    assert!(at_gate
+        .0
+        .tables
+        .values()
+        .next()
+        .unwrap()
+        .column("body")
+        .is_some());
+    let r = on(
+        &db.url,
+        &[
+            "phase",
+            "rollback",
+            RENAME_PLAN,
+            "--yes",
+            "--to",
+            "switch_reads",
+        ],
+    )
+    .await;
+    r.expect(3);
+    assert!(
+        r.stderr.contains("now goes back to before the plan (`--to start`), not to the deploy gate after `switch_reads`"),
+        "{}",
+        r.stderr
+    );
+    let to_start = ["phase", "rollback", RENAME_PLAN, "--yes", "--to", "start"];
+    on(&db.url, &to_start).await.expect(0);
+    assert_eq!(schema_of(&client, "comments").await, before);
+    let r = on(&db.url, &to_start).await;
+    r.expect(0);
+    assert!(r.stdout.contains("rolled back"), "{}", r.stdout);
+}
