@@ -581,7 +581,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             }
         }
     }
-    check_dependencies(&*l.control, &file.plan.depends_on, name).await?;
+    check_dependencies(&l.control, &file.plan.depends_on, name).await?;
     let decision = decide(
         stored.as_ref().map(|p| p.state()).as_ref(),
         Command::Start,
@@ -1114,7 +1114,7 @@ async fn run_phases_from(
                 run_step_reporting_waits(l, step, &settings, &cp, &obs, report).await
             };
             let elapsed = t0.elapsed();
-            record_retries(&*l.control, &name, &s.actor, kind, deployed, &obs).await?;
+            record_retries(&l.control, &name, &s.actor, kind, deployed, &obs).await?;
             match result {
                 Ok(outcome) => {
                     s.observer.step_finished(kind, step, &outcome, elapsed);
@@ -1443,7 +1443,7 @@ async fn undo_phases(
                 };
                 run_step_reporting_waits(l, step, &settings, &cp, &obs, report).await
             };
-            record_retries(&*l.control, plan, &s.actor, kind, None, &obs).await?;
+            record_retries(&l.control, plan, &s.actor, kind, None, &obs).await?;
             match result {
                 Ok(outcome) => {
                     s.observer.step_finished(kind, step, &outcome, t0.elapsed());

@@ -212,7 +212,9 @@ async fn sigterm_cancels_a_concurrent_index_build_waiting_for_an_old_transaction
     assert_eq!(r.code, 143, "{r:#?}");
     assert!(
         r.stderr.contains("waiting for older transactions to end") // on the terminal too
-            && r.stderr.contains("interrupted by SIGTERM: it stopped during phase backfill, step 6/8")
+            // the step numbers differ between versions (PostgreSQL 18's NOT NULL NOT VALID)
+            && r.stderr.contains("interrupted by SIGTERM: it stopped during phase backfill, step ")
+            && r.stderr.contains("(build comments_body_idx on body concurrently")
             && r.stderr.contains("the statement running on the server was cancelled")
             && r.stderr.contains(&format!("Re-run `pgphase start {plan}`")),
         "{}",
@@ -258,7 +260,7 @@ async fn ctrl_c_during_a_backfill_stops_and_resumes() {
     assert_eq!(r.code, 130, "{r:#?}");
     assert!(
         r.stderr
-            .contains("interrupted by SIGINT: it stopped during phase backfill, step 1/8")
+            .contains("interrupted by SIGINT: it stopped during phase backfill, step 1/")
             && r.stderr.contains(&format!("Re-run `pgphase start {plan}`")),
         "{}",
         r.stderr

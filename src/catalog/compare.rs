@@ -120,8 +120,10 @@ mod tests {
             diff(json!({"tables": {"public.t": 1}}), json!({"tables": {}})),
             vec!["- tables.public.t: 1"]
         );
-        let mut stats = Catalog::default();
-        stats.server_version_num = 150004;
+        let stats = Catalog {
+            server_version_num: 150004,
+            ..Catalog::default()
+        };
         assert_eq!(restorable(&stats), Catalog::default());
     }
 }
