@@ -597,6 +597,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             let cat = load_catalog(&l.work, file).await?;
             let program = expand_with(Some(&cat), file)?;
             check_privileges(&l.work, &program).await?;
+            check_other_plans(&l.control, name, &program).await?;
             let path = file.path.display().to_string();
             let before = serde_json::to_value(crate::catalog::compare::restorable(&cat))
                 .map_err(anyhow::Error::from)?;
@@ -1001,6 +1002,67 @@ fn phases_until_gate(program: &Program, from: usize) -> impl Iterator<Item = &Ph
             stop = p.gate.is_some();
             true
         })
+}
+
+/// The tables a program's steps (and undo steps) change.
+fn tables_of_program(program: &Program) -> std::collections::BTreeSet<String> {
+    program
+        .phases
+        .iter()
+        .flat_map(|p| p.steps.iter().chain(&p.rollback))
+        .filter_map(|st| st.table.as_ref().map(|t| t.to_string()))
+        .collect()
+}
+
+/// Refuses a plan that would change a table another unfinished plan is changing. Each
+/// plan was expanded against the table as it was when it started and relies on it until
+/// its contract (its triggers name columns, its backfill pages by a key, its rollback
+/// restores what it saw): two at once on one table could break each other, and the
+/// application.
+async fn check_other_plans(
+    control: &Client,
+    name: &str,
+    program: &Program,
+) -> Result<(), CmdError> {
+    let mine = tables_of_program(program);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<String> = control
+        .query(
+            "SELECT name FROM pgphase.plans
+              WHERE name <> $1 AND status NOT IN ('completed', 'rolled_back')
+              ORDER BY started_at, name",
+            &[&name],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for other in others {
+        let Some(st) = store::load_plan(control, &other).await? else {
+            continue;
+        };
+        let shared: Vec<String> = tables_of_program(&st.program)
+            .intersection(&mine)
+            .cloned()
+            .collect();
+        if !shared.is_empty() {
+            return Err(CmdError::refused(
+                format!(
+                    "plan `{other}` ({}, started by {} at {}) is changing {} as well: two plans at once on one table could break each other and the application (each relies on the table as it was when it started, until its contract); nothing was started",
+                    st.status.as_str(),
+                    st.started_by,
+                    st.started_at.format("%Y-%m-%d %H:%M UTC"),
+                    shared.join(", ")
+                ),
+                format!(
+                    "complete `{other}` (or roll it back) first; to have them run in order, add `depends_on: [{other}]` to this plan"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn check_dependencies(
