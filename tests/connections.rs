@@ -119,8 +119,9 @@ async fn session_pooling_runs_a_whole_plan() {
     assert!(t.column("contents").is_none() && t.column("body").is_some_and(|c| c.not_null));
 }
 
-/// `statement_timeout`, `lock_timeout`, `idle_in_transaction_session_timeout` and
-/// `idle_session_timeout` (PostgreSQL 14+) of 100 ms on the database: pgphase's own
+/// `statement_timeout`, `lock_timeout`, `idle_in_transaction_session_timeout`,
+/// `idle_session_timeout` (PostgreSQL 14+) and `transaction_timeout` (17+) of 100 ms on
+/// the database: pgphase's own
 /// statements run under its own limits and the plan finishes. Every long statement of
 /// this plan takes longer than 100 ms (its expressions call a function that sleeps):
 /// the probe of the forward expression, the backfill batch, the switch_reads verify;
@@ -150,6 +151,9 @@ async fn timeouts_of_the_database_do_not_stop_a_plan() {
     ];
     if version >= 140000 {
         settings.push("idle_session_timeout");
+    }
+    if version >= 170000 {
+        settings.push("transaction_timeout");
     }
     for s in &settings {
         client
