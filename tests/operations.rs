@@ -267,6 +267,13 @@ async fn ctrl_c_during_a_backfill_stops_and_resumes() {
     );
     let p = store::progress(&client, RENAME_PLAN).await.unwrap()[0].clone();
     assert!(p.finished_at.is_none() && p.rows_done < 30_000, "{p:?}");
+    wait_until(
+        &client,
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity
+           WHERE application_name = 'pgphase' AND datname = current_database())",
+        10,
+    )
+    .await;
     assert_eq!(events(&db.url, "interrupted").await.len(), 1);
     let r = on(&db.url, &["start", plan, "--yes"]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
