@@ -9,8 +9,16 @@
 //! in every mode that uses TLS (so `require` then acts as `verify-ca`, as in libpq).
 //! tokio-postgres understands only disable/prefer/require, so these parameters are taken
 //! out of the string here and the rest is handed to [`tokio_postgres::Config`].
+//!
+//! Time limits follow libpq too, with one difference: `connect_timeout` (URL, `key=value`
+//! string, else `PGCONNECT_TIMEOUT`; whole seconds, 0 or negative waits forever, 1 means
+//! 2) bounds the whole connection start — TCP connect, TLS, authentication, the server's
+//! first `ReadyForQuery` — per host, as libpq's does; without one pgphase waits
+//! [`DEFAULT_CONNECT_TIMEOUT`] where libpq would wait forever. TCP keepalives are on, as
+//! in libpq (`keepalives`, `keepalives_idle`, `keepalives_interval`, `keepalives_count`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
@@ -19,13 +27,20 @@ use openssl::x509::X509;
 use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::config::{Host, SslMode as PgSslMode};
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, Config, NoTls, Socket};
+use tokio_postgres::{CancelToken, Client, Config, NoTls, Socket};
+
+/// How long a connection may take to start when neither the connection string nor
+/// `PGCONNECT_TIMEOUT` says (libpq would wait forever; a server that accepts TCP and
+/// never answers must not hang a pipeline).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where to connect, with a printable description that never contains the password.
 #[derive(Clone)]
 pub struct ConnInfo {
     config: Config,
     tls: Tls,
+    /// The limit on starting a connection (per host); `None` waits forever.
+    connect_timeout: Option<Duration>,
 }
 
 /// libpq's `sslmode`.
@@ -94,8 +109,18 @@ struct Tls {
     key: Option<PathBuf>,
 }
 
-/// The connection-string parameters handled here rather than by tokio-postgres.
-const TLS_PARAMS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+/// The connection-string parameters handled here rather than by tokio-postgres: TLS
+/// (see the module), `connect_timeout` (libpq's meaning, which tokio-postgres applies to
+/// the TCP connect only) and libpq's `keepalives_count` (tokio-postgres calls it
+/// `keepalives_retries`).
+const LOCAL_PARAMS: [&str; 6] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "keepalives_count",
+];
 
 impl std::fmt::Debug for ConnInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,7 +183,7 @@ impl ConnInfo {
     }
 
     /// Adds what the string left out: application name, password from the password
-    /// file, TLS parameters from the environment.
+    /// file, TLS parameters and `connect_timeout` from the environment.
     fn finish(
         mut config: Config,
         tls_params: Vec<(String, String)>,
@@ -178,7 +203,7 @@ impl ConnInfo {
                 .rev()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
-                .or_else(|| env(var))
+                .or_else(|| if var.is_empty() { None } else { env(var) })
         };
         let root_cert = param("sslrootcert", "PGSSLROOTCERT").map(|v| match v.as_str() {
             "system" => RootCert::System,
@@ -202,7 +227,27 @@ impl ConnInfo {
             cert: param("sslcert", "PGSSLCERT").map(PathBuf::from),
             key: param("sslkey", "PGSSLKEY").map(PathBuf::from),
         };
-        Ok(ConnInfo { config, tls })
+        let connect_timeout = match param("connect_timeout", "PGCONNECT_TIMEOUT") {
+            Some(v) => parse_connect_timeout(&v)?,
+            None => Some(DEFAULT_CONNECT_TIMEOUT),
+        };
+        if let Some(n) = param("keepalives_count", "") {
+            config.keepalives_retries(n.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid integer value \"{n}\" for connection option \"keepalives_count\""
+                )
+            })?);
+        }
+        Ok(ConnInfo {
+            config,
+            tls,
+            connect_timeout,
+        })
+    }
+
+    /// The limit on starting a connection (per host); `None` waits forever.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
     }
 
     /// The `sslmode` in force.
@@ -238,12 +283,42 @@ impl ConnInfo {
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
+        Ok(self.connect_watched().await?.client)
+    }
+
+    /// Connects, and keeps a way to learn when the connection ends.
+    pub async fn connect_watched(&self) -> anyhow::Result<Connected> {
         self.connect_tls()
             .await
             .with_context(|| format!("cannot connect to {}", self.redacted()))
     }
 
-    async fn connect_tls(&self) -> anyhow::Result<Client> {
+    /// Asks the server to cancel the statement running on the session `token` belongs
+    /// to (a new connection, as libpq's `PQcancel`), within the connect timeout.
+    pub async fn cancel(&self, token: &CancelToken) -> anyhow::Result<()> {
+        let limit = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let sent = match self.tls.mode {
+            SslMode::Disable => tokio::time::timeout(limit, token.cancel_query(NoTls)).await,
+            mode => {
+                let mode = if mode == SslMode::Allow {
+                    SslMode::Require
+                } else {
+                    mode
+                };
+                let (tls, _) = self.tls.connector(mode)?;
+                tokio::time::timeout(limit, token.cancel_query(tls)).await
+            }
+        };
+        match sent {
+            Ok(r) => Ok(r?),
+            Err(_) => bail!(
+                "no answer to the cancel request within {} s",
+                limit.as_secs()
+            ),
+        }
+    }
+
+    async fn connect_tls(&self) -> anyhow::Result<Connected> {
         let unix_only = self
             .config
             .get_hosts()
@@ -256,17 +331,22 @@ impl ConnInfo {
             self.tls.mode
         };
         let mut config = self.config.clone();
+        if let Some(limit) = self.connect_timeout {
+            // the TCP connect, per address; spawn_connection bounds the rest
+            config.connect_timeout(limit);
+        }
+        let limit = self.connect_timeout;
         match mode {
             SslMode::Disable => {
                 config.ssl_mode(PgSslMode::Disable);
-                Ok(spawn_connection(&config, NoTls).await?)
+                Ok(spawn_connection(&config, NoTls, limit).await?)
             }
             SslMode::Allow => {
                 config.ssl_mode(PgSslMode::Disable);
-                match spawn_connection(&config, NoTls).await {
+                match spawn_connection(&config, NoTls, limit).await {
                     Ok(client) => Ok(client),
                     // e.g. pg_hba.conf allows only `hostssl`: try again with TLS
-                    Err(plain) if plain.as_db_error().is_some() => {
+                    Err(ConnectError::Pg(plain)) if plain.as_db_error().is_some() => {
                         self.connect_over_tls(config, PgSslMode::Require, SslMode::Require)
                             .await
                     }
@@ -288,10 +368,10 @@ impl ConnInfo {
         mut config: Config,
         negotiate: PgSslMode,
         mode: SslMode,
-    ) -> anyhow::Result<Client> {
+    ) -> anyhow::Result<Connected> {
         config.ssl_mode(negotiate);
         let (tls, rejected) = self.tls.connector(mode)?;
-        match spawn_connection(&config, tls).await {
+        match spawn_connection(&config, tls, self.connect_timeout).await {
             Ok(client) => Ok(client),
             Err(e) => {
                 let Some(reason) = rejected.lock().ok().and_then(|mut r| r.take()) else {
@@ -311,18 +391,94 @@ impl ConnInfo {
     }
 }
 
-/// Connects and runs the connection on its own task; errors surface on the next
-/// query through the client.
-async fn spawn_connection<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+/// A connected client, and how to learn that its connection ended.
+pub struct Connected {
+    pub client: Client,
+    pub ended: ConnectionEnd,
+}
+
+/// Resolves when the connection's task ends (the server closed it, the network failed,
+/// or the client was dropped), with the reason.
+#[derive(Clone)]
+pub struct ConnectionEnd(tokio::sync::watch::Receiver<Option<String>>);
+
+impl ConnectionEnd {
+    /// Waits until the connection has ended; returns why.
+    pub async fn wait(&mut self) -> String {
+        match self.0.wait_for(|r| r.is_some()).await {
+            Ok(r) => r.clone().unwrap_or_default(),
+            Err(_) => "the connection ended".to_string(),
+        }
+    }
+    /// Whether it has ended already.
+    pub fn has_ended(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error(transparent)]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("no answer within {} s (connect_timeout; set connect_timeout in the connection string or PGCONNECT_TIMEOUT to wait longer, 0 to wait forever)", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+/// Connects within `limit` per host (the whole start: TCP, TLS, authentication, the
+/// server's first ReadyForQuery) and runs the connection on its own task; errors
+/// surface on the next query through the client, and on [`Connected::ended`].
+async fn spawn_connection<T>(
+    config: &Config,
+    tls: T,
+    limit: Option<Duration>,
+) -> Result<Connected, ConnectError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = config.connect(tls).await?;
+    let connecting = config.connect(tls);
+    let (client, connection) = match limit {
+        None => connecting.await?,
+        Some(limit) => {
+            let hosts = config
+                .get_hosts()
+                .len()
+                .max(config.get_hostaddrs().len())
+                .max(1);
+            let total = limit.saturating_mul(hosts as u32);
+            tokio::time::timeout(total, connecting)
+                .await
+                .map_err(|_| ConnectError::TimedOut(limit))??
+        }
+    };
+    let (tx, rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
-        let _ = connection.await;
+        let why = match connection.await {
+            Ok(()) => "the connection was closed".to_string(),
+            Err(e) => crate::exec::describe_db_error(&e),
+        };
+        let _ = tx.send(Some(why));
     });
-    Ok(client)
+    Ok(Connected {
+        client,
+        ended: ConnectionEnd(rx),
+    })
+}
+
+/// libpq's reading of `connect_timeout`: whole seconds; zero or negative waits forever;
+/// 1 is taken as 2 (libpq's minimum).
+fn parse_connect_timeout(text: &str) -> anyhow::Result<Option<Duration>> {
+    let n: i64 = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid integer value \"{text}\" for connection option \"connect_timeout\""
+        )
+    })?;
+    Ok(match n {
+        n if n <= 0 => None,
+        1 => Some(Duration::from_secs(2)),
+        n => Some(Duration::from_secs(n as u64)),
+    })
 }
 
 /// `~/.postgresql/NAME`, libpq's default place for certificates.
@@ -428,7 +584,7 @@ fn load_client_cert(
     Ok(())
 }
 
-/// Takes [`TLS_PARAMS`] out of a URL's query or a `key=value` string: the rest,
+/// Takes [`LOCAL_PARAMS`] out of a URL's query or a `key=value` string: the rest,
 /// and the parameters taken, in order.
 fn split_tls_params(text: &str) -> Result<(String, Vec<(String, String)>), String> {
     let mut taken = Vec::new();
@@ -440,7 +596,7 @@ fn split_tls_params(text: &str) -> Result<(String, Vec<(String, String)>), Strin
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let key = percent_decode(k);
-            if TLS_PARAMS.contains(&key.as_str()) {
+            if LOCAL_PARAMS.contains(&key.as_str()) {
                 taken.push((key, percent_decode(v)));
             } else {
                 kept.push(pair);
@@ -456,7 +612,7 @@ fn split_tls_params(text: &str) -> Result<(String, Vec<(String, String)>), Strin
     // key=value form: re-emitted quoted, which tokio-postgres reads back the same
     let mut rest = Vec::new();
     for (key, value) in parse_keyword_values(text)? {
-        if TLS_PARAMS.contains(&key.as_str()) {
+        if LOCAL_PARAMS.contains(&key.as_str()) {
             taken.push((key, value));
         } else {
             rest.push(format!(
@@ -714,6 +870,44 @@ mod tests {
         ] {
             assert_eq!(SslMode::parse(mode).unwrap().as_str(), mode);
         }
+    }
+
+    #[test]
+    fn connect_timeout_as_libpq_reads_it() {
+        let parse = |url: &str, env: &dyn Fn(&str) -> Option<String>| {
+            ConnInfo::parse_with_env(url, env)
+                .unwrap()
+                .connect_timeout()
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        // none given: finite, unlike libpq
+        assert_eq!(
+            parse("postgres://u@h/d", &no_env),
+            Some(DEFAULT_CONNECT_TIMEOUT)
+        );
+        assert_eq!(
+            parse("postgres://u@h/d?connect_timeout=7", &no_env),
+            secs(7)
+        );
+        assert_eq!(parse("host=h user=u connect_timeout=7", &no_env), secs(7));
+        // libpq: 1 means its minimum, 2; zero or negative waits forever
+        assert_eq!(
+            parse("postgres://u@h/d?connect_timeout=1", &no_env),
+            secs(2)
+        );
+        assert_eq!(parse("postgres://u@h/d?connect_timeout=0", &no_env), None);
+        assert_eq!(parse("postgres://u@h/d?connect_timeout=-5", &no_env), None);
+        // PGCONNECT_TIMEOUT when the string says nothing
+        let env = |k: &str| (k == "PGCONNECT_TIMEOUT").then(|| "4".to_string());
+        assert_eq!(parse("postgres://u@h/d", &env), secs(4));
+        assert_eq!(parse("postgres://u@h/d?connect_timeout=9", &env), secs(9));
+        let e =
+            ConnInfo::parse_with_env("postgres://u@h/d?connect_timeout=soon", &no_env).unwrap_err();
+        assert!(e.to_string().contains("\"connect_timeout\""), "{e}");
+        // libpq's keepalives_count reaches tokio-postgres
+        let c = ConnInfo::parse_with_env("postgres://u@h/d?keepalives_count=3", &no_env).unwrap();
+        assert_eq!(c.config.get_keepalives_retries(), Some(3));
+        assert!(c.config.get_keepalives(), "keepalives are on, as in libpq");
     }
 
     #[test]

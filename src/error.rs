@@ -20,6 +20,18 @@ pub mod exit {
     /// `pgphase lint`: hazardous statements were found (the same code as
     /// [`NOT_REACHED`]: the check asked for did not pass).
     pub const FINDINGS: i32 = 4;
+    // Interrupted by SIGINT or SIGTERM: 130 or 143, the shell's 128 + signal number
+    // (`crate::interrupt::Signal::exit_code`).
+}
+
+/// A command stopped by a signal: the statement running was cancelled, the
+/// interruption recorded; `message` says where and which command resumes.
+#[derive(Debug, Clone)]
+pub struct Interruption {
+    pub signal: crate::interrupt::Signal,
+    /// The phase that was running (as the event log names it), if any.
+    pub phase: Option<String>,
+    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +42,8 @@ pub enum CmdError {
     Refused(Refusal),
     #[error("{0:#}")]
     Failed(anyhow::Error),
+    #[error("{}", .0.message)]
+    Interrupted(Interruption),
 }
 
 impl CmdError {
@@ -38,6 +52,7 @@ impl CmdError {
             CmdError::Invalid(_) => exit::INVALID,
             CmdError::Refused(_) => exit::REFUSED,
             CmdError::Failed(_) => exit::FAILED,
+            CmdError::Interrupted(i) => i.signal.exit_code(),
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -45,6 +60,7 @@ impl CmdError {
             CmdError::Invalid(_) => "invalid",
             CmdError::Refused(_) => "refused",
             CmdError::Failed(_) => "failed",
+            CmdError::Interrupted(_) => "interrupted",
         }
     }
     pub fn refused(reason: impl Into<String>, fix: impl Into<String>) -> CmdError {

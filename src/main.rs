@@ -9,12 +9,12 @@ async fn main() {
     let code = match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            let label = match &e {
-                pgphase::error::CmdError::Invalid(_) => "error",
-                pgphase::error::CmdError::Refused(_) => "refused",
-                pgphase::error::CmdError::Failed(_) => "failed",
-            };
-            eprintln!("pgphase: {label}: {e}");
+            match &e {
+                // "interrupted by SIGTERM: …"
+                pgphase::error::CmdError::Interrupted(_) => eprintln!("pgphase: {e}"),
+                pgphase::error::CmdError::Invalid(_) => eprintln!("pgphase: error: {e}"),
+                other => eprintln!("pgphase: {}: {e}", other.kind()),
+            }
             if json {
                 println!(
                     "{}",

@@ -190,6 +190,30 @@ impl PgServer {
         &self.log_file
     }
 
+    /// Restarts the server on the same port and data (`pg_ctl restart -m fast`): every
+    /// session is terminated, as in a restart by an operator or a failover. Returns
+    /// once it accepts connections again.
+    pub fn restart(&self) -> Result<()> {
+        let out = run(self
+            .user
+            .command(&self.pg_ctl())
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .args(["-w", "-t", "60", "-m", "fast", "restart"]))?;
+        if !out.status.success() {
+            let log = fs::read_to_string(&self.log_file).unwrap_or_default();
+            bail!(
+                "pg_ctl restart failed: {}\n{}\nlast lines of the server log:\n{}",
+                out.status,
+                output_text(&out),
+                tail(&log, LOG_TAIL_LINES)
+            );
+        }
+        Ok(())
+    }
+
     /// Stops the server and deletes its files; the same as dropping it.
     pub fn stop(self) {
         drop(self);

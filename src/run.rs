@@ -15,8 +15,10 @@ use crate::exec::{self, CheckpointKey, Observer, StepOutcome, StepSettings};
 use crate::plan::{short_checksum, PlanFile};
 use crate::program::{Phase, Program};
 use crate::recipe::{self, Knowledge};
+use crate::runner::{guarded, run_step_reporting_waits, Locked, StepFailed, WaitReport};
 use crate::state::machine::{
-    check_gate, decide, Command, Decision, GateCheck, PhaseStatus, PlanStatus, Refusal,
+    check_gate, check_rollback_target, decide, rollback_target, Command, Decision, GateCheck,
+    PhaseStatus, PlanStatus, Refusal, RollbackCheck, BEFORE_THE_PLAN,
 };
 use crate::state::store::{self, Event, StoredPlan};
 
@@ -32,7 +34,8 @@ pub struct Session {
     pub confirm: Confirm,
     /// Fault injection for tests: `PHASE.STEP` (1-based, e.g. `backfill.2`, or
     /// `rollback-expand.1` for undo steps) fails that step before it runs; with a `kill:` prefix the process kills itself with SIGKILL
-    /// there instead. Set from `PGPHASE_FAILPOINT` by the CLI.
+    /// there instead, with `term:` / `int:` it sends itself SIGTERM / SIGINT there and
+    /// waits to be stopped. Set from `PGPHASE_FAILPOINT` by the CLI.
     pub failpoint: Option<String>,
 }
 
@@ -52,6 +55,16 @@ impl Session {
             // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        for (prefix, signal) in [("term:", libc::SIGTERM), ("int:", libc::SIGINT)] {
+            if fp.strip_prefix(prefix) == Some(here.as_str()) {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(libc::getpid(), signal);
+                }
+                // as if the signal came right before the step: the runner stops here
+                std::future::pending::<()>().await;
             }
         }
         *fp == here
@@ -140,6 +153,19 @@ pub enum Outcome {
     RolledBackToGate {
         phase: String,
         deployed: Option<String>,
+        /// Where the next rollback goes back to (its `--to`): an earlier gate, or
+        /// `start`.
+        next_to: String,
+    },
+    /// A full rollback of a plan started by a pgphase that took no catalog snapshot:
+    /// every undo step ran, but the schema could not be compared with before.
+    RolledBackUnchecked,
+    /// `start` again with the same file, once the plan is past its first deploy gate
+    /// and stopped (failed or interrupted) in `phase`: nothing to do for `start`.
+    Underway {
+        status: String,
+        phase: String,
+        next_command: String,
     },
 }
 
@@ -156,14 +182,18 @@ pub async fn expand(conn: Option<&ConnInfo>, file: &PlanFile) -> Result<Program,
 }
 
 async fn load_catalog(client: &Client, file: &PlanFile) -> Result<Catalog, CmdError> {
-    let mut tables: Vec<_> = file
-        .plan
+    load_catalog_of(client, &file.plan).await
+}
+
+/// The catalog of everything `plan` touches: its tables (an index's by lookup),
+/// relations and types.
+async fn load_catalog_of(client: &Client, plan: &crate::plan::Plan) -> Result<Catalog, CmdError> {
+    let mut tables: Vec<_> = plan
         .changes
         .iter()
         .flat_map(|c| recipe::tables_of(&c.value))
         .collect();
-    for index in file
-        .plan
+    for index in plan
         .changes
         .iter()
         .flat_map(|c| recipe::indexes_of(&c.value))
@@ -189,8 +219,7 @@ async fn load_catalog(client: &Client, file: &PlanFile) -> Result<Catalog, CmdEr
     tables.sort();
     tables.dedup();
     let mut cat = Catalog::load(client, &tables).await?;
-    let mut relations: Vec<_> = file
-        .plan
+    let mut relations: Vec<_> = plan
         .changes
         .iter()
         .flat_map(|c| recipe::relations_of(&c.value))
@@ -198,8 +227,7 @@ async fn load_catalog(client: &Client, file: &PlanFile) -> Result<Catalog, CmdEr
     relations.sort();
     relations.dedup();
     cat.load_relations(client, &relations).await?;
-    let mut types: Vec<_> = file
-        .plan
+    let mut types: Vec<_> = plan
         .changes
         .iter()
         .flat_map(|c| recipe::types_of(&c.value))
@@ -288,37 +316,6 @@ pub fn stored_fences(stored: &StoredPlan) -> Result<Vec<crate::plan::Fence>, Cmd
         })
 }
 
-/// The plan's lock and its two connections, released on drop of the control client.
-struct Locked {
-    control: Client,
-    work: Client,
-    plan: String,
-}
-
-impl Locked {
-    /// Only `start` installs the `pgphase` schema; other commands on a database without
-    /// it are refused without changing anything.
-    async fn acquire(s: &Session, plan: &str, command: Command) -> Result<Locked, CmdError> {
-        let mut control = s.conn.connect().await?;
-        if command != Command::Start && !store::schema_exists(&control).await? {
-            decide(None, command, plan)?;
-        }
-        store::ensure_schema(&mut control).await?;
-        if let Err(r) = store::try_lock_plan(&control, plan).await? {
-            return Err(CmdError::Refused(r));
-        }
-        let work = s.conn.connect().await?;
-        Ok(Locked {
-            control,
-            work,
-            plan: plan.to_string(),
-        })
-    }
-    async fn release(self) {
-        let _ = store::unlock_plan(&self.control, &self.plan).await;
-    }
-}
-
 fn settings_of(program: &Program) -> StepSettings {
     StepSettings {
         lock_timeout: program.settings.lock_timeout,
@@ -329,7 +326,27 @@ fn settings_of(program: &Program) -> StepSettings {
 }
 
 fn checksum_refusal(stored: &StoredPlan, file: &PlanFile) -> Option<Refusal> {
-    (stored.checksum != file.checksum).then(|| Refusal {
+    if stored.checksum == file.checksum {
+        return None;
+    }
+    if let Some(other) = started_from_another_file(stored, file) {
+        return Some(Refusal {
+            reason: format!(
+                "two plan files share the name `{}`: the plan of that name was started from {other} ({}), and {} ({}) is another file. A plan's name is unique per database (it defaults to the file name without .yaml)",
+                stored.name,
+                short_checksum(&stored.checksum),
+                file.path.display(),
+                short_checksum(&file.checksum)
+            ),
+            fix: format!(
+                "give {} a `name:` of its own (or rename the file); if it is meant to replace `{}`, roll that plan back first (`pgphase phase rollback {}`)",
+                file.path.display(),
+                stored.name,
+                stored.name
+            ),
+        });
+    }
+    Some(Refusal {
         reason: format!(
             "{} changed since plan `{}` started: started with {}, the file is now {}",
             file.path.display(),
@@ -344,6 +361,19 @@ fn checksum_refusal(stored: &StoredPlan, file: &PlanFile) -> Option<Refusal> {
     })
 }
 
+/// The file a plan was started from, when `file` is another one: both are here and
+/// are different files, or the recorded one is not here and had another file name.
+fn started_from_another_file(stored: &StoredPlan, file: &PlanFile) -> Option<String> {
+    let recorded = stored.source_path.as_deref()?;
+    let here = std::fs::canonicalize(&file.path).ok();
+    let there = std::fs::canonicalize(recorded).ok();
+    let other = match (here, there) {
+        (Some(a), Some(b)) => a != b,
+        _ => std::path::Path::new(recorded).file_name() != file.path.file_name(),
+    };
+    other.then(|| recorded.to_string())
+}
+
 /// `pgphase start FILE`: records the plan and runs phases up to the first gate;
 /// resumes a plan that stopped before its first confirmed gate.
 pub async fn start(s: &Session, file: &PlanFile) -> Result<Outcome, CmdError> {
@@ -355,6 +385,7 @@ pub async fn start(s: &Session, file: &PlanFile) -> Result<Outcome, CmdError> {
     let t0 = Instant::now();
     let result = async {
         let mut l = Locked::acquire(s, &name, Command::Start).await?;
+        l.resume = format!("pgphase start {}", file.path.display());
         let result = start_locked(s, &mut l, file).await;
         l.release().await;
         result
@@ -375,6 +406,10 @@ async fn audit(
     result: Result<Outcome, CmdError>,
 ) -> Result<Outcome, CmdError> {
     let (kind, message, duration) = match &result {
+        // recorded by the runner, under the plan's lock
+        Err(CmdError::Interrupted(_)) => return result,
+        // nothing may be written through a transaction pooler
+        Err(e) if crate::pooler::is_pooler_refusal(e) => return result,
         Err(CmdError::Refused(r)) => (
             "refused",
             format!("{} refused: {}", command.as_str(), r.reason),
@@ -400,8 +435,12 @@ async fn audit(
                         format!("waiting at the deploy gate after {phase}"),
                     Outcome::Completed => "plan completed".into(),
                     Outcome::RolledBack => "rolled back".into(),
+                    Outcome::RolledBackUnchecked => "rolled back (schema not compared)".into(),
                     Outcome::RolledBackToGate { phase, .. } =>
                         format!("rolled back to the deploy gate after {phase}"),
+                    Outcome::Underway { status, phase, .. } => format!(
+                        "nothing to do: the plan is past its first gate, {status} in phase {phase}"
+                    ),
                 }
             ),
             Some(t0.elapsed().as_millis() as i64),
@@ -531,11 +570,14 @@ async fn check_privileges(client: &Client, program: &Program) -> Result<(), CmdE
 
 async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Outcome, CmdError> {
     let name = &file.plan.name;
-    let stored = store::load_plan(&l.control, name).await?;
+    let stored = store::load_plan(&*l.control, name).await?;
     if let Some(st) = &stored {
         if st.status != PlanStatus::RolledBack {
             if let Some(r) = checksum_refusal(st, file) {
                 return Err(r.into());
+            }
+            if let Some(out) = already_started(s, st) {
+                return Ok(out);
             }
         }
     }
@@ -555,23 +597,26 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             let cat = load_catalog(&l.work, file).await?;
             let program = expand_with(Some(&cat), file)?;
             check_privileges(&l.work, &program).await?;
+            check_other_plans(&l.control, name, &program).await?;
             let path = file.path.display().to_string();
-            if let Err(r) = store::create_plan(
-                &mut l.control,
+            let before = serde_json::to_value(crate::catalog::compare::restorable(&cat))
+                .map_err(anyhow::Error::from)?;
+            let new = store::NewPlan {
                 name,
-                &file.checksum,
-                Some(&path),
-                &file.source,
-                &program,
-                &s.actor,
-                prior.as_ref().map(|p| p.revision),
-            )
-            .await?
+                checksum: &file.checksum,
+                source_path: Some(&path),
+                source: &file.source,
+                program: &program,
+                actor: &s.actor,
+                schema_before: &before,
+            };
+            if let Err(r) =
+                store::create_plan(&l.control, &new, prior.as_ref().map(|p| p.revision)).await?
             {
                 return Err(r.into());
             }
             store::record(
-                &l.control,
+                &*l.control,
                 name,
                 &s.actor,
                 Event {
@@ -586,14 +631,16 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
                 },
             )
             .await?;
-            store::load_plan(&l.control, name)
-                .await?
-                .expect("just created")
+            store::load_plan(&*l.control, name).await?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "plan `{name}` vanished from pgphase.plans right after it was recorded"
+                )
+            })?
         }
     };
     if from > 0 {
         store::record(
-            &l.control,
+            &*l.control,
             name,
             &s.actor,
             Event {
@@ -608,6 +655,48 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
         .await?;
     }
     run_phases(s, l, stored, from, None).await
+}
+
+/// `start` again with the file a plan was started from, once the plan reached its
+/// first deploy gate (or moved past it): a retried pipeline job. Changes nothing and
+/// reports where the plan stands.
+fn already_started(s: &Session, st: &StoredPlan) -> Option<Outcome> {
+    let state = st.state();
+    let last = state.phases.len().saturating_sub(1);
+    let first_gate = state.phases[..last].iter().position(|p| p.has_gate);
+    let reached = st.status == PlanStatus::Completed
+        || first_gate.is_some_and(|g| state.phases[g].status == PhaseStatus::Completed);
+    if !reached || matches!(st.status, PlanStatus::RollingBack | PlanStatus::RolledBack) {
+        return None;
+    }
+    s.observer.note(&format!(
+        "plan `{}` was started with this file by {} at {} and has reached its first deploy gate: nothing for `start` to do",
+        st.name,
+        st.started_by,
+        st.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+    ));
+    if st.status == PlanStatus::Completed {
+        return Some(Outcome::Completed);
+    }
+    if let (PlanStatus::AwaitingDeploy, Some(g)) = (st.status, state.open_gate()) {
+        return Some(Outcome::AwaitingDeploy {
+            phase: st.program.phases[g].kind.to_string(),
+            gate: st.program.phases[g]
+                .gate
+                .as_ref()
+                .map(|g| g.text())
+                .unwrap_or_default(),
+        });
+    }
+    let phase = state
+        .next_phase()
+        .map(|i| st.program.phases[i].kind.to_string())
+        .unwrap_or_default();
+    Some(Outcome::Underway {
+        status: st.status.as_str().to_string(),
+        phase,
+        next_command: format!("pgphase phase advance {} --deployed <REF>", st.name),
+    })
 }
 
 /// Options of `phase advance`.
@@ -648,6 +737,13 @@ pub async fn advance_with(
     }
     let result = async {
         let mut l = Locked::acquire(s, plan, Command::Advance).await?;
+        l.resume = format!(
+            "pgphase phase advance {plan}{} --deployed {deployed}",
+            opts.gate
+                .as_ref()
+                .map(|g| format!(" --gate {g}"))
+                .unwrap_or_default()
+        );
         let result = advance_locked(s, &mut l, plan, deployed, file, opts).await;
         l.release().await;
         result
@@ -664,7 +760,7 @@ async fn advance_locked(
     file: Option<&PlanFile>,
     opts: AdvanceOptions,
 ) -> Result<Outcome, CmdError> {
-    let stored = store::load_plan(&l.control, plan).await?;
+    let stored = store::load_plan(&*l.control, plan).await?;
     if let Some(st) = &stored {
         // Given only the name, check the file the plan was started from, when it is here.
         let found;
@@ -713,7 +809,7 @@ async fn advance_locked(
             s.observer.note(&message);
         }
         store::record(
-            &l.control,
+            &*l.control,
             plan,
             &s.actor,
             Event {
@@ -728,9 +824,9 @@ async fn advance_locked(
         .await?;
     }
     if let Some(g) = confirm_gate {
-        store::confirm_gate(&l.control, plan, g, &s.actor, deployed).await?;
+        store::confirm_gate(&*l.control, plan, g, &s.actor, deployed).await?;
         store::record(
-            &l.control,
+            &*l.control,
             plan,
             &s.actor,
             Event {
@@ -751,7 +847,7 @@ async fn advance_locked(
         .await?;
     } else {
         store::record(
-            &l.control,
+            &*l.control,
             plan,
             &s.actor,
             Event {
@@ -766,7 +862,9 @@ async fn advance_locked(
         )
         .await?;
     }
-    let stored = store::load_plan(&l.control, plan).await?.expect("exists");
+    let stored = store::load_plan(&*l.control, plan)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("plan `{plan}` vanished from pgphase.plans"))?;
     run_phases(s, l, stored, from, Some(deployed)).await
 }
 
@@ -832,11 +930,11 @@ async fn check_fences(
         .filter(|f| f.at_gate_after.value == kind)
     {
         let pattern = fence.no_application_name_like.value.as_str();
-        let mut found = store::fence_stragglers(&l.control, pattern).await?;
+        let mut found = store::fence_stragglers(&*l.control, pattern).await?;
         if !found.is_empty() {
             // a rolling deploy may have just stopped them: give closing sessions a moment
             tokio::time::sleep(FENCE_SETTLE).await;
-            found = store::fence_stragglers(&l.control, pattern).await?;
+            found = store::fence_stragglers(&*l.control, pattern).await?;
         }
         let detail = serde_json::json!({
             "at_gate_after": kind, "no_application_name_like": pattern, "sessions": found,
@@ -906,6 +1004,67 @@ fn phases_until_gate(program: &Program, from: usize) -> impl Iterator<Item = &Ph
         })
 }
 
+/// The tables a program's steps (and undo steps) change.
+fn tables_of_program(program: &Program) -> std::collections::BTreeSet<String> {
+    program
+        .phases
+        .iter()
+        .flat_map(|p| p.steps.iter().chain(&p.rollback))
+        .filter_map(|st| st.table.as_ref().map(|t| t.to_string()))
+        .collect()
+}
+
+/// Refuses a plan that would change a table another unfinished plan is changing. Each
+/// plan was expanded against the table as it was when it started and relies on it until
+/// its contract (its triggers name columns, its backfill pages by a key, its rollback
+/// restores what it saw): two at once on one table could break each other, and the
+/// application.
+async fn check_other_plans(
+    control: &Client,
+    name: &str,
+    program: &Program,
+) -> Result<(), CmdError> {
+    let mine = tables_of_program(program);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<String> = control
+        .query(
+            "SELECT name FROM pgphase.plans
+              WHERE name <> $1 AND status NOT IN ('completed', 'rolled_back')
+              ORDER BY started_at, name",
+            &[&name],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for other in others {
+        let Some(st) = store::load_plan(control, &other).await? else {
+            continue;
+        };
+        let shared: Vec<String> = tables_of_program(&st.program)
+            .intersection(&mine)
+            .cloned()
+            .collect();
+        if !shared.is_empty() {
+            return Err(CmdError::refused(
+                format!(
+                    "plan `{other}` ({}, started by {} at {}) is changing {} as well: two plans at once on one table could break each other and the application (each relies on the table as it was when it started, until its contract); nothing was started",
+                    st.status.as_str(),
+                    st.started_by,
+                    st.started_at.format("%Y-%m-%d %H:%M UTC"),
+                    shared.join(", ")
+                ),
+                format!(
+                    "complete `{other}` (or roll it back) first; to have them run in order, add `depends_on: [{other}]` to this plan"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn check_dependencies(
     control: &Client,
     deps: &[crate::plan::At<String>],
@@ -931,8 +1090,32 @@ async fn check_dependencies(
     Ok(())
 }
 
-/// Runs phases from `from` until a gate or the end.
+/// Runs phases from `from` until a gate or the end; stops at once, cancelling the
+/// running statement, on a signal or when the plan's lock is lost.
 async fn run_phases(
+    s: &Session,
+    l: &mut Locked,
+    stored: StoredPlan,
+    from: usize,
+    deployed: Option<&str>,
+) -> Result<Outcome, CmdError> {
+    // A start may run straight into a point of no return when a plan has no gate before it.
+    if from == 0
+        || stored
+            .phases
+            .get(from)
+            .is_some_and(|p| p.status == PhaseStatus::Pending)
+    {
+        confirm_destructive(s, &stored.program, from)?;
+    }
+    let lock = l.lock_stop();
+    match guarded(&lock, run_phases_from(s, l, stored, from, deployed)).await {
+        Ok(r) => r.map_err(|e| l.locate(e)),
+        Err(reason) => Err(l.stopped(s, reason).await),
+    }
+}
+
+async fn run_phases_from(
     s: &Session,
     l: &mut Locked,
     mut stored: StoredPlan,
@@ -943,20 +1126,11 @@ async fn run_phases(
     let program = stored.program.clone();
     let settings = settings_of(&program);
     let obs = Recording::new(s.observer.clone());
-    // A start may run straight into a point of no return when a plan has no gate before it.
-    if from == 0
-        || stored
-            .phases
-            .get(from)
-            .is_some_and(|p| p.status == PhaseStatus::Pending)
-    {
-        confirm_destructive(s, &program, from)?;
-    }
     for i in from..program.phases.len() {
         let phase = &program.phases[i];
         let kind = phase.kind.as_str();
         stored.revision = store::set_plan_status(
-            &l.control,
+            &*l.control,
             &name,
             stored.revision,
             PlanStatus::Running,
@@ -964,9 +1138,9 @@ async fn run_phases(
             None,
         )
         .await?;
-        store::set_phase(&l.control, &name, i, PhaseStatus::Running).await?;
+        store::set_phase(&*l.control, &name, i, PhaseStatus::Running).await?;
         store::record(
-            &l.control,
+            &*l.control,
             &name,
             &s.actor,
             Event {
@@ -982,6 +1156,7 @@ async fn run_phases(
         let done_before = stored.phases[i].steps_done.max(0) as usize;
         for (j, step) in phase.steps.iter().enumerate().skip(done_before) {
             s.observer.step_started(kind, j, phase.steps.len(), step);
+            l.step_started(kind, kind, j, phase.steps.len(), step);
             let t0 = Instant::now();
             let cp = CheckpointKey {
                 plan: name.clone(),
@@ -992,7 +1167,13 @@ async fn run_phases(
             let result = if s.failpoint_hit(kind, j).await {
                 Err(exec::ExecError::Injected(format!("{kind}.{}", j + 1)))
             } else {
-                exec::run_step(&mut l.work, step, &settings, &cp, &obs).await
+                let report = WaitReport {
+                    plan: &name,
+                    actor: &s.actor,
+                    phase: kind,
+                    deployed,
+                };
+                run_step_reporting_waits(l, step, &settings, &cp, &obs, report).await
             };
             let elapsed = t0.elapsed();
             record_retries(&l.control, &name, &s.actor, kind, deployed, &obs).await?;
@@ -1010,9 +1191,9 @@ async fn run_phases(
                         ),
                         StepOutcome::Verified => format!("verified: {}", step.description),
                     };
-                    store::set_steps_done(&l.control, &name, i, j + 1).await?;
+                    store::set_steps_done(&*l.control, &name, i, j + 1).await?;
                     store::record(
-                        &l.control,
+                        &*l.control,
                         &name,
                         &s.actor,
                         Event {
@@ -1025,52 +1206,60 @@ async fn run_phases(
                         },
                     )
                     .await?;
+                    l.step_done();
                 }
                 Err(e) => {
                     let text = e.to_string();
-                    store::set_phase(&l.control, &name, i, PhaseStatus::Failed).await?;
-                    store::set_plan_status(
-                        &l.control,
-                        &name,
-                        stored.revision,
-                        PlanStatus::Failed,
-                        Some(i as i32),
-                        Some(&text),
-                    )
-                    .await?;
-                    store::record(
-                        &l.control,
-                        &name,
-                        &s.actor,
-                        Event {
-                            phase: Some(kind),
-                            kind: "error",
-                            message: format!("step failed: {}: {text}", step.description),
-                            duration_ms: Some(elapsed.as_millis() as i64),
-                            deployed_ref: deployed,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                    let resume = if stored.phases[..i]
-                        .iter()
-                        .any(|p| p.gate_confirmed_at.is_some())
-                    {
-                        format!("pgphase phase advance {name} --deployed <REF>")
-                    } else {
-                        "pgphase start <FILE>".to_string()
+                    // The message is made first: when the server went away, the state
+                    // cannot be written, and the operator must still learn where it
+                    // stopped and how to resume.
+                    let recorded = async {
+                        store::set_phase(&*l.control, &name, i, PhaseStatus::Failed).await?;
+                        store::set_plan_status(
+                            &*l.control,
+                            &name,
+                            stored.revision,
+                            PlanStatus::Failed,
+                            Some(i as i32),
+                            Some(&text),
+                        )
+                        .await?;
+                        store::record(
+                            &*l.control,
+                            &name,
+                            &s.actor,
+                            Event {
+                                phase: Some(kind),
+                                kind: "error",
+                                message: format!("step failed: {}: {text}", step.description),
+                                duration_ms: Some(elapsed.as_millis() as i64),
+                                deployed_ref: deployed,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                        anyhow::Ok(())
+                    }
+                    .await;
+                    let state = match recorded {
+                        Ok(()) => "the plan is marked failed".to_string(),
+                        Err(e) => format!(
+                            "the failure could not be recorded in the pgphase tables ({e:#}); `pgphase status` shows the plan interrupted"
+                        ),
                     };
-                    return Err(CmdError::Failed(anyhow::anyhow!(
-                        "phase {kind}, step {}/{} failed: {text}\nthe plan is marked failed; fix the cause and re-run `{resume}` to resume (completed steps are skipped), or `pgphase phase rollback {name}`",
+                    return Err(CmdError::Failed(anyhow::Error::new(StepFailed(format!(
+                        "phase {kind}, step {}/{} ({}) failed: {text}\n{state}; fix the cause and re-run `{}` to resume (completed steps are skipped), or `pgphase phase rollback {name}`",
                         j + 1,
-                        phase.steps.len()
-                    )));
+                        phase.steps.len(),
+                        step.description,
+                        l.resume
+                    )))));
                 }
             }
         }
-        store::set_phase(&l.control, &name, i, PhaseStatus::Completed).await?;
+        store::set_phase(&*l.control, &name, i, PhaseStatus::Completed).await?;
         store::record(
-            &l.control,
+            &*l.control,
             &name,
             &s.actor,
             Event {
@@ -1086,7 +1275,7 @@ async fn run_phases(
         if let Some(gate) = &phase.gate {
             if i + 1 < program.phases.len() {
                 store::set_plan_status(
-                    &l.control,
+                    &*l.control,
                     &name,
                     stored.revision,
                     PlanStatus::AwaitingDeploy,
@@ -1102,7 +1291,7 @@ async fn run_phases(
         }
     }
     store::set_plan_status(
-        &l.control,
+        &*l.control,
         &name,
         stored.revision,
         PlanStatus::Completed,
@@ -1111,7 +1300,7 @@ async fn run_phases(
     )
     .await?;
     store::record(
-        &l.control,
+        &*l.control,
         &name,
         &s.actor,
         Event {
@@ -1151,12 +1340,25 @@ async fn record_retries(
     Ok(())
 }
 
-/// `pgphase phase rollback PLAN`: undoes every phase run so far, last first.
+/// `pgphase phase rollback PLAN`: undoes the phases since the last confirmed deploy
+/// gate, last first, and reopens that gate (or, with none, restores the schema as it
+/// was before the plan).
 pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
+    rollback_to(s, plan, None).await
+}
+
+/// [`rollback`] that names where it goes back to (`--to`: a gated phase, or `start`):
+/// refused when the rollback would go elsewhere, a no-op when the plan is there already
+/// (a retried pipeline job must not roll back past the gate it meant).
+pub async fn rollback_to(s: &Session, plan: &str, to: Option<&str>) -> Result<Outcome, CmdError> {
     let t0 = Instant::now();
     let result = async {
         let mut l = Locked::acquire(s, plan, Command::Rollback).await?;
-        let result = rollback_locked(s, &mut l, plan).await;
+        l.resume = format!(
+            "pgphase phase rollback {plan}{}",
+            to.map(|t| format!(" --to {t}")).unwrap_or_default()
+        );
+        let result = rollback_locked(s, &mut l, plan, to).await;
         l.release().await;
         result
     }
@@ -1164,8 +1366,35 @@ pub async fn rollback(s: &Session, plan: &str) -> Result<Outcome, CmdError> {
     audit(s, plan, Command::Rollback, None, t0, result).await
 }
 
-async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outcome, CmdError> {
-    let stored = store::load_plan(&l.control, plan).await?;
+async fn rollback_locked(
+    s: &Session,
+    l: &mut Locked,
+    plan: &str,
+    to: Option<&str>,
+) -> Result<Outcome, CmdError> {
+    let stored = store::load_plan(&*l.control, plan).await?;
+    if let (Some(to), Some(st)) = (to, &stored) {
+        let state = st.state();
+        if check_rollback_target(&state, to, plan)? == RollbackCheck::AlreadyThere {
+            s.observer.note(&format!(
+                "plan `{plan}` is rolled back to {} already; nothing to do",
+                if to == BEFORE_THE_PLAN {
+                    "before the plan".to_string()
+                } else {
+                    format!("the deploy gate after `{to}`")
+                }
+            ));
+            return match (st.status, state.open_gate()) {
+                (PlanStatus::AwaitingDeploy, Some(g)) => Ok(Outcome::RolledBackToGate {
+                    phase: st.program.phases[g].kind.to_string(),
+                    deployed: None,
+                    next_to: rollback_target(&state, plan)?,
+                }),
+                // say only what is checked now
+                _ => schema_outcome(plan, compare_with_snapshot(l, st).await?),
+            };
+        }
+    }
     let decision = decide(
         stored.as_ref().map(|p| p.state()).as_ref(),
         Command::Rollback,
@@ -1205,8 +1434,8 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
             "re-run and confirm, or pass --yes in a pipeline",
         ));
     }
-    let mut revision = store::set_plan_status(
-        &l.control,
+    let revision = store::set_plan_status(
+        &*l.control,
         plan,
         stored.revision,
         PlanStatus::RollingBack,
@@ -1215,7 +1444,7 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
     )
     .await?;
     store::record(
-        &l.control,
+        &*l.control,
         plan,
         &s.actor,
         Event {
@@ -1225,14 +1454,36 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
         },
     )
     .await?;
+    let lock = l.lock_stop();
+    let undo = undo_phases(s, l, &stored, &phases, revision, reopen_gate);
+    match guarded(&lock, undo).await {
+        Ok(r) => r.map_err(|e| l.locate(e)),
+        Err(reason) => Err(l.stopped(s, reason).await),
+    }
+}
+
+/// Runs the undo steps of `phases` (last first) and records where the rollback ends:
+/// the reopened gate, or before the plan, where the schema is compared with the
+/// snapshot taken at start.
+async fn undo_phases(
+    s: &Session,
+    l: &mut Locked,
+    stored: &StoredPlan,
+    phases: &[usize],
+    mut revision: i64,
+    reopen_gate: Option<usize>,
+) -> Result<Outcome, CmdError> {
+    let plan = stored.name.as_str();
     let settings = settings_of(&stored.program);
     let obs = Recording::new(s.observer.clone());
-    for &i in &phases {
+    for &i in phases {
         let phase = &stored.program.phases[i];
         let kind = phase.kind.as_str();
+        let label = format!("rollback {kind}");
         for (j, step) in phase.rollback.iter().enumerate() {
             s.observer
-                .step_started(&format!("rollback {kind}"), j, phase.rollback.len(), step);
+                .step_started(&label, j, phase.rollback.len(), step);
+            l.step_started(kind, &label, j, phase.rollback.len(), step);
             let t0 = Instant::now();
             let cp = CheckpointKey {
                 plan: plan.to_string(),
@@ -1246,14 +1497,20 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
                     j + 1
                 )))
             } else {
-                exec::run_step(&mut l.work, step, &settings, &cp, &obs).await
+                let report = WaitReport {
+                    plan,
+                    actor: &s.actor,
+                    phase: kind,
+                    deployed: None,
+                };
+                run_step_reporting_waits(l, step, &settings, &cp, &obs, report).await
             };
             record_retries(&l.control, plan, &s.actor, kind, None, &obs).await?;
             match result {
                 Ok(outcome) => {
                     s.observer.step_finished(kind, step, &outcome, t0.elapsed());
                     store::record(
-                        &l.control,
+                        &*l.control,
                         plan,
                         &s.actor,
                         Event {
@@ -1265,46 +1522,62 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
                         },
                     )
                     .await?;
+                    l.step_done();
                 }
                 Err(e) => {
                     let text = e.to_string();
-                    store::record(
-                        &l.control,
-                        plan,
-                        &s.actor,
-                        Event {
-                            phase: Some(kind),
-                            kind: "error",
-                            message: format!("rollback step failed: {}: {text}", step.description),
-                            duration_ms: Some(t0.elapsed().as_millis() as i64),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                    revision = store::set_plan_status(
-                        &l.control,
-                        plan,
-                        revision,
-                        PlanStatus::RollingBack,
-                        None,
-                        Some(&text),
-                    )
-                    .await?;
-                    let _ = revision;
-                    return Err(CmdError::Failed(anyhow::anyhow!(
-                        "rollback of phase {kind} failed: {text}\nfix the cause and re-run `pgphase phase rollback {plan}` (undo steps are idempotent)"
-                    )));
+                    let recorded = async {
+                        store::record(
+                            &*l.control,
+                            plan,
+                            &s.actor,
+                            Event {
+                                phase: Some(kind),
+                                kind: "error",
+                                message: format!(
+                                    "rollback step failed: {}: {text}",
+                                    step.description
+                                ),
+                                duration_ms: Some(t0.elapsed().as_millis() as i64),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                        store::set_plan_status(
+                            &*l.control,
+                            plan,
+                            revision,
+                            PlanStatus::RollingBack,
+                            None,
+                            Some(&text),
+                        )
+                        .await?;
+                        anyhow::Ok(())
+                    }
+                    .await;
+                    let note = match recorded {
+                        Ok(()) => String::new(),
+                        Err(e) => format!(
+                            " (the failure could not be recorded in the pgphase tables: {e:#})"
+                        ),
+                    };
+                    return Err(CmdError::Failed(anyhow::Error::new(StepFailed(format!(
+                        "rollback of phase {kind}, step {}/{} ({}) failed: {text}{note}\nfix the cause and re-run `pgphase phase rollback {plan}` (undo steps are idempotent)",
+                        j + 1,
+                        phase.rollback.len(),
+                        step.description
+                    )))));
                 }
             }
         }
-        store::set_phase(&l.control, plan, i, PhaseStatus::RolledBack).await?;
-        store::clear_gate(&l.control, plan, i).await?;
+        store::set_phase(&*l.control, plan, i, PhaseStatus::RolledBack).await?;
+        store::clear_gate(&*l.control, plan, i).await?;
     }
     if let Some(g) = reopen_gate {
         let deployed = stored.phases[g].gate_deployed_ref.clone();
-        store::clear_gate(&l.control, plan, g).await?;
+        store::clear_gate(&*l.control, plan, g).await?;
         store::set_plan_status(
-            &l.control,
+            &*l.control,
             plan,
             revision,
             PlanStatus::AwaitingDeploy,
@@ -1314,7 +1587,7 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
         .await?;
         let phase = stored.program.phases[g].kind.to_string();
         store::record(
-            &l.control,
+            &*l.control,
             plan,
             &s.actor,
             Event {
@@ -1328,11 +1601,23 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
             },
         )
         .await?;
-        return Ok(Outcome::RolledBackToGate { phase, deployed });
+        let next_to = match stored.phases[..g]
+            .iter()
+            .rposition(|p| p.gate_confirmed_at.is_some())
+        {
+            Some(earlier) => stored.program.phases[earlier].kind.to_string(),
+            None => BEFORE_THE_PLAN.to_string(),
+        };
+        return Ok(Outcome::RolledBackToGate {
+            phase,
+            deployed,
+            next_to,
+        });
     }
-    store::delete_progress(&l.control, plan).await?;
-    store::set_plan_status(
-        &l.control,
+    let check = compare_with_snapshot(l, stored).await?;
+    store::delete_progress(&*l.control, plan).await?;
+    revision = store::set_plan_status(
+        &*l.control,
         plan,
         revision,
         PlanStatus::RolledBack,
@@ -1340,16 +1625,74 @@ async fn rollback_locked(s: &Session, l: &mut Locked, plan: &str) -> Result<Outc
         None,
     )
     .await?;
+    let _ = revision;
+    let message = match &check {
+        SchemaCheck::Same => {
+            "rollback completed: the schema is as before the plan (compared with the catalog snapshot taken at start)".to_string()
+        }
+        SchemaCheck::NoSnapshot => "rollback completed: every undo step ran; the schema was not compared with the state before the plan (the plan was started by a pgphase that took no snapshot)".to_string(),
+        SchemaCheck::Differs(d) => format!(
+            "rollback completed, but the schema differs from the catalog snapshot taken at start:\n    {}",
+            d.join("\n    ")
+        ),
+    };
     store::record(
-        &l.control,
+        &*l.control,
         plan,
         &s.actor,
         Event {
             kind: "command",
-            message: "rollback completed: the schema is as before the plan".into(),
+            message: message.clone(),
             ..Default::default()
         },
     )
     .await?;
-    Ok(Outcome::RolledBack)
+    schema_outcome(plan, check)
+}
+
+/// The outcome of a full rollback, by what the comparison with the snapshot found.
+fn schema_outcome(plan: &str, check: SchemaCheck) -> Result<Outcome, CmdError> {
+    match check {
+        SchemaCheck::Same => Ok(Outcome::RolledBack),
+        SchemaCheck::NoSnapshot => Ok(Outcome::RolledBackUnchecked),
+        SchemaCheck::Differs(d) => Err(CmdError::Failed(anyhow::Error::new(StepFailed(format!(
+            "plan `{plan}`: every undo step ran and the plan is rolled back, but the schema is not as before the plan: it differs from the catalog snapshot taken at start:\n    {}\nsomething else changed these objects since the plan started (or pgphase missed something: please report it); compare with `pgphase history {plan}` and your own migrations",
+            d.join("\n    ")
+        ))))),
+    }
+}
+
+/// What a full rollback found when it compared the schema with the snapshot taken when
+/// the plan started.
+enum SchemaCheck {
+    Same,
+    /// The plan was started by a pgphase that took no snapshot.
+    NoSnapshot,
+    Differs(Vec<String>),
+}
+
+async fn compare_with_snapshot(l: &Locked, stored: &StoredPlan) -> Result<SchemaCheck, CmdError> {
+    let Some(before) = &stored.schema_before else {
+        return Ok(SchemaCheck::NoSnapshot);
+    };
+    let before: Catalog = serde_json::from_value(before.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "the catalog snapshot of plan `{}` (pgphase.plans.schema_before) cannot be read: {e}",
+            stored.name
+        )
+    })?;
+    let path = stored
+        .source_path
+        .clone()
+        .unwrap_or_else(|| format!("{}.yaml", stored.name));
+    let plan = crate::plan::parse(&stored.source, &path, &stored.name)
+        .map_err(|e| anyhow::anyhow!("cannot read the stored plan `{}`: {e}", stored.name))?;
+    let now = crate::catalog::compare::restorable(&load_catalog_of(&l.work, &plan).await?);
+    let before = crate::catalog::compare::restorable(&before);
+    let d = crate::catalog::compare::differences(&before, &now);
+    Ok(if d.is_empty() {
+        SchemaCheck::Same
+    } else {
+        SchemaCheck::Differs(d)
+    })
 }

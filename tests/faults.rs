@@ -12,18 +12,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const PLAN_NAME: &str = "rename-comments-contents-to-body";
+const PLAN_NAME: &str = RENAME_PLAN;
 
 fn write_plan(dir: &tempfile::TempDir, settings: &str) -> PathBuf {
-    let path = dir.path().join(format!("{PLAN_NAME}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "name: {PLAN_NAME}\nsettings:\n{settings}\nchanges:\n  - rename_column: {{ table: comments, from: contents, to: body }}\n"
-        ),
-    )
-    .unwrap();
-    path
+    write_rename_plan(dir.path(), settings)
 }
 
 fn cli(url: &str, args: &[&str], failpoint: Option<&str>) -> Command {

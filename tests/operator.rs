@@ -347,7 +347,20 @@ async fn history_records_every_command_with_outcome_duration_actor_and_deploy() 
     common::rich_comments(&client, 1500).await;
     run_on(&db.url, &["start", PLAN_FILE]).await.expect(0);
     // a refused command is in the log too
-    run_on(&db.url, &["start", PLAN_FILE]).await.expect(3);
+    run_on(
+        &db.url,
+        &[
+            "phase",
+            "advance",
+            PLAN,
+            "--gate",
+            "switch_reads",
+            "--deployed",
+            "v2",
+        ],
+    )
+    .await
+    .expect(3);
     run_on(&db.url, &["phase", "advance", PLAN, "--deployed", "v2"])
         .await
         .expect(0);

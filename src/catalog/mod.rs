@@ -10,6 +10,8 @@ use tokio_postgres::GenericClient;
 
 use crate::sql::QualifiedName;
 
+pub mod compare;
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Catalog {
     /// `server_version_num`, e.g. 150004.

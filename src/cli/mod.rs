@@ -163,12 +163,19 @@ pub enum PhaseCmd {
         #[arg(long, value_name = "PHASE")]
         gate: Option<String>,
     },
-    /// Undo every phase run so far, last first (refused once contract has begun).
+    /// Undo the phases since the last confirmed deploy gate, last first, and reopen that
+    /// gate (with none: back to before the plan). Refused once contract has begun.
     Rollback {
         /// Plan name, or the plan file.
         plan: String,
         #[arg(long, short)]
         yes: bool,
+        /// Where this rollback goes back to: the phase whose deploy gate it reopens, or
+        /// `start` (before the plan). Refused if it would go elsewhere; does nothing if
+        /// the plan is there already. Pipelines should always pass it, so a retried job
+        /// cannot roll back past the gate it meant.
+        #[arg(long, value_name = "PHASE|start")]
+        to: Option<String>,
     },
 }
 
@@ -250,7 +257,12 @@ fn confirmer(yes: bool) -> run::Confirm {
     })
 }
 
+/// A session for a command that changes a plan. From here on SIGINT and SIGTERM
+/// stop the command gracefully while it runs steps (see [`crate::interrupt`]).
 fn session(cli: &Cli, yes: bool) -> Result<Session, CmdError> {
+    if let Err(e) = crate::interrupt::listen_for_signals() {
+        eprintln!("pgphase: warning: cannot handle SIGINT/SIGTERM ({e}): a signal ends the process without cancelling the running statement");
+    }
     Ok(Session {
         conn: connection(cli)?,
         actor: actor(cli),
@@ -347,10 +359,10 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
                 report::outcome_json(&name, &out),
             );
         }
-        Cmd::Phase(PhaseCmd::Rollback { plan, yes }) => {
+        Cmd::Phase(PhaseCmd::Rollback { plan, yes, to }) => {
             let (name, _) = plan_arg(plan)?;
             let s = session(&cli, *yes)?;
-            let out = run::rollback(&s, &name).await?;
+            let out = run::rollback_to(&s, &name, to.as_deref()).await?;
             emit(
                 &cli,
                 report::outcome_text(&name, &out),

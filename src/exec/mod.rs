@@ -131,6 +131,9 @@ pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
             if let Some(hint) = d.hint() {
                 s.push_str(&format!("; hint: {hint}"));
             }
+            if let Some(cause) = crate::pooler::explain(e) {
+                s.push_str(&format!(" ({cause})"));
+            }
             s
         }
         None => e.to_string(),
@@ -203,12 +206,10 @@ pub async fn run_step(
             work.batch_execute("SET lock_timeout = 0; SET statement_timeout = 0")
                 .await
                 .map_err(|e| ExecError::db("setting timeouts", e))?;
-            let r = work
-                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+            work.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
                 .await
-                .map_err(|e| ExecError::db(format!("dropping index {index}"), e));
-            reset_session(work).await;
-            r.map(|_| StepOutcome::Ran)
+                .map_err(|e| ExecError::db(format!("dropping index {index}"), e))?;
+            Ok(StepOutcome::Ran)
         }
         Action::Backfill(spec) => backfill::run(work, spec, settings, checkpoint, observer).await,
         Action::Verify { sql, failure } => {
@@ -227,12 +228,6 @@ pub async fn run_step(
             }
         }
     }
-}
-
-async fn reset_session(work: &Client) {
-    let _ = work
-        .batch_execute("RESET lock_timeout; RESET statement_timeout")
-        .await;
 }
 
 /// Runs `sql` in one transaction under `SET LOCAL lock_timeout`; on a lock timeout or
@@ -369,6 +364,47 @@ async fn blockers(work: &Client, table: &QualifiedName) -> Vec<Blocker> {
     }
 }
 
+/// The sessions that keep backend `pid` waiting for a lock, whatever the lock (a
+/// table, a row, or an older transaction's virtual xid, which CREATE INDEX
+/// CONCURRENTLY waits for), with what it waits on (`wait_event`), if anything does.
+pub async fn blockers_of(
+    c: &Client,
+    pid: i32,
+) -> Result<(Option<String>, Vec<Blocker>), tokio_postgres::Error> {
+    let waiting: Option<String> = c
+        .query_opt(
+            "SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+            &[&pid],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    if waiting.is_none() {
+        return Ok((None, Vec::new()));
+    }
+    let rows = c
+        .query(
+            "SELECT a.pid, coalesce(a.application_name, ''), a.state,
+                    extract(epoch FROM now() - a.xact_start)::float8,
+                    left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80)
+               FROM unnest(pg_blocking_pids($1)) AS b(pid) JOIN pg_stat_activity a ON a.pid = b.pid
+              ORDER BY a.xact_start NULLS LAST LIMIT 5",
+            &[&pid],
+        )
+        .await?;
+    Ok((
+        waiting,
+        rows.iter()
+            .map(|r| Blocker {
+                pid: r.get(0),
+                application_name: r.get(1),
+                state: r.get(2),
+                xact_age_secs: r.get(3),
+                query: r.get(4),
+            })
+            .collect(),
+    ))
+}
+
 async fn index_validity(work: &Client, index: &QualifiedName) -> Result<Option<bool>, ExecError> {
     let row = work
         .query_opt(
@@ -402,12 +438,13 @@ async fn create_index_concurrently(
         None => {}
     }
     // SHARE UPDATE EXCLUSIVE does not block reads or writes: no lock_timeout, and no
-    // statement_timeout (the build scans the table twice and waits out older transactions).
+    // statement_timeout (the build scans the table twice and waits out older
+    // transactions). pgphase's sessions have both off already (pooler::apply_settings);
+    // not a RESET afterwards, which would bring back the role's own values.
     work.batch_execute("SET lock_timeout = 0; SET statement_timeout = 0")
         .await
         .map_err(|e| ExecError::db("setting timeouts", e))?;
     let result = work.batch_execute(sql).await;
-    reset_session(work).await;
     match result {
         Ok(()) => Ok(StepOutcome::Ran),
         Err(e) => {
@@ -429,12 +466,9 @@ async fn drop_index_concurrently(work: &Client, index: &QualifiedName) -> Result
         .await
         .and(work.batch_execute("SET statement_timeout = 0").await)
         .map_err(|e| ExecError::db("setting timeouts", e))?;
-    let r = work
-        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+    work.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
         .await
-        .map_err(|e| ExecError::db(format!("dropping invalid index {index}"), e));
-    reset_session(work).await;
-    r
+        .map_err(|e| ExecError::db(format!("dropping invalid index {index}"), e))
 }
 
 /// Measures how long `f` takes.

@@ -135,10 +135,14 @@ pub fn outcome_text(plan: &str, o: &Outcome) -> String {
             "plan {plan}: phase {phase} done; waiting at a deploy gate.\n  next: {gate}\n  then: pgphase phase advance {plan} --gate {phase} --deployed <REF>\n"
         ),
         Outcome::Completed => format!("plan {plan}: completed.\n"),
-        Outcome::RolledBack => format!("plan {plan}: rolled back; the schema is as it was before the plan.\n"),
-        Outcome::RolledBackToGate { phase, deployed } => format!(
-            "plan {plan}: rolled back to the deploy gate after {phase}; the application deployed there{} still works with the schema.\n  next: roll the application back to the version before that deploy (drain the newer one)\n  then: pgphase phase rollback {plan}   (undoes the rest; or `pgphase phase advance {plan} --gate {phase} --deployed <REF>` to go forward again)\n",
+        Outcome::RolledBack => format!("plan {plan}: rolled back; the schema is as it was before the plan (compared with the catalog snapshot taken at start).\n"),
+        Outcome::RolledBackUnchecked => format!("plan {plan}: rolled back; every undo step ran, but the schema was not compared with before the plan (it was started by a pgphase that took no catalog snapshot).\n"),
+        Outcome::RolledBackToGate { phase, deployed, next_to } => format!(
+            "plan {plan}: rolled back to the deploy gate after {phase}; the application deployed there{} still works with the schema.\n  next: roll the application back to the version before that deploy (drain the newer one)\n  then: pgphase phase rollback {plan} --to {next_to}   (undoes the rest; or `pgphase phase advance {plan} --gate {phase} --deployed <REF>` to go forward again)\n",
             deployed.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        Outcome::Underway { status, phase, next_command } => format!(
+            "plan {plan}: already past its first deploy gate, {status} in phase {phase}; nothing to do for start.\n  next: {next_command}\n"
         ),
     }
 }

@@ -399,6 +399,85 @@ pub fn check_gate(s: &PlanState, phase: &str, plan: &str) -> Result<GateCheck, R
     })
 }
 
+/// Where a rollback goes back to, as `phase rollback --to` names it: `start` (before
+/// the plan) or a phase whose deploy gate it reopens.
+pub const BEFORE_THE_PLAN: &str = "start";
+
+/// What `phase rollback --to TARGET` finds when it checks where the rollback would go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollbackCheck {
+    /// The rollback goes back to `TARGET`: go on.
+    Proceed,
+    /// The plan is at `TARGET` already (a retried pipeline job): nothing to do.
+    AlreadyThere,
+}
+
+/// Where a rollback of `s` goes back to: the gate it reopens, or [`BEFORE_THE_PLAN`].
+pub fn rollback_target(s: &PlanState, plan: &str) -> Result<String, Refusal> {
+    match decide(Some(s), Command::Rollback, plan)? {
+        Decision::Rollback {
+            reopen_gate: Some(g),
+            ..
+        } => Ok(s.phases[g].name.clone()),
+        _ => Ok(BEFORE_THE_PLAN.to_string()),
+    }
+}
+
+/// Checks a rollback that names where it goes back to (`--to TARGET`), so a repeated
+/// command cannot roll back past the gate it meant: each rollback crosses one deploy
+/// gate, and the next one is right only after the application was rolled back.
+pub fn check_rollback_target(
+    s: &PlanState,
+    to: &str,
+    plan: &str,
+) -> Result<RollbackCheck, Refusal> {
+    let last = s.phases.len().saturating_sub(1);
+    let gated: Vec<&str> = s.phases[..last]
+        .iter()
+        .filter(|p| p.has_gate)
+        .map(|p| p.name.as_str())
+        .collect();
+    if to != BEFORE_THE_PLAN && !gated.contains(&to) {
+        return Err(Refusal {
+            reason: format!(
+                "`--to {to}`: plan `{plan}` has no deploy gate after a phase `{to}`; a rollback goes back to one of its gates ({}) or to `{BEFORE_THE_PLAN}`",
+                if gated.is_empty() { "none".to_string() } else { gated.join(", ") }
+            ),
+            fix: "name the gate the rollback should reopen (`pgphase status` shows the plan's phases)".into(),
+        });
+    }
+    let there = match to {
+        BEFORE_THE_PLAN => s.status == PlanStatus::RolledBack,
+        gate => {
+            s.status == PlanStatus::AwaitingDeploy
+                && s.open_gate().is_some_and(|g| s.phases[g].name == gate)
+        }
+    };
+    if there {
+        return Ok(RollbackCheck::AlreadyThere);
+    }
+    let target = rollback_target(s, plan)?;
+    if target == to {
+        return Ok(RollbackCheck::Proceed);
+    }
+    Err(Refusal {
+        reason: format!(
+            "a rollback of plan `{plan}` now goes back to {}, not to {}; nothing was rolled back",
+            describe_target(&target),
+            describe_target(to)
+        ),
+        fix: format!("check `pgphase status {plan}`; a rollback crosses one deploy gate at a time, and the next one only after the application was rolled back to the version before that gate's deploy"),
+    })
+}
+
+fn describe_target(t: &str) -> String {
+    if t == BEFORE_THE_PLAN {
+        "before the plan (`--to start`)".to_string()
+    } else {
+        format!("the deploy gate after `{t}` (`--to {t}`)")
+    }
+}
+
 /// A confirmed gate lies before phase `from`: resuming it belongs to `advance`.
 fn gated_before(s: &PlanState, from: usize) -> bool {
     s.phases[..from.min(s.phases.len())]
@@ -613,6 +692,63 @@ mod tests {
                 phases: vec![1],
                 reopen_gate: Some(0)
             })
+        );
+    }
+
+    #[test]
+    fn a_named_rollback_target_guards_against_a_repeated_rollback() {
+        use PhaseStatus::*;
+        // p0 gate (confirmed), p1 gate (open), p2 contract
+        let at_second = st(
+            PlanStatus::AwaitingDeploy,
+            &[
+                (Completed, true, true),
+                (Completed, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(rollback_target(&at_second, "x").unwrap(), "p0");
+        assert_eq!(
+            check_rollback_target(&at_second, "p0", "x"),
+            Ok(RollbackCheck::Proceed)
+        );
+        let r = check_rollback_target(&at_second, "start", "x").unwrap_err();
+        assert!(
+            r.reason.contains(
+                "now goes back to the deploy gate after `p0` (`--to p0`), not to before the plan"
+            ),
+            "{r:?}"
+        );
+        let r = check_rollback_target(&at_second, "p2", "x").unwrap_err();
+        assert!(r.reason.contains("its gates (p0, p1)"), "{r:?}");
+        // the rollback to p0 went through: a repeat does nothing, the next goes on
+        let at_first = st(
+            PlanStatus::AwaitingDeploy,
+            &[
+                (Completed, true, false),
+                (RolledBack, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            check_rollback_target(&at_first, "p0", "x"),
+            Ok(RollbackCheck::AlreadyThere)
+        );
+        assert_eq!(
+            check_rollback_target(&at_first, "start", "x"),
+            Ok(RollbackCheck::Proceed)
+        );
+        let rolled_back = st(
+            PlanStatus::RolledBack,
+            &[
+                (RolledBack, true, false),
+                (RolledBack, true, false),
+                (Pending, false, false),
+            ],
+        );
+        assert_eq!(
+            check_rollback_target(&rolled_back, "start", "x"),
+            Ok(RollbackCheck::AlreadyThere)
         );
     }
 

@@ -1,4 +1,5 @@
 //! The plan state machine (pure) and its persistence in the `pgphase` schema.
 
+pub mod guard;
 pub mod machine;
 pub mod store;

@@ -10,7 +10,7 @@ use super::machine::{PhaseState, PhaseStatus, PlanState, PlanStatus, Refusal};
 use crate::program::Program;
 
 /// Current version of the `pgphase` schema. Each entry of [`MIGRATIONS`] moves it by one.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial
@@ -78,10 +78,32 @@ CREATE TABLE pgphase.backfill_progress (
     PRIMARY KEY (plan_name, phase, step)
 );
 "#,
+    // 2: the catalog of what the plan touches, as it was when the plan started: a full
+    // rollback compares the schema with it before saying it is as before
+    r#"
+ALTER TABLE pgphase.plans ADD COLUMN schema_before jsonb;
+"#,
 ];
 
-/// Creates or upgrades the `pgphase` schema. Safe to call concurrently.
-pub async fn ensure_schema(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+/// The `pgphase` schema was upgraded by a newer pgphase than this one.
+#[derive(Debug, thiserror::Error)]
+#[error("the pgphase schema in this database is version {found}, newer than this pgphase knows (version {SCHEMA_VERSION}): a newer pgphase has worked here, and this one could misread or damage its state; nothing was changed")]
+pub struct NewerSchema {
+    pub found: i32,
+}
+
+impl From<NewerSchema> for crate::error::CmdError {
+    fn from(e: NewerSchema) -> Self {
+        crate::error::CmdError::refused(
+            e.to_string(),
+            "upgrade pgphase to the version that last worked on this database (or newer), and run it instead",
+        )
+    }
+}
+
+/// Creates or upgrades the `pgphase` schema. Safe to call concurrently. Refuses a
+/// schema a newer pgphase upgraded ([`NewerSchema`]).
+pub async fn ensure_schema(client: &mut Client) -> Result<(), crate::error::CmdError> {
     let tx = client.transaction().await?;
     // serialize installers; transaction-scoped, released at commit
     tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS])
@@ -107,6 +129,10 @@ pub async fn ensure_schema(client: &mut Client) -> Result<(), tokio_postgres::Er
         )
         .await?
         .get(0);
+    if current > SCHEMA_VERSION {
+        // a newer pgphase upgraded it: what this one would read or write is unknown
+        return Err(NewerSchema { found: current }.into());
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let v = i as i32 + 1;
         if v > current {
@@ -118,16 +144,33 @@ pub async fn ensure_schema(client: &mut Client) -> Result<(), tokio_postgres::Er
             .await?;
         }
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
-/// Whether the schema exists at all (read-only commands do not create it).
-pub async fn schema_exists<C: GenericClient>(c: &C) -> Result<bool, tokio_postgres::Error> {
-    Ok(
-        c.query_one("SELECT to_regclass('pgphase.plans') IS NOT NULL", &[])
+/// Whether the schema exists at all (read-only commands do not create it); refuses one
+/// a newer pgphase upgraded ([`NewerSchema`]).
+pub async fn schema_exists<C: GenericClient>(c: &C) -> Result<bool, crate::error::CmdError> {
+    let row = c
+        .query_one(
+            "SELECT to_regclass('pgphase.plans') IS NOT NULL,
+                    to_regclass('pgphase.schema_version') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let (plans, versioned): (bool, bool) = (row.get(0), row.get(1));
+    if versioned {
+        let found: i32 = c
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM pgphase.schema_version",
+                &[],
+            )
             .await?
-            .get(0),
-    )
+            .get(0);
+        if found > SCHEMA_VERSION {
+            return Err(NewerSchema { found }.into());
+        }
+    }
+    Ok(plans)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -161,6 +204,9 @@ pub struct StoredPlan {
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The catalog of what the plan touches, taken when it started (a plan started by
+    /// a pgphase without snapshots has none).
+    pub schema_before: Option<serde_json::Value>,
     pub phases: Vec<StoredPhase>,
 }
 
@@ -184,21 +230,48 @@ impl StoredPlan {
     }
 }
 
+/// The stored plan, checked for consistency: a plan whose rows were deleted or edited
+/// by hand is an error naming what is wrong, never a state pgphase would act on.
 pub async fn load_plan<C: GenericClient>(c: &C, name: &str) -> anyhow::Result<Option<StoredPlan>> {
     let Some(r) = c
         .query_opt(
             "SELECT name, checksum, source_path, program, status, current_phase, revision, started_by,
-                    started_at, updated_at, finished_at, last_error, source
+                    started_at, updated_at, finished_at, last_error, source, schema_before
                FROM pgphase.plans WHERE name = $1",
             &[&name],
         )
         .await?
     else {
+        let logged: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pgphase.events WHERE plan_name = $1)",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        if logged {
+            return Err(inconsistent(
+                name,
+                "the event log records it, but pgphase.plans has no row for it",
+            ));
+        }
         return Ok(None);
     };
-    let program: Program = serde_json::from_value(r.get(3))?;
+    let program: Program = serde_json::from_value(r.get(3)).map_err(|e| {
+        inconsistent(
+            name,
+            &format!("its program (pgphase.plans.program) cannot be read: {e}"),
+        )
+    })?;
     let status: String = r.get(4);
-    let phases = c
+    let status = PlanStatus::parse(&status).ok_or_else(|| {
+        inconsistent(
+            name,
+            &format!("its status `{status}` is not one pgphase writes"),
+        )
+    })?;
+    let mut phases = Vec::new();
+    for p in c
         .query(
             "SELECT position, kind, status, steps_total, steps_done, started_at, finished_at, gate,
                     gate_confirmed_by, gate_deployed_ref, gate_confirmed_at
@@ -206,11 +279,18 @@ pub async fn load_plan<C: GenericClient>(c: &C, name: &str) -> anyhow::Result<Op
             &[&name],
         )
         .await?
-        .iter()
-        .map(|p| StoredPhase {
-            position: p.get(0),
+    {
+        let position: i32 = p.get(0);
+        let phase_status: String = p.get(2);
+        phases.push(StoredPhase {
+            position,
             kind: p.get(1),
-            status: PhaseStatus::parse(p.get(2)).unwrap_or(PhaseStatus::Failed),
+            status: PhaseStatus::parse(&phase_status).ok_or_else(|| {
+                inconsistent(
+                    name,
+                    &format!("phase {position} has the status `{phase_status}`, which pgphase never writes"),
+                )
+            })?,
             steps_total: p.get(3),
             steps_done: p.get(4),
             started_at: p.get(5),
@@ -219,14 +299,14 @@ pub async fn load_plan<C: GenericClient>(c: &C, name: &str) -> anyhow::Result<Op
             gate_confirmed_by: p.get(8),
             gate_deployed_ref: p.get(9),
             gate_confirmed_at: p.get(10),
-        })
-        .collect();
-    Ok(Some(StoredPlan {
+        });
+    }
+    let plan = StoredPlan {
         name: r.get(0),
         checksum: r.get(1),
         source_path: r.get(2),
         program,
-        status: PlanStatus::parse(&status).unwrap_or(PlanStatus::Failed),
+        status,
         current_phase: r.get(5),
         revision: r.get(6),
         started_by: r.get(7),
@@ -235,13 +315,78 @@ pub async fn load_plan<C: GenericClient>(c: &C, name: &str) -> anyhow::Result<Op
         finished_at: r.get(10),
         last_error: r.get(11),
         source: r.get(12),
+        schema_before: r.get(13),
         phases,
-    }))
+    };
+    if let Some(problem) = plan.inconsistency() {
+        return Err(inconsistent(name, &problem));
+    }
+    Ok(Some(plan))
 }
 
+fn inconsistent(plan: &str, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the state of plan `{plan}` in the pgphase tables is inconsistent: {what}. It was changed outside pgphase (rows edited or deleted by hand, or only some tables restored), so pgphase cannot tell what ran, and changes nothing. Restore the pgphase schema from the backup it came from, or repair its rows (`pgphase history {plan}` shows what ran)"
+    )
+}
+
+impl StoredPlan {
+    /// What does not fit between the plan's row, its phase rows and its program.
+    fn inconsistency(&self) -> Option<String> {
+        let program = &self.program.phases;
+        if program.is_empty() {
+            return Some("its program has no phase".into());
+        }
+        if self.phases.len() != program.len() {
+            return Some(format!(
+                "its program has {} phases, pgphase.phases holds {} rows for it",
+                program.len(),
+                self.phases.len()
+            ));
+        }
+        for (i, (row, phase)) in self.phases.iter().zip(program).enumerate() {
+            if row.position != i as i32 {
+                return Some(format!("phase {i} has no row in pgphase.phases"));
+            }
+            if row.kind != phase.kind.as_str() {
+                return Some(format!(
+                    "phase {i} is `{}` in its program but `{}` in pgphase.phases",
+                    phase.kind, row.kind
+                ));
+            }
+            if row.steps_total != phase.steps.len() as i32
+                || !(0..=row.steps_total).contains(&row.steps_done)
+            {
+                return Some(format!(
+                    "phase {i} ({}) has {} steps, pgphase.phases says {} of {} are done",
+                    row.kind,
+                    phase.steps.len(),
+                    row.steps_done,
+                    row.steps_total
+                ));
+            }
+        }
+        if !(0..program.len() as i32).contains(&self.current_phase) {
+            return Some(format!(
+                "its current phase is {}, of {} phases",
+                self.current_phase,
+                program.len()
+            ));
+        }
+        None
+    }
+}
+
+/// Every plan the database knows: those of pgphase.plans, oldest first, then any the
+/// event log names without a row there (a row deleted by hand: [`load_plan`] says so).
 pub async fn plan_names<C: GenericClient>(c: &C) -> Result<Vec<String>, tokio_postgres::Error> {
     Ok(c.query(
-        "SELECT name FROM pgphase.plans ORDER BY started_at, name",
+        "SELECT name FROM (
+             SELECT name, started_at FROM pgphase.plans
+             UNION ALL
+             SELECT DISTINCT plan_name, NULL::timestamptz FROM pgphase.events e
+              WHERE NOT EXISTS (SELECT 1 FROM pgphase.plans p WHERE p.name = e.plan_name)
+         ) known ORDER BY started_at NULLS LAST, name",
         &[],
     )
     .await?
@@ -250,26 +395,53 @@ pub async fn plan_names<C: GenericClient>(c: &C) -> Result<Vec<String>, tokio_po
     .collect())
 }
 
-/// Records a new plan, or resets a rolled-back one for a fresh start.
-#[allow(clippy::too_many_arguments)]
+/// What [`create_plan`] records.
+pub struct NewPlan<'a> {
+    pub name: &'a str,
+    pub checksum: &'a str,
+    pub source_path: Option<&'a str>,
+    pub source: &'a str,
+    pub program: &'a Program,
+    pub actor: &'a str,
+    /// The catalog of what the plan touches, now.
+    pub schema_before: &'a serde_json::Value,
+}
+
+/// Records a new plan, or resets a rolled-back one (read at `restart_from_revision`)
+/// for a fresh start, in one transaction. Takes `&Client` (the control connection is
+/// shared with the plan lock's watcher), so the transaction is spelled out.
 pub async fn create_plan(
-    client: &mut Client,
-    name: &str,
-    checksum: &str,
-    source_path: Option<&str>,
-    source: &str,
-    program: &Program,
-    actor: &str,
+    client: &Client,
+    plan: &NewPlan<'_>,
     restart_from_revision: Option<i64>,
 ) -> anyhow::Result<Result<(), Refusal>> {
-    let tx = client.transaction().await?;
-    let json = serde_json::to_value(program)?;
+    client.batch_execute("BEGIN").await?;
+    let result = create_plan_in_transaction(client, plan, restart_from_revision).await;
+    match result {
+        Ok(Ok(())) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(Ok(()))
+        }
+        other => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            other
+        }
+    }
+}
+
+async fn create_plan_in_transaction(
+    tx: &Client,
+    p: &NewPlan<'_>,
+    restart_from_revision: Option<i64>,
+) -> anyhow::Result<Result<(), Refusal>> {
+    let name = p.name;
+    let json = serde_json::to_value(p.program)?;
     let n = match restart_from_revision {
         None => {
             tx.execute(
-                "INSERT INTO pgphase.plans (name, checksum, source_path, source, program, status, started_by)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6) ON CONFLICT (name) DO NOTHING",
-                &[&name, &checksum, &source_path, &source, &json, &actor],
+                "INSERT INTO pgphase.plans (name, checksum, source_path, source, program, status, started_by, schema_before)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) ON CONFLICT (name) DO NOTHING",
+                &[&name, &p.checksum, &p.source_path, &p.source, &json, &p.actor, p.schema_before],
             )
             .await?
         }
@@ -278,9 +450,10 @@ pub async fn create_plan(
                 .execute(
                     "UPDATE pgphase.plans SET checksum = $2, source_path = $3, source = $4, program = $5,
                             status = 'running', current_phase = 0, revision = revision + 1, started_by = $6,
-                            started_at = now(), updated_at = now(), finished_at = NULL, last_error = NULL
+                            started_at = now(), updated_at = now(), finished_at = NULL, last_error = NULL,
+                            schema_before = $8
                       WHERE name = $1 AND revision = $7 AND status = 'rolled_back'",
-                    &[&name, &checksum, &source_path, &source, &json, &actor, &rev],
+                    &[&name, &p.checksum, &p.source_path, &p.source, &json, &p.actor, &rev, p.schema_before],
                 )
                 .await?;
             tx.execute("DELETE FROM pgphase.phases WHERE plan_name = $1", &[&name])
@@ -298,22 +471,21 @@ pub async fn create_plan(
             fix: "run `pgphase status` to see where it stands".into(),
         }));
     }
-    for (i, p) in program.phases.iter().enumerate() {
-        let gate = p.gate.as_ref().map(|g| g.text());
+    for (i, ph) in p.program.phases.iter().enumerate() {
+        let gate = ph.gate.as_ref().map(|g| g.text());
         tx.execute(
             "INSERT INTO pgphase.phases (plan_name, position, kind, status, steps_total, gate)
              VALUES ($1, $2, $3, 'pending', $4, $5)",
             &[
                 &name,
                 &(i as i32),
-                &p.kind.as_str(),
-                &(p.steps.len() as i32),
+                &ph.kind.as_str(),
+                &(ph.steps.len() as i32),
                 &gate,
             ],
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(Ok(()))
 }
 

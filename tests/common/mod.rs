@@ -144,6 +144,55 @@ changes:
     )
 }
 
+/// The name of the repository's rename plan.
+pub const RENAME_PLAN: &str = "rename-comments-contents-to-body";
+
+/// The rename plan as a file in `dir` (for the binary), with `settings` (YAML lines
+/// indented by two spaces) under `settings:`.
+pub fn write_rename_plan(dir: &std::path::Path, settings: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{RENAME_PLAN}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name: {RENAME_PLAN}\nsettings:\n{settings}\nchanges:\n  - rename_column: {{ table: comments, from: contents, to: body }}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Waits until the plan's first backfill has done at least `rows` rows (panics after a
+/// generous minute: the backfill did not progress).
+pub async fn wait_for_backfill(client: &Client, plan: &str, rows: i64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = pgphase::state::store::progress(client, plan)
+            .await
+            .ok()
+            .and_then(|p| p.first().map(|p| p.rows_done));
+        if let Some(d) = done.filter(|&d| d >= rows) {
+            return d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backfill did not reach {rows} rows: {done:?}"
+        );
+        sleep_ms(20).await;
+    }
+}
+
+/// Polls `sql` (one boolean) until it is true; panics after `secs` seconds.
+pub async fn wait_until(client: &Client, sql: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !client.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still not true after {secs} s: {sql}"
+        );
+        sleep_ms(50).await;
+    }
+}
+
 /// The comments table of the story, with an index, a check and a default on `contents`
 /// so the rename has something to carry over.
 pub async fn rich_comments(client: &Client, rows: i64) {
