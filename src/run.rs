@@ -207,6 +207,15 @@ async fn load_catalog(client: &Client, file: &PlanFile) -> Result<Catalog, CmdEr
     types.sort();
     types.dedup();
     cat.load_types(client, &types).await?;
+    let mut column_types: Vec<_> = file
+        .plan
+        .changes
+        .iter()
+        .flat_map(|c| recipe::column_types_of(&c.value))
+        .collect();
+    column_types.sort();
+    column_types.dedup();
+    cat.load_type_nullability(client, &column_types).await?;
     if cat.major_version() < 13 {
         return Err(CmdError::Invalid(format!(
             "the server runs PostgreSQL {}; pgphase supports 13 and later",

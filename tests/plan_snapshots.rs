@@ -31,6 +31,7 @@ fn column(name: &str, type_sql: &str, not_null: bool, default: Option<&str>) -> 
         identity: None,
         generated: None,
         has_equality: true,
+        ..Default::default()
     }
 }
 
@@ -82,6 +83,9 @@ fn table(name: &QualifiedName, columns: Vec<Column>, pk: Option<&[&str]>) -> Tab
         triggers: Vec::new(),
         estimated_rows: 50_000,
         views: Vec::new(),
+        kind: "r".into(),
+        persistence: "p".into(),
+        ..Default::default()
     };
     if let Some(cols) = pk {
         let (i, c) = primary_key(name, cols);

@@ -93,7 +93,15 @@ fn in_place_ok(t: &Table, col: &Column) -> bool {
 }
 
 fn check_in_place(ct: &ChangeType, t: &Table) -> Result<(), Vec<Precondition>> {
-    let problems: Vec<Precondition> = views_using(ct, t);
+    let mut problems: Vec<Precondition> = views_using(ct, t);
+    for message in
+        super::around::refusals(t, &ct.column.value, super::around::Fate::RetypedInPlace)
+    {
+        problems.push(Precondition {
+            pos: ct.column.pos,
+            message,
+        });
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -280,15 +288,14 @@ fn check_shadow(
             "`{name}` takes its default from a sequence (serial): the sequence may be owned by the column, and contract would drop it with the old copy; change the type in a maintenance window, or give the column a plain default first"
         ));
     }
-    for g in super::derived::generated_using(t, name) {
-        refuse(format!(
-            "generated column `{g}` is computed from `{name}`; it would stay on the old copy and contract could not drop it: drop the generated column first (or change the type in a maintenance window)"
-        ));
+    // generated columns, triggers, policies, rules, publications… naming the column
+    for m in super::around::refusals(t, name, super::around::Fate::Retyped) {
+        refuse(m);
     }
-    for trigger in super::derived::triggers_using(t, name) {
-        refuse(format!(
-            "trigger `{trigger}` names `{name}` in its column list or WHEN condition, so it would stay on the old copy and contract could not drop it: drop the trigger first and recreate it after the type change"
-        ));
+    if let Knowledge::Live(cat) = knowledge {
+        if let Some(m) = super::around::null_rejecting_type(cat, &ct.type_sql, name) {
+            refuse(m);
+        }
     }
     let rebuilds_index = t.indexes.iter().any(|i| i.columns.contains(name));
     if let Knowledge::Live(cat) = knowledge {
@@ -401,10 +408,10 @@ fn shadow(
         PhaseKind::Expand,
         Contribution {
             steps: vec![Step::sql(
-                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until the swap"),
+                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until the swap{}", col.and_then(super::carry::column_properties_text).map(|w| format!("; with {c}'s {w}")).unwrap_or_default()),
                 table,
                 LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow_col} {new_type};"),
+                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow_col} {new_type};{}", carried_properties(table, col, shadow_col, new_type)),
             )],
             rollback: vec![Step::sql(
                 format!("drop the shadow column {shadow_col}"),
@@ -443,6 +450,7 @@ fn shadow(
         )),
     };
     let mut copies = Vec::new();
+    let mut statistics = Vec::new();
     if let (Some(t), Some(col)) = (t, col) {
         let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
         taken.extend(t.constraints.iter().map(|c| c.name.clone()));
@@ -466,6 +474,14 @@ fn shadow(
             &names.not_null_check,
             &mut new_name,
             knowledge,
+        );
+        let tag = names.tag.clone();
+        statistics = super::carry::statistics(
+            &mut backfill,
+            t,
+            table,
+            (c.as_str(), shadow_col.as_str()),
+            &mut |orig| derived_name(orig, &format!("_new_{tag}")),
         );
         // PostgreSQL 18 names NOT NULL constraints: swap those names too.
         if col.not_null && common::major(knowledge) >= 18 {
@@ -590,8 +606,10 @@ fn shadow(
                 table,
                 LockLevel::AccessExclusive,
                 format!(
-                    "{}\nALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}",
+                    "{}\n{}ALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}{}",
                     after.drop_triggers_sql(),
+                    identity_sql(table, t, &copies),
+                    super::carry::statistics_renames(&statistics),
                     after.drop_function_sql()
                 ),
             )],
@@ -600,6 +618,36 @@ fn shadow(
         },
     ));
     out
+}
+
+/// The column's comment, grants, statistics target — and storage and compression
+/// between text types — given to the shadow column with its `ADD COLUMN`: after the
+/// swap it is the column.
+fn carried_properties(
+    table: &QualifiedName,
+    col: Option<&Column>,
+    shadow: &Ident,
+    new_type: &str,
+) -> String {
+    col.map(|c| {
+        let alike = collatable(&c.type_sql) && collatable(new_type);
+        super::carry::column_properties(table, c, shadow, alike)
+    })
+    .unwrap_or_default()
+}
+
+/// The replica identity, when it is an index on the column: after the swap its copy
+/// on the new column carries the original name, and becomes the replica identity
+/// before the old copy (and its index) is dropped.
+fn identity_sql(table: &QualifiedName, t: Option<&Table>, copies: &[(String, String)]) -> String {
+    t.and_then(|t| super::carry::replica_identity_copy(t, copies))
+        .map(|(orig, _)| {
+            format!(
+                "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};\n",
+                quote_ident(orig)
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// A type's text as `format_type` prints it, reduced to (base, modifiers), for the

@@ -2,6 +2,8 @@
 //! Pure: a recipe reads the plan and a catalog snapshot, never a connection.
 
 mod add_check;
+mod around;
+mod carry;
 mod add_column;
 mod add_foreign_key;
 mod add_index;
@@ -175,6 +177,18 @@ pub fn types_of(change: &Change) -> Vec<QualifiedName> {
     }
 }
 
+/// Column types a change writes into a table, as written: the catalog loader reads
+/// which refuse NULL into [`Catalog::null_rejecting_types`].
+pub fn column_types_of(change: &Change) -> Vec<String> {
+    match change {
+        Change::AddColumn(ac) => vec![ac.column.type_sql.value.clone()],
+        Change::ChangeType(ct) => vec![ct.type_sql.value.clone()],
+        Change::SplitColumn(sc) => sc.into.value.iter().map(|c| c.type_sql.value.clone()).collect(),
+        Change::MergeColumns(mc) => vec![mc.into.type_sql.value.clone()],
+        _ => Vec::new(),
+    }
+}
+
 /// Indexes a change names without its table: the catalog loader adds their tables.
 pub fn indexes_of(change: &Change) -> Vec<QualifiedName> {
     match change {
@@ -209,6 +223,7 @@ fn with_planned_tables(cat: &Catalog, plan: &Plan) -> Catalog {
                 identity: None,
                 generated: None,
                 has_equality: true,
+                ..Default::default()
             })
             .collect();
         let pkey = format!("{}_pkey", name.name.as_str());
@@ -253,6 +268,9 @@ fn with_planned_tables(cat: &Catalog, plan: &Plan) -> Catalog {
                 triggers: Vec::new(),
                 estimated_rows: 0,
                 views: Vec::new(),
+                kind: "r".into(),
+                persistence: "p".into(),
+                ..Default::default()
             },
         );
     }

@@ -68,7 +68,28 @@ fn derived(
     knowledge: Knowledge<'_>,
 ) -> Result<RecipeOutput, Vec<Precondition>> {
     let t = match knowledge {
-        Knowledge::Live(cat) => Some(check(kind, table_at, cat.table(&table), old, new)?),
+        Knowledge::Live(cat) => {
+            let t = check(kind, table_at, cat.table(&table), old, new);
+            let types: Vec<Precondition> = new
+                .iter()
+                .filter_map(|n| {
+                    super::around::null_rejecting_type(cat, &n.type_sql, &n.name).map(|message| {
+                        Precondition {
+                            pos: n.type_sql.pos,
+                            message,
+                        }
+                    })
+                })
+                .collect();
+            match t {
+                Ok(t) if types.is_empty() => Some(t),
+                Ok(_) => return Err(types),
+                Err(mut p) => {
+                    p.extend(types);
+                    return Err(p);
+                }
+            }
+        }
         Knowledge::Offline => None,
     };
     let short = table.display_short();
@@ -342,11 +363,13 @@ fn check<'a>(
         {
             refuse(o.pos, format!("foreign key `{}` on `{}` references `{short}.{}`; drop it first: contract would drop the column it references", fk.name, fk.table.display_short(), o.value));
         }
-        for g in super::derived::generated_using(t, &o.value) {
-            refuse(o.pos, format!("generated column `{g}` is computed from `{short}.{}`; contract could not drop the column (after the point of no return): drop the generated column first and recreate it on the new columns afterwards", o.value));
-        }
-        for trigger in super::derived::triggers_using(t, &o.value) {
-            refuse(o.pos, format!("trigger `{trigger}` names `{short}.{}` in its column list or WHEN condition; contract could not drop the column (after the point of no return): drop the trigger first and recreate it on the new columns afterwards", o.value));
+        let new_names = list(new.iter().map(|n| n.name.value.as_str()));
+        let fate = super::around::Fate::Replaced {
+            kind,
+            new: &new_names,
+        };
+        for m in super::around::refusals(t, &o.value, fate) {
+            refuse(o.pos, m);
         }
         for v in t.views.iter().filter(|v| v.columns.contains(&o.value)) {
             refuse(o.pos, format!("view `{}` uses `{short}.{}`; contract could not drop the column (after the point of no return): drop the view first and recreate it on the new columns afterwards", v.view.display_short(), o.value));

@@ -3,6 +3,7 @@
 
 use super::common;
 use super::{Knowledge, Precondition};
+use crate::catalog::DependentKind;
 use crate::plan::{CreateTable, DropTable};
 use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
 use crate::sql::Ident;
@@ -103,6 +104,17 @@ pub(super) fn drop_table(
             problems.push(format!(
                 "view `{}` uses `{short}`; drop the view first",
                 v.view.display_short()
+            ));
+        }
+        // functions, other tables' policies and rules… that DROP TABLE would fail on
+        for d in t.dependents.iter().filter(|d| {
+            !d.own
+                && d.deptype == "n"
+                && !matches!(d.kind, DependentKind::View | DependentKind::Constraint)
+        }) {
+            problems.push(format!(
+                "{} uses `{short}`: contract could not drop the table (after the point of no return); drop it first",
+                d.description
             ));
         }
         if !problems.is_empty() {
