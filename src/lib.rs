@@ -11,6 +11,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod exec;
+pub mod guard;
 pub mod lint;
 pub mod pgserver;
 pub mod plan;

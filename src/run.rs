@@ -564,6 +564,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             let cat = load_catalog(&l.work, file).await?;
             let program = expand_with(Some(&cat), file)?;
             check_privileges(&l.work, &program).await?;
+            crate::guard::check_overlap(&l.control, name, &program).await?;
             let path = file.path.display().to_string();
             if let Err(r) = store::create_plan(
                 &mut l.control,
@@ -600,6 +601,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
                 .expect("just created")
         }
     };
+    check_contract_ahead(l, &stored, from).await?;
     if from > 0 {
         store::record(
             &l.control,
@@ -716,6 +718,7 @@ async fn advance_locked(
         Some(g) => check_fences(l, &stored, g, opts.force).await?,
         None => Vec::new(),
     };
+    check_contract_ahead(l, &stored, from).await?;
     confirm_destructive(s, &stored.program, from)?;
     for (kind, message, detail) in fence_events {
         if message.contains("OVERRIDDEN") {
@@ -898,6 +901,25 @@ fn confirm_destructive(s: &Session, program: &Program, from: usize) -> Result<()
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// When the phases this command would run reach a point of no return not begun yet:
+/// re-reads the catalog and refuses (nothing run) if something has come to depend on
+/// what that contract drops since the plan started (see `guard::check_contract`).
+async fn check_contract_ahead(l: &Locked, stored: &StoredPlan, from: usize) -> Result<(), CmdError> {
+    let ahead = phases_until_gate(&stored.program, from)
+        .enumerate()
+        .any(|(k, p)| {
+            p.point_of_no_return
+                && stored
+                    .phases
+                    .get(from + k)
+                    .is_some_and(|ph| ph.status == PhaseStatus::Pending)
+        });
+    if ahead {
+        crate::guard::check_contract(&l.control, stored).await?;
     }
     Ok(())
 }

@@ -84,8 +84,10 @@ pub struct Dependent {
     /// keeps `DROP TABLE` from running.
     #[serde(default)]
     pub own: bool,
-    /// The object's identity (`classid`, `objid`): stable across renames, not across a
-    /// rebuild. Snapshots compare what the schema says, so equality ignores it.
+    /// The object's identity (`classid`, `objid`; class 0 for the replica identity and
+    /// 1 for a trigger function, with the index's and the function's oid): stable across
+    /// renames, not across a rebuild. Snapshots compare what the schema says, so
+    /// equality ignores it.
     #[serde(default)]
     pub identity: (u32, u32),
 }
@@ -229,7 +231,7 @@ pub(super) async fn load<C: GenericClient>(
     let more = client
         .query_one(
             "SELECT ARRAY(SELECT CASE WHEN k.attnum = 0 THEN '(expression)' ELSE a.attname::text END
-                            FROM pg_partitioned_table pt, unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                            FROM pg_partitioned_table pt CROSS JOIN LATERAL unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
                             LEFT JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum
                            WHERE pt.partrelid = $1 ORDER BY k.o),
                     ARRAY(SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -373,7 +375,7 @@ pub(super) async fn load<C: GenericClient>(
     if replident == "i" {
         let ri = client
             .query_opt(
-                "SELECT ic.relname::text,
+                "SELECT ic.relname::text, i.indexrelid,
                         ARRAY(SELECT a.attname::text FROM pg_attribute a
                                WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
                                ORDER BY a.attnum)
@@ -384,6 +386,7 @@ pub(super) async fn load<C: GenericClient>(
             .await?;
         if let Some(r) = ri {
             let name: String = r.get(0);
+            let index: u32 = r.get(1);
             t.dependents.push(Dependent {
                 kind: DependentKind::ReplicaIdentity,
                 description: format!(
@@ -392,10 +395,11 @@ pub(super) async fn load<C: GenericClient>(
                     crate::sql::quote_ident(&name)
                 ),
                 name,
-                columns: r.get(1),
+                columns: r.get(2),
                 deptype: String::new(),
                 own: true,
-                identity: (0, 0),
+                // not a catalog object: marked with class 0 and the index
+                identity: (0, index),
             });
         }
     }
@@ -592,7 +596,8 @@ async fn trigger_functions<C: GenericClient>(
             columns,
             deptype: String::new(),
             own: true,
-            identity: (1255, foid),
+            // not a recorded dependency: marked with class 1 and the function
+            identity: (1, foid),
         });
     }
     Ok(())
@@ -601,7 +606,7 @@ async fn trigger_functions<C: GenericClient>(
 /// Whether `text` names `word` as an identifier: a whole word (letters, digits, `_`,
 /// `$` around it do not count), any case when `word` is lower case (PostgreSQL folds
 /// unquoted names), or double-quoted exactly.
-pub(crate) fn names_word(text: &str, word: &str) -> bool {
+pub fn names_word(text: &str, word: &str) -> bool {
     if word.is_empty() {
         return false;
     }

@@ -12,7 +12,7 @@ use tokio_postgres::GenericClient;
 
 use crate::sql::QualifiedName;
 
-pub use dependents::{Dependent, DependentKind, Partition, Statistics};
+pub use dependents::{names_word, Dependent, DependentKind, Partition, Statistics};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Catalog {

@@ -6,6 +6,7 @@
 //! carry or refuse them with their own messages).
 
 use crate::catalog::{Dependent, DependentKind, Table};
+use crate::program::ContractDrop;
 use crate::sql::quote_ident;
 
 /// What a change does to the column.
@@ -45,8 +46,7 @@ impl Fate<'_> {
 /// Refusals for the objects around `column` of `t` that this change does not carry
 /// over (and that are not the recipe's own business: indexes, constraints, views).
 pub(super) fn refusals(t: &Table, column: &str, fate: Fate<'_>) -> Vec<String> {
-    let short = t.name.display_short();
-    let col = format!("`{short}.{column}`");
+    let col = format!("`{column}`");
     let mut out = Vec::new();
     for d in t.dependents_of(column).filter(|d| !d.is_pgphase()) {
         if let Some(m) = refusal(d, &col, column, fate) {
@@ -176,4 +176,22 @@ pub(super) fn null_rejecting_type(
             type_sql.trim()
         )
     })
+}
+
+/// What contract drops — a column of `t`, or `t` itself — with the identities of the
+/// objects that depend on it now, so the check before contract can tell what appeared
+/// since (see `run::check_contract`).
+pub(super) fn contract_drop(t: &Table, column: Option<&str>) -> ContractDrop {
+    let known = t
+        .dependents
+        .iter()
+        .filter(|d| column.is_none_or(|c| d.uses(c)))
+        .map(|d| d.identity)
+        .collect();
+    ContractDrop {
+        table: t.name.clone(),
+        column: column.map(str::to_string),
+        attnum: column.and_then(|c| t.column(c)).map(|c| c.attnum),
+        known,
+    }
 }

@@ -596,6 +596,9 @@ fn shadow(
         },
     ));
 
+    if let Some(t) = t {
+        out.drops.push(super::around::contract_drop(t, Some(c.as_str())));
+    }
     // 5. contract: drop the triggers, the old copy (its indexes and constraints go with
     // it) and the function.
     out.phases.push((

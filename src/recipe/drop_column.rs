@@ -93,6 +93,8 @@ pub(super) fn expand(
     }
 
     if let Some((t, _)) = found {
+        out.drops
+            .push(super::around::contract_drop(t, Some(col.as_str())));
         let goes: Vec<String> = t
             .dependents_of(col.as_str())
             .filter(|d| {

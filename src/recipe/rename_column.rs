@@ -331,6 +331,10 @@ END
         Some(d) => format!("drop the sync trigger and {from}; {to} takes over the default {d}"),
         None => format!("drop the sync trigger and {from}"),
     };
+    if let Some(t) = t {
+        out.drops
+            .push(super::around::contract_drop(t, Some(from.as_str())));
+    }
     out.phases.push((
         PhaseKind::Contract,
         Contribution {

@@ -268,6 +268,10 @@ fn derived(
         },
     ));
     if let Some(t) = t {
+        for o in old {
+            out.drops
+                .push(super::around::contract_drop(t, Some(o.value.as_str())));
+        }
         let dropped: Vec<&str> = t
             .indexes
             .iter()

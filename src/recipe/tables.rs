@@ -85,6 +85,7 @@ pub(super) fn drop_table(
 ) -> Result<RecipeOutput, Vec<Precondition>> {
     let table = dt.table_name();
     let short = table.display_short();
+    let mut drops = Vec::new();
     if let Knowledge::Live(cat) = knowledge {
         let Some(t) = cat.table(&table) else {
             return Err(vec![Precondition {
@@ -126,8 +127,12 @@ pub(super) fn drop_table(
                 })
                 .collect());
         }
+        drops.push(super::around::contract_drop(t, None));
     }
-    let mut out = RecipeOutput::default();
+    let mut out = RecipeOutput {
+        drops,
+        ..Default::default()
+    };
     out.phases.push((
         PhaseKind::Expand,
         Contribution {
