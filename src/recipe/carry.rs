@@ -40,23 +40,31 @@ pub(super) fn column_properties(
         ));
     }
     if storage {
-        if let Some(s) = &col.storage {
-            let word = match s.as_str() {
-                "p" => "PLAIN",
-                "e" => "EXTERNAL",
-                "m" => "MAIN",
-                _ => "EXTENDED",
-            };
-            sql.push_str(&format!(
-                "\nALTER TABLE {table} ALTER COLUMN {to} SET STORAGE {word};"
-            ));
-        }
-        if let Some(c) = &col.compression {
-            let method = if c == "l" { "lz4" } else { "pglz" };
-            sql.push_str(&format!(
-                "\nALTER TABLE {table} ALTER COLUMN {to} SET COMPRESSION {method};"
-            ));
-        }
+        sql.push_str(&storage_sql(table, col, to));
+    }
+    sql
+}
+
+/// `SET STORAGE` / `SET COMPRESSION` giving `to` the column's, when set (an `ALTER
+/// COLUMN … TYPE` resets the storage to the type's default).
+pub(super) fn storage_sql(table: &QualifiedName, col: &Column, to: &Ident) -> String {
+    let mut sql = String::new();
+    if let Some(s) = &col.storage {
+        let word = match s.as_str() {
+            "p" => "PLAIN",
+            "e" => "EXTERNAL",
+            "m" => "MAIN",
+            _ => "EXTENDED",
+        };
+        sql.push_str(&format!(
+            "\nALTER TABLE {table} ALTER COLUMN {to} SET STORAGE {word};"
+        ));
+    }
+    if let Some(c) = &col.compression {
+        let method = if c == "l" { "lz4" } else { "pglz" };
+        sql.push_str(&format!(
+            "\nALTER TABLE {table} ALTER COLUMN {to} SET COMPRESSION {method};"
+        ));
     }
     sql
 }
@@ -133,10 +141,7 @@ pub(super) fn statistics_renames(copies: &[(QualifiedName, QualifiedName)]) -> S
     copies
         .iter()
         .map(|(orig, copy)| {
-            format!(
-                "ALTER STATISTICS IF EXISTS {copy} RENAME TO {};\n",
-                orig.name
-            )
+            format!("ALTER STATISTICS {copy} RENAME TO {};\n", orig.name)
         })
         .collect()
 }

@@ -154,6 +154,8 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
     sql.push_str(&format!(
         "ALTER TABLE {table} ALTER COLUMN {c} TYPE {new_type}{coll};"
     ));
+    // ALTER COLUMN … TYPE resets the storage to the type's default: set it back
+    sql.push_str(&super::carry::storage_sql(table, col, &c));
     for k in &checks {
         sql.push_str(&format!(
             "\nALTER TABLE {table} ADD CONSTRAINT {} {} NOT VALID;",

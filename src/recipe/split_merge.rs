@@ -272,24 +272,37 @@ fn derived(
             out.drops
                 .push(super::around::contract_drop(t, Some(o.value.as_str())));
         }
-        let dropped: Vec<&str> = t
+        let uses_old = |cols: &[String]| cols.iter().any(|c| old.iter().any(|o| o.value == *c));
+        let mut dropped: Vec<String> = t
             .indexes
             .iter()
-            .filter(|i| i.columns.iter().any(|c| old.iter().any(|o| o.value == *c)))
-            .map(|i| i.name.as_str())
+            .filter(|i| uses_old(&i.columns))
+            .map(|i| i.name.clone())
             .chain(
                 t.constraints
                     .iter()
-                    .filter(|k| {
-                        matches!(k.kind.as_str(), "c" | "u")
-                            && k.columns.iter().any(|c| old.iter().any(|o| o.value == *c))
-                    })
-                    .map(|k| k.name.as_str()),
+                    .filter(|k| matches!(k.kind.as_str(), "c" | "u") && uses_old(&k.columns))
+                    .map(|k| k.name.clone()),
+            )
+            .chain(
+                t.statistics
+                    .iter()
+                    .filter(|s| uses_old(&s.columns))
+                    .map(|s| format!("statistics {}", s.name.name)),
             )
             .collect();
+        for o in old {
+            let Some(c) = t.column(o) else { continue };
+            if let Some(text) = super::carry::column_properties_text(c) {
+                dropped.push(format!("`{}`'s {text}", o.value));
+            }
+            if let Some(d) = &c.default {
+                dropped.push(format!("`{}`'s default {d}", o.value));
+            }
+        }
         if !dropped.is_empty() {
             out.notes.push(format!(
-                "{kind} on {short}: contract drops {} with {old_names}; add what the new columns need (add_index, add_check, add_unique) in a plan that depends on this one",
+                "{kind} on {short}: contract drops {} with {old_names}; add what the new columns need (add_index, add_check, add_unique, statistics, grants, comments) in a plan that depends on this one",
                 dropped.join(", ")
             ));
         }
