@@ -908,7 +908,11 @@ fn confirm_destructive(s: &Session, program: &Program, from: usize) -> Result<()
 /// When the phases this command would run reach a point of no return not begun yet:
 /// re-reads the catalog and refuses (nothing run) if something has come to depend on
 /// what that contract drops since the plan started (see `guard::check_contract`).
-async fn check_contract_ahead(l: &Locked, stored: &StoredPlan, from: usize) -> Result<(), CmdError> {
+async fn check_contract_ahead(
+    l: &Locked,
+    stored: &StoredPlan,
+    from: usize,
+) -> Result<(), CmdError> {
     let ahead = phases_until_gate(&stored.program, from)
         .enumerate()
         .any(|(k, p)| {

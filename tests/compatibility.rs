@@ -86,58 +86,72 @@ fn all(e: Expect) -> Vec<(Kind, Expect)> {
 
 /// One cell: a database of its own, the base table, the object, the plan.
 async fn cell(case: &Case, kind: Kind, expect: Expect) -> Result<(), String> {
+    check(case.object, case.since, case.setup, kind.change(), expect)
+        .await
+        .map_err(|e| format!("{} × {kind:?}: {e}", case.object))
+}
+
+/// A database of its own with the base table, `setup`, then a plan of `change`:
+/// refused with the catalog unchanged, or completed and checked, as `expect` says.
+async fn check(
+    object: &str,
+    since: i32,
+    setup: &str,
+    change: &str,
+    expect: Expect,
+) -> Result<(), String> {
     let db = TestDb::new().await;
     let client = db.client().await;
-    if major_version(&client).await < case.since {
+    if major_version(&client).await < since {
         return Ok(());
     }
     client
-        .batch_execute(&format!("{BASE}{}", case.setup))
+        .batch_execute(&format!("{BASE}{setup}"))
         .await
         .map_err(|e| format!("setup: {e}"))?;
     let file = plan_from(
-        &format!(
-            "settings: {{ lock_timeout: 1s }}\nchanges:\n{}\n",
-            kind.change()
-        ),
+        &format!("settings: {{ lock_timeout: 1s }}\nchanges:\n{change}\n"),
         "cell",
     );
-    let fail = |what: String| Err(format!("{} × {kind:?}: {what}", case.object));
+    let tables: Vec<String> = ["t", "t_child", "tp", "r"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     match expect {
         Expect::Refused(needle) => {
-            let before = schema_of(&client, "t").await;
+            let before = schemas(&client, &tables).await;
             match run::start(&db.session(), &file).await {
-                Ok(o) => return fail(format!("expected a refusal, got {o:?}")),
+                Ok(o) => return Err(format!("expected a refusal, got {o:?}")),
                 Err(e) if !e.to_string().contains(needle) => {
-                    return fail(format!("refused without `{needle}`: {e}"))
+                    return Err(format!("refused without `{needle}`: {e}"))
                 }
                 Err(_) => {}
             }
-            if schema_of(&client, "t").await != before {
-                return fail("the refusal changed the catalog".into());
+            if schemas(&client, &tables).await != before {
+                return Err(format!("{object}: the refusal changed the catalog"));
             }
         }
         Expect::Done(check) | Expect::Dropped(_, check) => {
             if let Expect::Dropped(named, _) = expect {
                 let program = run::expand(Some(&db.conn()), &file)
                     .await
-                    .map_err(|e| format!("{} × {kind:?}: {e}", case.object))?;
+                    .map_err(|e| e.to_string())?;
                 let text = pgphase::report::plan_text(&program);
                 if !text.contains(named) {
-                    return fail(format!("`plan` does not name `{named}`:\n{text}"));
+                    return Err(format!("`plan` does not name `{named}`:\n{text}"));
                 }
             }
             match run_to_completion(&db.session(), &file).await {
                 Ok(run::Outcome::Completed) => {}
-                other => return fail(format!("did not complete: {other:?}")),
+                other => return Err(format!("did not complete: {other:?}")),
             }
             let ok: bool = client
                 .query_one(check, &[])
                 .await
-                .map_err(|e| format!("{} × {kind:?}: check: {e}", case.object))?
+                .map_err(|e| format!("check: {e}"))?
                 .get(0);
             if !ok {
-                return fail(format!("check failed: {check}"));
+                return Err(format!("check failed: {check}"));
             }
             let rows: i64 = client
                 .query_one("SELECT count(*) FROM t", &[])
@@ -145,11 +159,23 @@ async fn cell(case: &Case, kind: Kind, expect: Expect) -> Result<(), String> {
                 .unwrap()
                 .get(0);
             if rows < 20 {
-                return fail(format!("{rows} rows left"));
+                return Err(format!("{rows} rows left"));
             }
         }
     }
     Ok(())
+}
+
+/// Catalog snapshots of the tables that exist among `tables`.
+async fn schemas(
+    client: &tokio_postgres::Client,
+    tables: &[String],
+) -> Vec<(pgphase::catalog::Catalog, Vec<String>)> {
+    let mut out = Vec::new();
+    for t in tables {
+        out.push(schema_of(client, t).await);
+    }
+    out
 }
 
 /// Runs every cell of the cases, three at a time, and reports every failing one.
@@ -180,8 +206,7 @@ async fn matrix(cases: Vec<Case>) {
 use Expect::{Done, Dropped, Refused};
 use Kind::*;
 
-const NO_INDEX_LEFT: &str =
-    "SELECT count(*) = 1 FROM pg_index WHERE indrelid = 't'::regclass";
+const NO_INDEX_LEFT: &str = "SELECT count(*) = 1 FROM pg_index WHERE indrelid = 't'::regclass";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn indexes_and_constraints() {
@@ -392,8 +417,18 @@ async fn publications_and_replica_identity() {
             since: 13,
             expect: vec![
                 (Rename, Done(identity_check!("%USING btree (body)"))),
-                (Shadow, Done(identity_check!("CREATE UNIQUE INDEX t_contents_ri ON public.t USING btree (contents)"))),
-                (InPlace, Done(identity_check!("CREATE UNIQUE INDEX t_contents_ri ON public.t USING btree (contents)"))),
+                (
+                    Shadow,
+                    Done(identity_check!(
+                        "CREATE UNIQUE INDEX t_contents_ri ON public.t USING btree (contents)"
+                    )),
+                ),
+                (
+                    InPlace,
+                    Done(identity_check!(
+                        "CREATE UNIQUE INDEX t_contents_ri ON public.t USING btree (contents)"
+                    )),
+                ),
                 (Split, Refused("is the table's REPLICA IDENTITY")),
                 (Merge, Refused("is the table's REPLICA IDENTITY")),
                 (Drop, Refused("is the table's REPLICA IDENTITY")),
@@ -479,7 +514,8 @@ async fn generated_columns_defaults_domains_and_enums() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn comments_grants_statistics_and_storage() {
-    const ROLE: &str = "DO $$ BEGIN CREATE ROLE compat_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;";
+    const ROLE: &str =
+        "DO $$ BEGIN CREATE ROLE compat_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;";
     matrix(vec![
         Case {
             object: "column comment",
@@ -588,4 +624,549 @@ async fn unlogged_inheritance_and_partitions() {
         },
     ])
     .await;
+}
+
+/// Everything around `contents` that the kinds below must leave alone.
+const AROUND: &str = "
+CREATE TABLE tgt (c varchar(100) PRIMARY KEY);
+INSERT INTO tgt SELECT 'c' || g FROM generate_series(1, 20) g;
+INSERT INTO tgt VALUES ('x');
+CREATE VIEW v AS SELECT id, contents FROM t;
+CREATE MATERIALIZED VIEW mv AS SELECT id, contents FROM t;
+ALTER TABLE t ADD CONSTRAINT t_contents_key UNIQUE (contents);
+CREATE TABLE r (id int PRIMARY KEY, c varchar(100) REFERENCES t (contents));
+ALTER TABLE t ADD CONSTRAINT t_contents_short CHECK (length(contents) < 90);
+CREATE INDEX t_partial ON t (other) WHERE contents <> '';
+CREATE INDEX t_lower ON t (lower(contents));
+CREATE INDEX t_covering ON t (other) INCLUDE (contents);
+CREATE INDEX t_multi ON t (contents, other);
+CREATE FUNCTION t_norm() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.contents := trim(NEW.contents); RETURN NEW; END $$;
+CREATE TRIGGER t_norm BEFORE INSERT OR UPDATE ON t FOR EACH ROW EXECUTE FUNCTION t_norm();
+CREATE TRIGGER t_of BEFORE UPDATE OF contents ON t FOR EACH ROW EXECUTE FUNCTION t_norm();
+CREATE TRIGGER t_when BEFORE UPDATE ON t FOR EACH ROW WHEN (NEW.contents IS DISTINCT FROM OLD.contents) EXECUTE FUNCTION t_norm();
+ALTER TABLE t ENABLE ROW LEVEL SECURITY;
+CREATE POLICY t_visible ON t USING (contents <> 'secret');
+CREATE TABLE t_log (c text);
+CREATE RULE t_audit AS ON DELETE TO t DO ALSO INSERT INTO t_log VALUES (OLD.contents);
+CREATE UNIQUE INDEX t_contents_ri ON t (contents);
+ALTER TABLE t REPLICA IDENTITY USING INDEX t_contents_ri;
+CREATE PUBLICATION t_pub FOR TABLE t;
+ALTER TABLE t ADD COLUMN len int GENERATED ALWAYS AS (length(contents)) STORED;
+ALTER TABLE t ADD COLUMN hits serial;
+ALTER TABLE t ALTER COLUMN contents SET DEFAULT md5(random()::text);
+COMMENT ON COLUMN t.contents IS 'what the user wrote';
+COMMENT ON TABLE t IS 'what users wrote';
+DO $$ BEGIN CREATE ROLE compat_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT SELECT (contents) ON t TO compat_reader;
+GRANT SELECT ON t TO compat_reader;
+CREATE STATISTICS t_stats ON contents, other FROM t;
+ALTER TABLE t ALTER COLUMN contents SET STATISTICS 500, ALTER COLUMN contents SET STORAGE EXTERNAL;
+CREATE TYPE t_mood AS ENUM ('ok');
+";
+
+/// Dependents, column properties and table properties, by kind and name (the table's
+/// name left out of descriptions, so rename_table compares too).
+async fn around(client: &tokio_postgres::Client, table: &str) -> Vec<String> {
+    let (cat, _) = schema_of(client, table).await;
+    let t = cat.tables.values().next().expect("the table");
+    let mut out: Vec<String> = t
+        .dependents
+        .iter()
+        .map(|d| format!("{} {} ({})", d.kind.as_str(), d.name, d.columns.join(", ")))
+        .collect();
+    for c in &t.columns {
+        out.push(format!(
+            "column {} {} not_null={} default={:?} comment={:?} grants={} target={:?} storage={:?}",
+            c.name,
+            c.type_sql,
+            c.not_null,
+            c.default,
+            c.comment,
+            c.grants.len(),
+            c.statistics_target,
+            c.storage
+        ));
+    }
+    out.push(format!(
+        "table persistence={} replica_identity={} comment={:?} publications={:?}",
+        t.persistence, t.replica_identity, t.comment, t.publications
+    ));
+    out.sort();
+    out
+}
+
+/// The change kinds that do not replace or drop a column, each on a table where
+/// everything that can live around a column lives around `contents`: each completes,
+/// and what lives around the column is exactly as before except the one object the
+/// change adds or drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_kinds_leave_what_lives_around_the_column_alone() {
+    // (change, what it adds to or removes from the list, as substrings)
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("  - add_index: { table: t, name: t_contents_n, columns: [contents, n] }", &["index t_contents_n"], &[]),
+        ("  - add_unique: { table: t, name: t_contents_n_key, columns: [contents, n] }", &["index t_contents_n_key", "constraint t_contents_n_key"], &[]),
+        ("  - set_not_null: { table: t, column: other, backfill: \"'o'\" }", &["column other text not_null=true"], &["column other text not_null=false"]),
+        ("  - drop_not_null: { table: t, column: hits }", &["column hits integer not_null=false"], &["column hits integer not_null=true"]),
+        ("  - set_default: { table: t, column: contents, default: \"'y'\" }", &["default=Some(\"'y'::character varying\")"], &["default=Some(\"md5"]),
+        ("  - drop_default: { table: t, column: contents }", &["default=None comment=Some(\"what"], &["default=Some(\"md5"]),
+        ("  - add_check: { table: t, name: t_contents_nonempty, check: \"contents <> ''\" }", &["constraint t_contents_nonempty"], &[]),
+        ("  - add_foreign_key: { table: t, name: t_contents_tgt, columns: [contents], references: { table: tgt, columns: [c] } }", &["constraint t_contents_tgt"], &[]),
+        ("  - drop_index: { name: t_multi }", &[], &["index t_multi"]),
+        ("  - drop_constraint: { table: t, name: t_contents_short }", &[], &["constraint t_contents_short"]),
+        ("  - add_column: { table: t, column: { name: mood, type: t_mood, default: \"'ok'\" } }", &["column mood"], &[]),
+        ("  - create_table: { name: fresh, columns: [ { name: id, type: bigint, primary_key: true } ] }", &[], &[]),
+        ("  - add_enum_value: { type: t_mood, value: great }", &[], &[]),
+        ("  - sql: { expand: \"CREATE TABLE side (id int)\", rollback: \"DROP TABLE IF EXISTS side\" }", &[], &[]),
+        ("  - rename_table: { from: t, to: t2 }", &[], &[]),
+    ];
+    let permits = Arc::new(tokio::sync::Semaphore::new(3));
+    let mut set = tokio::task::JoinSet::new();
+    for (change, added, removed) in cases {
+        let permits = permits.clone();
+        set.spawn(async move {
+            let _p = permits.acquire().await.unwrap();
+            let db = TestDb::new().await;
+            let client = db.client().await;
+            client
+                .batch_execute(&format!("{BASE}{AROUND}"))
+                .await
+                .unwrap();
+            let before = around(&client, "t").await;
+            let file = plan_from(
+                &format!("settings: {{ lock_timeout: 1s }}\nchanges:\n{change}\n"),
+                "other",
+            );
+            match run_to_completion(&db.session(), &file).await {
+                Ok(run::Outcome::Completed) => {}
+                other => return Err(format!("{change}: did not complete: {other:?}")),
+            }
+            let table = if change.contains("rename_table") {
+                "t2"
+            } else {
+                "t"
+            };
+            let after = around(&client, table).await;
+            let gone: Vec<&String> = before.iter().filter(|b| !after.contains(b)).collect();
+            let new: Vec<&String> = after.iter().filter(|a| !before.contains(a)).collect();
+            let unexpected_gone: Vec<&&String> = gone
+                .iter()
+                .filter(|g| !removed.iter().any(|r| g.contains(r)))
+                .collect();
+            let unexpected_new: Vec<&&String> = new
+                .iter()
+                .filter(|n| !added.iter().any(|a| n.contains(a)))
+                .collect();
+            let missing =
+                (!removed.is_empty() && gone.is_empty()) || (!added.is_empty() && new.is_empty());
+            if !unexpected_gone.is_empty() || !unexpected_new.is_empty() || missing {
+                return Err(format!("{change}:\n  gone: {gone:?}\n  new: {new:?}"));
+            }
+            Ok(())
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r.unwrap() {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Runs ad-hoc cells (object, since, setup, change, expect) and reports every failure.
+async fn cells(list: Vec<(&'static str, i32, &'static str, &'static str, Expect)>) {
+    let mut set = tokio::task::JoinSet::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(3));
+    for (object, since, setup, change, expect) in list {
+        let permits = permits.clone();
+        set.spawn(async move {
+            let _p = permits.acquire().await.unwrap();
+            check(object, since, setup, change, expect)
+                .await
+                .map_err(|e| format!("{object}: {e}"))
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r.unwrap() {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `serial` (a sequence the column owns) and identity columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serial_and_identity_columns() {
+    const SETUP: &str = "ALTER TABLE t ADD COLUMN hits serial, ADD COLUMN ident int GENERATED BY DEFAULT AS IDENTITY;";
+    cells(vec![
+        (
+            "serial column renamed",
+            13,
+            SETUP,
+            "  - rename_column: { table: t, from: hits, to: visits }",
+            Done("WITH i AS (INSERT INTO t (id, contents) VALUES (100, 'new') RETURNING visits) SELECT (SELECT visits FROM i) = 21 AND pg_get_serial_sequence('t', 'visits') = 'public.t_hits_seq'"),
+        ),
+        (
+            "serial column retyped",
+            13,
+            SETUP,
+            "  - change_type: { table: t, column: hits, type: bigint }",
+            Refused("sequence t_hits_seq is owned by `hits`"),
+        ),
+        (
+            "serial column split",
+            13,
+            SETUP,
+            "  - split_column: { table: t, from: hits, into: [ { name: h1, type: int, using: hits }, { name: h2, type: int, using: hits } ], reverse: h1 }",
+            Refused("sequence t_hits_seq is owned by `hits`"),
+        ),
+        (
+            "serial column dropped",
+            13,
+            SETUP,
+            "  - drop_column: { table: t, column: hits }",
+            Dropped("sequence t_hits_seq", "SELECT to_regclass('t_hits_seq') IS NULL"),
+        ),
+        (
+            "identity column renamed",
+            13,
+            SETUP,
+            "  - rename_column: { table: t, from: ident, to: ident2 }",
+            Refused("is an identity or generated column"),
+        ),
+        (
+            "identity column retyped",
+            13,
+            SETUP,
+            "  - change_type: { table: t, column: ident, type: bigint }",
+            Refused("is an identity or generated column"),
+        ),
+        (
+            "identity column dropped",
+            13,
+            SETUP,
+            "  - drop_column: { table: t, column: ident }",
+            Done("SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'ident' AND NOT attisdropped)"),
+        ),
+    ])
+    .await;
+}
+
+/// drop_table: what belongs to the table goes with it; what lives elsewhere and uses
+/// it (another table's policy or rule, a BEGIN ATOMIC function, a view, a foreign key)
+/// would keep DROP TABLE from running at contract: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drop_table_and_what_uses_the_table() {
+    const DROP: &str = "  - drop_table: { name: t }";
+    cells(vec![
+        (
+            "another table's policy that reads it",
+            13,
+            "CREATE TABLE r (id int PRIMARY KEY);
+             CREATE POLICY r_visible ON r USING (EXISTS (SELECT 1 FROM t WHERE t.id = r.id));",
+            DROP,
+            Refused("policy r_visible on table r uses `t`"),
+        ),
+        (
+            "another table's rule that writes it",
+            13,
+            "CREATE TABLE r (id int PRIMARY KEY);
+             CREATE RULE r_copy AS ON INSERT TO r DO ALSO INSERT INTO t (id, contents) VALUES (NEW.id, 'copy');",
+            DROP,
+            Refused("rule r_copy on table r uses `t`"),
+        ),
+        (
+            "a BEGIN ATOMIC function that reads it",
+            14,
+            "CREATE FUNCTION t_count() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM t; END;",
+            DROP,
+            Refused("function t_count() uses `t`"),
+        ),
+    ])
+    .await;
+    // what belongs to the table goes with it
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "{BASE}
+             CREATE INDEX t_lower ON t (lower(contents));
+             CREATE FUNCTION t_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER t_of BEFORE UPDATE OF contents ON t FOR EACH ROW EXECUTE FUNCTION t_noop();
+             CREATE POLICY t_visible ON t USING (contents <> 'secret');
+             CREATE STATISTICS t_stats ON contents, other FROM t;
+             CREATE PUBLICATION t_pub FOR TABLE t;"
+        ))
+        .await
+        .unwrap();
+    let file = plan_from(&format!("changes:\n{DROP}\n"), "drop-t");
+    let out = run_to_completion(&db.session(), &file).await;
+    assert!(matches!(out, Ok(run::Outcome::Completed)), "{out:?}");
+    let gone: bool = client
+        .query_one(
+            "SELECT to_regclass('t') IS NULL AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(gone);
+}
+
+/// Two active plans on one column undo each other's work (plan A renames `contents`,
+/// plan B adds an index and a CHECK on it: A's contract would drop both silently):
+/// `start` refuses the second, naming both plans; one on another column starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_active_plan_on_the_same_column_is_refused() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(BASE).await.unwrap();
+    let s = db.session();
+    let a = plan_from(
+        "changes:\n  - rename_column: { table: t, from: contents, to: body }\n",
+        "plan-a",
+    );
+    let out = run::start(&s, &a).await.unwrap();
+    assert!(
+        matches!(out, run::Outcome::AwaitingDeploy { .. }),
+        "{out:?}"
+    );
+    let before = schema_of(&client, "t").await;
+    let b = plan_from(
+        "changes:\n  - add_index: { table: t, name: t_contents_idx, columns: [contents] }\n  - add_check: { table: t, name: t_contents_short, check: \"length(contents) < 90\" }\n",
+        "plan-b",
+    );
+    let err = run::start(&s, &b).await.unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit_code(), pgphase::error::exit::REFUSED, "{text}");
+    for needle in [
+        "plan `plan-b` touches",
+        "`t.contents`",
+        "`plan-a`",
+        "awaiting_deploy",
+        "depends_on",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert_eq!(schema_of(&client, "t").await, before, "nothing ran");
+    // ordered by depends_on: refused until plan-a completed
+    let b_after = plan_from(
+        "depends_on: [plan-a]\nchanges:\n  - add_index: { table: t, name: t_body_idx, columns: [body] }\n",
+        "plan-b-after",
+    );
+    let err = run::start(&s, &b_after).await.unwrap_err().to_string();
+    assert!(err.contains("depends on `plan-a`"), "{err}");
+    // another column of the same table is fine
+    let c = plan_from(
+        "changes:\n  - add_index: { table: t, name: t_n_idx, columns: [n] }\n",
+        "plan-c",
+    );
+    assert_eq!(run::start(&s, &c).await.unwrap(), run::Outcome::Completed);
+    // once plan-a completed, the plan written on its new name starts
+    run::advance(&s, "plan-a", "v1", Some(&a)).await.unwrap();
+    let out = run::advance(&s, "plan-a", "v2", Some(&a)).await.unwrap();
+    assert_eq!(out, run::Outcome::Completed);
+    assert_eq!(
+        run::start(&s, &b_after).await.unwrap(),
+        run::Outcome::Completed
+    );
+}
+
+/// Hand-written DDL between `start` and contract: an index and a CHECK on the column
+/// the contract drops. Contract is refused before it begins (exit 3, nothing run,
+/// naming both); once they are dropped, it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_is_refused_when_something_came_to_depend_on_the_dropped_column() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(BASE).await.unwrap();
+    let s = db.session();
+    let a = plan_from(
+        "changes:\n  - rename_column: { table: t, from: contents, to: body }\n",
+        "rename-contents",
+    );
+    run::start(&s, &a).await.unwrap();
+    let out = run::advance(&s, "rename-contents", "v1", Some(&a))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out, run::Outcome::AwaitingDeploy { phase, .. } if phase == "switch_reads"),
+        "{out:?}"
+    );
+    client
+        .batch_execute(
+            "CREATE INDEX t_contents_by_hand ON t (contents);
+             ALTER TABLE t ADD CONSTRAINT t_by_hand CHECK (length(contents) < 99);",
+        )
+        .await
+        .unwrap();
+    let before = schema_of(&client, "t").await;
+    let err = run::advance(&s, "rename-contents", "v2", Some(&a))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit_code(), pgphase::error::exit::REFUSED, "{text}");
+    for needle in [
+        "`t.contents`",
+        "index t_contents_by_hand",
+        "constraint t_by_hand on table t",
+        "nothing was run",
+        "phase rollback rename-contents",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert_eq!(schema_of(&client, "t").await, before, "nothing ran");
+    let status: String = client
+        .query_one(
+            "SELECT status FROM pgphase.plans WHERE name = 'rename-contents'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "awaiting_deploy");
+    client
+        .batch_execute("DROP INDEX t_contents_by_hand; ALTER TABLE t DROP CONSTRAINT t_by_hand;")
+        .await
+        .unwrap();
+    let out = run::advance(&s, "rename-contents", "v2", Some(&a))
+        .await
+        .unwrap();
+    assert_eq!(out, run::Outcome::Completed);
+}
+
+/// Changes within one plan: a later change sees what an earlier one creates (an
+/// index and a check on rename_column's new name); a change that names a column
+/// another replaces is refused, saying what to write. (Two changes that both change
+/// one column are refused when the plan is read.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_in_one_plan_see_each_other() {
+    let e = pgphase::plan::parse(
+        "changes:\n  - rename_column: { table: t, from: contents, to: body }\n  - set_default: { table: t, column: body, default: \"'y'\" }\n",
+        "p.yaml",
+        "p",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("column `body` of `t` is already changed by the change at line 2"),
+        "{e}"
+    );
+    cells(vec![
+        (
+            "rename, then an index, a unique constraint and a check on the new name",
+            13,
+            "",
+            "  - add_check: { table: t, name: t_body_short, check: \"length(body) < 99\" }
+  - rename_column: { table: t, from: contents, to: body }
+  - add_index: { table: t, name: t_body_n, columns: [body, n] }
+  - add_unique: { table: t, name: t_body_key, columns: [body] }",
+            Done("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = 't_body_n'::regclass) AND EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 't_body_short' AND convalidated) AND EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 't_body_key' AND contype = 'u')"),
+        ),
+        (
+            "an index on the old name of a renamed column",
+            13,
+            "",
+            "  - add_index: { table: t, name: t_contents_n, columns: [contents, n] }
+  - rename_column: { table: t, from: contents, to: body }",
+            Refused("`t.contents` is renamed to `body` by the rename_column at line 4 of this plan, so this add_index cannot use it (contract drops it, and what is built on it with it); name `body`"),
+        ),
+    ])
+    .await;
+}
+
+/// A SQL_ASCII database whose text key holds bytes that are not UTF-8: the backfill's
+/// keys travel as bytes in the database encoding, so every batch finds its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_ascii_keys_round_trip() {
+    let db =
+        TestDb::with_options("ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+            .await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE k (code text PRIMARY KEY, contents text NOT NULL);
+             INSERT INTO k SELECT 'caf' || E'\\xe9' || E'\\xff' || g, 'v' || g FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+    let file = plan_from(
+        "settings: { backfill: { batch_size: 37, target_batch_time: 0s } }\nchanges:\n  - rename_column: { table: k, from: contents, to: body }\n",
+        "rename-k",
+    );
+    let out = run_to_completion(&db.session(), &file).await;
+    assert!(matches!(out, Ok(run::Outcome::Completed)), "{out:?}");
+    let ok: bool = client
+        .query_one(
+            "SELECT count(*) = 500 AND bool_and(body = 'v' || substr(code, 6)) AND bool_and(octet_length(code) > 5) FROM k",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ok);
+}
+
+/// A table in a schema the database's search_path leaves out, and TOASTed values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_outside_the_search_path_and_toasted_values() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA app;
+             CREATE TABLE app.docs (id serial PRIMARY KEY, contents text NOT NULL DEFAULT '', digest text);
+             CREATE INDEX docs_contents_prefix ON app.docs (left(contents, 10));
+             INSERT INTO app.docs (contents)
+               SELECT (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 3000) i) FROM generate_series(1, 30) g;
+             UPDATE app.docs SET digest = md5(contents);
+             ALTER DATABASE {} SET search_path = pg_catalog;",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let file = plan_from(
+        "changes:\n  - rename_column: { table: app.docs, from: contents, to: body }\n",
+        "rename-docs",
+    );
+    let out = run_to_completion(&db.session(), &file).await;
+    assert!(matches!(out, Ok(run::Outcome::Completed)), "{out:?}");
+    let ok: bool = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) = 30 AND bool_and(md5(body) = digest) AND bool_and(length(body) = 96000)
+               AND (SELECT indisvalid FROM pg_catalog.pg_index WHERE indexrelid = 'app.docs_body_prefix'::regclass)
+               FROM app.docs",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ok);
+}
+
+/// Another session's temporary table is not visible to pgphase: refused as missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_tables_are_refused_as_missing() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY, contents text)")
+        .await
+        .unwrap();
+    for table in ["scratch", "pg_temp.scratch"] {
+        let file = plan_from(
+            &format!(
+                "changes:\n  - rename_column: {{ table: {table}, from: contents, to: body }}\n"
+            ),
+            "rename-scratch",
+        );
+        let err = run::start(&db.session(), &file)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist in the database"), "{err}");
+    }
 }

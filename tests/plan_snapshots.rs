@@ -774,7 +774,8 @@ fn refuses_a_table_without_a_usable_key() {
     let program = expand(&parse(&yaml), &catalog(PG15, vec![t]));
     let backfill = steps_of(&program, PhaseKind::Backfill).join("\n");
     assert!(
-        backfill.contains("WHERE id > CAST(convert_from($1::bytea, getdatabaseencoding()) AS bigint)"),
+        backfill
+            .contains("WHERE id > CAST(convert_from($1::bytea, getdatabaseencoding()) AS bigint)"),
         "{backfill}"
     );
 }

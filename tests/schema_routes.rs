@@ -63,7 +63,9 @@ INSERT INTO accounts SELECT g, 'user' || g || '@example.com' FROM generate_serie
     assert_eq!(t.replica_identity, "i");
     assert_eq!(t.replica_identity_index(), Some("accounts_login_key"));
     r.client
-        .batch_execute("UPDATE accounts SET visits = 0 WHERE id = 1; DELETE FROM accounts WHERE id = 2")
+        .batch_execute(
+            "UPDATE accounts SET visits = 0 WHERE id = 1; DELETE FROM accounts WHERE id = 2",
+        )
         .await
         .unwrap();
 }

@@ -447,7 +447,7 @@ async fn load_dependents<C: GenericClient>(
                       WHEN 'pg_constraint'::regclass THEN (SELECT conname::text FROM pg_constraint WHERE oid = d.objid)
                       WHEN 'pg_trigger'::regclass THEN (SELECT tgname::text FROM pg_trigger WHERE oid = d.objid)
                       WHEN 'pg_policy'::regclass THEN (SELECT polname::text FROM pg_policy WHERE oid = d.objid)
-                      WHEN 'pg_rewrite'::regclass THEN (SELECT CASE WHEN r.rulename = '_RETURN' OR r.ev_class <> $1
+                      WHEN 'pg_rewrite'::regclass THEN (SELECT CASE WHEN r.rulename = '_RETURN'
                                                                     THEN 'view:' || quote_ident(vn.nspname) || '.' || quote_ident(v.relname)
                                                                     ELSE 'rule:' || r.rulename::text END
                                                           FROM pg_rewrite r JOIN pg_class v ON v.oid = r.ev_class
@@ -639,7 +639,10 @@ mod tests {
 
     #[test]
     fn words_in_function_bodies() {
-        assert!(names_word("NEW.contents := trim(NEW.contents);", "contents"));
+        assert!(names_word(
+            "NEW.contents := trim(NEW.contents);",
+            "contents"
+        ));
         assert!(names_word("new.CONTENTS := 1", "contents"));
         assert!(!names_word("NEW.contents_length := 1", "contents"));
         assert!(!names_word("NEW.body := 1", "contents"));

@@ -560,7 +560,7 @@ async fn load_table<C: GenericClient>(
                JOIN pg_namespace vn ON vn.oid = v.relnamespace
                JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
               WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-                AND d.refobjid = $1 AND v.oid <> $1
+                AND d.refobjid = $1 AND v.oid <> $1 AND r.rulename = '_RETURN'
               GROUP BY 1, 2 ORDER BY 1, 2",
             &[&oid],
         )

@@ -133,7 +133,11 @@ pub(super) async fn run(
             .query_opt(bound, &params)
             .await
             .map_err(db("finding the next batch"))?
-            .map(|r| (0..spec.key.len()).map(|i| r.get::<_, Vec<u8>>(i)).collect());
+            .map(|r| {
+                (0..spec.key.len())
+                    .map(|i| r.get::<_, Vec<u8>>(i))
+                    .collect()
+            });
         params.pop();
         let (stmt, visited) = match (&bound, last_key.is_some()) {
             (Some(b), resume) => {

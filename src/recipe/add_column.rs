@@ -224,7 +224,11 @@ fn check<'a>(
             ),
         });
     }
-    if !(spec.default.as_ref().is_some_and(|d| is_constant(d) && !backfill)) {
+    if !(spec
+        .default
+        .as_ref()
+        .is_some_and(|d| is_constant(d) && !backfill))
+    {
         if let Some(m) = super::around::null_rejecting_type(cat, &spec.type_sql, &spec.name) {
             problems.push(Precondition {
                 pos: spec.type_sql.pos,

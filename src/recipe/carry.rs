@@ -31,7 +31,11 @@ pub(super) fn column_properties(
             g.grantee
                 .as_deref()
                 .map_or("PUBLIC".to_string(), quote_ident),
-            if g.grantable { " WITH GRANT OPTION" } else { "" }
+            if g.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(n) = col.statistics_target {
@@ -99,7 +103,11 @@ pub(super) fn statistics(
     name: &mut dyn FnMut(&str) -> String,
 ) -> Vec<(QualifiedName, QualifiedName)> {
     let mut copies = Vec::new();
-    for s in t.statistics.iter().filter(|s| s.columns.iter().any(|c| c == from)) {
+    for s in t
+        .statistics
+        .iter()
+        .filter(|s| s.columns.iter().any(|c| c == from))
+    {
         let copy = QualifiedName::new(s.name.schema.as_str(), name(s.name.name.as_str()));
         let kinds = if s.kinds.is_empty() {
             String::new()
@@ -140,9 +148,7 @@ pub(super) fn statistics(
 pub(super) fn statistics_renames(copies: &[(QualifiedName, QualifiedName)]) -> String {
     copies
         .iter()
-        .map(|(orig, copy)| {
-            format!("ALTER STATISTICS {copy} RENAME TO {};\n", orig.name)
-        })
+        .map(|(orig, copy)| format!("ALTER STATISTICS {copy} RENAME TO {};\n", orig.name))
         .collect()
 }
 

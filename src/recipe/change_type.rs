@@ -94,8 +94,7 @@ fn in_place_ok(t: &Table, col: &Column) -> bool {
 
 fn check_in_place(ct: &ChangeType, t: &Table) -> Result<(), Vec<Precondition>> {
     let mut problems: Vec<Precondition> = views_using(ct, t);
-    for message in
-        super::around::refusals(t, &ct.column.value, super::around::Fate::RetypedInPlace)
+    for message in super::around::refusals(t, &ct.column.value, super::around::Fate::RetypedInPlace)
     {
         problems.push(Precondition {
             pos: ct.column.pos,
@@ -599,7 +598,8 @@ fn shadow(
     ));
 
     if let Some(t) = t {
-        out.drops.push(super::around::contract_drop(t, Some(c.as_str())));
+        out.drops
+            .push(super::around::contract_drop(t, Some(c.as_str())));
     }
     // 5. contract: drop the triggers, the old copy (its indexes and constraints go with
     // it) and the function.

@@ -68,6 +68,15 @@ pub(super) fn drop_not_null(
                 c.column.value
             ));
         }
+        if let Some(ri) = t
+            .dependents_of(&c.column.value)
+            .find(|d| d.kind == crate::catalog::DependentKind::ReplicaIdentity)
+        {
+            problems.push(format!(
+                "`{}` is in index `{}`, the REPLICA IDENTITY of `{short}`, which PostgreSQL keeps NOT NULL; set another replica identity first",
+                c.column.value, ri.name
+            ));
+        }
         if t.primary_key
             .as_ref()
             .is_some_and(|k| k.contains(&c.column.value))

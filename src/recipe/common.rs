@@ -340,7 +340,10 @@ impl IndexBuild<'_> {
                 let pn = quote_ident(pname);
                 steps.push(
                     Step::sql(
-                        format!("attach {pn} as a UNIQUE constraint of partition {} (catalog only)", p.display_short()),
+                        format!(
+                            "attach {pn} as a UNIQUE constraint of partition {} (catalog only)",
+                            p.display_short()
+                        ),
                         p,
                         LockLevel::AccessExclusive,
                         format!("ALTER TABLE {p} ADD CONSTRAINT {pn} UNIQUE USING INDEX {pn};"),
@@ -402,7 +405,11 @@ impl IndexBuild<'_> {
         let parts = self.partitions();
         let mut undo = Vec::new();
         if parts.is_empty() {
-            undo.push(drop_index(format!("drop index {n} concurrently"), self.table, index));
+            undo.push(drop_index(
+                format!("drop index {n} concurrently"),
+                self.table,
+                index,
+            ));
             if constraint {
                 undo.push(drop_constraint(self.table, &n));
             }
@@ -410,7 +417,10 @@ impl IndexBuild<'_> {
         }
         for (p, pname) in &parts {
             undo.push(drop_index(
-                format!("drop index {} concurrently (left if never attached)", quote_ident(pname)),
+                format!(
+                    "drop index {} concurrently (left if never attached)",
+                    quote_ident(pname)
+                ),
                 p,
                 QualifiedName::new(p.schema.as_str(), pname.clone()),
             ));

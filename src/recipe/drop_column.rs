@@ -32,7 +32,10 @@ pub(super) fn expand(
         ..Default::default()
     };
     let needs_nullable = match found {
-        Some((_, c)) => c.not_null && c.default.is_none(),
+        // identity and generated columns fill themselves in
+        Some((_, c)) => {
+            c.not_null && c.default.is_none() && c.identity.is_none() && c.generated.is_none()
+        }
         None => false,
     };
     if needs_nullable {

@@ -2,12 +2,12 @@
 //! Pure: a recipe reads the plan and a catalog snapshot, never a connection.
 
 mod add_check;
-mod around;
-mod carry;
 mod add_column;
 mod add_foreign_key;
 mod add_index;
 mod add_unique;
+mod around;
+mod carry;
 mod change_type;
 mod column_options;
 mod common;
@@ -192,7 +192,12 @@ pub fn column_types_of(change: &Change) -> Vec<String> {
     match change {
         Change::AddColumn(ac) => vec![ac.column.type_sql.value.clone()],
         Change::ChangeType(ct) => vec![ct.type_sql.value.clone()],
-        Change::SplitColumn(sc) => sc.into.value.iter().map(|c| c.type_sql.value.clone()).collect(),
+        Change::SplitColumn(sc) => sc
+            .into
+            .value
+            .iter()
+            .map(|c| c.type_sql.value.clone())
+            .collect(),
         Change::MergeColumns(mc) => vec![mc.into.type_sql.value.clone()],
         _ => Vec::new(),
     }
@@ -325,9 +330,7 @@ pub fn order(plan: &Plan) -> Vec<usize> {
         Change::CreateTable(ct) => tables_of(&plan.changes[i].value).contains(&ct.table_name()),
         // a column another change creates (rename_column's new name, split_column's or
         // merge_columns' new columns) exists, backfilled, before what builds on it
-        other => footprint::synced(other)
-            .iter()
-            .any(|(t, c)| uses(i, t, c)),
+        other => footprint::synced(other).iter().any(|(t, c)| uses(i, t, c)),
     };
     let mut done = vec![false; n];
     let mut out = Vec::with_capacity(n);

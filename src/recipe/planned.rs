@@ -127,12 +127,28 @@ pub(super) fn apply(cat: &mut Catalog, change: &Change) {
         }
         Change::AddIndex(ai) => {
             let cols: Vec<String> = ai.columns.value.iter().map(|c| c.value.clone()).collect();
-            add_index(cat, &ai.table_name(), &ai.name.value, ai.unique, ai.predicate.is_some(), &cols, None);
+            add_index(
+                cat,
+                &ai.table_name(),
+                &ai.name.value,
+                ai.unique,
+                ai.predicate.is_some(),
+                &cols,
+                None,
+            );
         }
         Change::AddUnique(au) => {
             let cols: Vec<String> = au.columns.value.iter().map(|c| c.value.clone()).collect();
             let t = au.table_name();
-            add_index(cat, &t, &au.name.value, true, false, &cols, Some(&au.name.value));
+            add_index(
+                cat,
+                &t,
+                &au.name.value,
+                true,
+                false,
+                &cols,
+                Some(&au.name.value),
+            );
             add_constraint(cat, &t, &au.name.value, "u", &cols);
         }
         Change::AddCheck(ck) => add_constraint(cat, &ck.table_name(), &ck.name.value, "c", &[]),

@@ -245,7 +245,11 @@ END
             &mut new_name,
             knowledge,
         );
-        let taken: Vec<String> = t.statistics.iter().map(|s| s.name.name.to_string()).collect();
+        let taken: Vec<String> = t
+            .statistics
+            .iter()
+            .map(|s| s.name.name.to_string())
+            .collect();
         super::carry::statistics(
             &mut backfill,
             t,
@@ -271,16 +275,29 @@ END
     let mut identity = Contribution::default();
     if let Some((orig, copy)) = t.and_then(|t| super::carry::replica_identity_copy(t, &copies)) {
         identity.steps.push(Step::sql(
-            format!("move the REPLICA IDENTITY of {short} to {} (catalog only): contract drops {}", quote_ident(copy), quote_ident(orig)),
+            format!(
+                "move the REPLICA IDENTITY of {short} to {} (catalog only): contract drops {}",
+                quote_ident(copy),
+                quote_ident(orig)
+            ),
             &table,
             LockLevel::AccessExclusive,
-            format!("ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};", quote_ident(copy)),
+            format!(
+                "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};",
+                quote_ident(copy)
+            ),
         ));
         identity.rollback.push(Step::sql(
-            format!("move the REPLICA IDENTITY of {short} back to {}", quote_ident(orig)),
+            format!(
+                "move the REPLICA IDENTITY of {short} back to {}",
+                quote_ident(orig)
+            ),
             &table,
             LockLevel::AccessExclusive,
-            format!("ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};", quote_ident(orig)),
+            format!(
+                "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};",
+                quote_ident(orig)
+            ),
         ));
     }
     out.phases.push((
@@ -320,7 +337,9 @@ END
     if let Some(seq) = col.and_then(|c| c.owned_sequence.as_ref()) {
         contract_sql.push_str(&format!("ALTER SEQUENCE {seq} OWNED BY {table}.{to};\n"));
     }
-    contract_sql.push_str(&format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {from};\n"));
+    contract_sql.push_str(&format!(
+        "ALTER TABLE {table} DROP COLUMN IF EXISTS {from};\n"
+    ));
     if let Some(default) = col.and_then(|c| c.default.as_ref()) {
         contract_sql.push_str(&format!(
             "ALTER TABLE {table} ALTER COLUMN {to} SET DEFAULT {default};\n"
