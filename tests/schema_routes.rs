@@ -7,6 +7,7 @@
 mod common;
 mod lifecycle;
 
+use common::cells::{run_all, Cell, Expect};
 use common::*;
 use lifecycle::{lifecycle, sql, Scenario};
 use std::time::Duration;
@@ -76,6 +77,7 @@ CREATE TABLE events (
   region text NOT NULL,
   payload text NOT NULL,
   score int NOT NULL DEFAULT 0,
+  note text,
   PRIMARY KEY (id, region)
 ) PARTITION BY LIST (region);
 CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
@@ -193,4 +195,149 @@ async fn rename_column_of_a_partitioned_table() {
         .unwrap()
         .get(0);
     assert_eq!(bad, 0);
+}
+
+/// Every change kind on a partitioned table and on its partitions, on each
+/// PostgreSQL version: what PostgreSQL allows works (indexes and unique constraints
+/// partition by partition, a partitioned index dropped in one short statement, NOT
+/// VALID foreign keys on 18), what it does not is refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_kind_on_partitioned_tables_and_partitions() {
+    use Expect::{Done, Refused};
+    let probe = TestDb::new().await;
+    let major = major_version(&probe.client().await).await;
+    let setup = format!(
+        "{PARTITIONED}
+         CREATE TABLE scores (v int PRIMARY KEY); INSERT INTO scores VALUES (0);
+         CREATE TYPE mood AS ENUM ('ok');"
+    );
+    let cell = |what: &str, changes: &str, expect: Expect| Cell {
+        what: what.to_string(),
+        since: 13,
+        setup: setup.clone(),
+        changes: changes.to_string(),
+        tables: vec!["events".into(), "events_eu".into(), "events_us".into()],
+        expect,
+    };
+    run_all(vec![
+        cell(
+            "add_foreign_key",
+            "  - add_foreign_key: { table: events, name: events_score_fkey, columns: [score], references: { table: scores, columns: [v] } }",
+            if major >= 18 {
+                Done("SELECT convalidated FROM pg_constraint WHERE conname = 'events_score_fkey' AND conrelid = 'events'::regclass")
+            } else {
+                Refused("cannot add a foreign key NOT VALID to a partitioned table")
+            },
+        ),
+        cell(
+            "add_column with references",
+            "  - add_column: { table: events, column: { name: best, type: int, references: { table: scores, column: v } } }",
+            if major >= 18 {
+                Done("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = 'f')")
+            } else {
+                Refused("cannot add a foreign key NOT VALID to a partitioned table")
+            },
+        ),
+        cell(
+            "add_unique without the partition key",
+            "  - add_unique: { table: events, name: events_payload_key, columns: [payload] }",
+            Refused("is partitioned by (region)"),
+        ),
+        cell(
+            "add_unique with the partition key",
+            "  - add_unique: { table: events, name: events_payload_key, columns: [payload, region] }",
+            Done("SELECT count(*) = 3 FROM pg_constraint WHERE contype = 'u' AND conrelid IN ('events'::regclass, 'events_eu'::regclass, 'events_us'::regclass)"),
+        ),
+        cell(
+            "add_column unique",
+            "  - add_column: { table: events, column: { name: code, type: text, unique: true } }",
+            Refused("cannot be enforced across partitions"),
+        ),
+        cell(
+            "add_column",
+            "  - add_column: { table: events, column: { name: feeling, type: mood, default: \"'ok'\", nullable: false } }",
+            Done("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'events_eu'::regclass AND attname = 'feeling'"),
+        ),
+        cell(
+            "add_column on a partition",
+            "  - add_column: { table: events_eu, column: { name: extra, type: int } }",
+            Refused("is a partition of `events`"),
+        ),
+        cell(
+            "drop_index of the partitioned index",
+            "  - drop_index: { name: events_payload_idx }",
+            Done("SELECT to_regclass('events_payload_idx') IS NULL AND to_regclass('events_eu_payload_idx') IS NULL"),
+        ),
+        cell(
+            "drop_index of a partition's index",
+            "  - drop_index: { name: events_eu_payload_idx }",
+            Refused("belongs to a partitioned index"),
+        ),
+        cell(
+            "set_not_null",
+            "  - set_not_null: { table: events, column: note, backfill: \"'n'\" }",
+            Done("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'events_us'::regclass AND attname = 'note'"),
+        ),
+        cell(
+            "drop_not_null",
+            "  - drop_not_null: { table: events, column: score }",
+            Done("SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'events_us'::regclass AND attname = 'score'"),
+        ),
+        cell(
+            "set_default and drop_default",
+            "  - set_default: { table: events, column: note, default: \"'-'\" }\n  - drop_default: { table: events, column: score }",
+            Done("SELECT NOT atthasdef FROM pg_attribute WHERE attrelid = 'events_eu'::regclass AND attname = 'score'"),
+        ),
+        cell(
+            "add_check",
+            "  - add_check: { table: events, name: events_score_positive, check: \"score >= 0\" }",
+            Done("SELECT bool_and(convalidated) AND count(*) = 3 FROM pg_constraint WHERE conname = 'events_score_positive'"),
+        ),
+        cell(
+            "drop_constraint",
+            "  - drop_constraint: { table: events, name: events_payload_not_empty }",
+            Done("SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'events_payload_not_empty')"),
+        ),
+        cell(
+            "drop_constraint of a partition's inherited constraint",
+            "  - drop_constraint: { table: events_eu, name: events_payload_not_empty }",
+            Refused("is inherited from a parent"),
+        ),
+        cell(
+            "change_type (shadow route)",
+            "  - change_type: { table: events, column: payload, type: varchar(50) }",
+            Done("SELECT format_type(atttypid, atttypmod) = 'character varying(50)' FROM pg_attribute WHERE attrelid = 'events_eu'::regclass AND attname = 'payload'"),
+        ),
+        cell(
+            "change_type (in place)",
+            "  - change_type: { table: events, column: note, type: varchar }",
+            Done("SELECT format_type(atttypid, atttypmod) = 'character varying' FROM pg_attribute WHERE attrelid = 'events_eu'::regclass AND attname = 'note'"),
+        ),
+        cell(
+            "rename_column of a partition's column",
+            "  - rename_column: { table: events_eu, from: payload, to: body }",
+            Refused("is inherited from `events`"),
+        ),
+        cell(
+            "split_column",
+            "  - split_column: { table: events, from: note, into: [ { name: n1, type: text, using: note }, { name: n2, type: int, using: length(note) } ], reverse: n1 }",
+            Done("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'events_us'::regclass AND attname = 'n2')"),
+        ),
+        cell(
+            "drop_column",
+            "  - drop_column: { table: events, column: payload }",
+            Done("SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'events_eu'::regclass AND attname = 'payload' AND NOT attisdropped)"),
+        ),
+        cell(
+            "rename_table",
+            "  - rename_table: { from: events, to: happenings }",
+            Done("SELECT to_regclass('happenings') IS NOT NULL AND to_regclass('events') IS NULL"),
+        ),
+        cell(
+            "drop_table",
+            "  - drop_table: { name: events }",
+            Done("SELECT to_regclass('events') IS NULL"),
+        ),
+    ])
+    .await;
 }

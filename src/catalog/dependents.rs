@@ -443,7 +443,10 @@ async fn load_dependents<C: GenericClient>(
                     array_agg(DISTINCT a.attname::text ORDER BY a.attname::text)
                       FILTER (WHERE a.attname IS NOT NULL),
                     CASE d.classid
-                      WHEN 'pg_class'::regclass THEN (SELECT relname::text || ':' || relkind::text FROM pg_class WHERE oid = d.objid)
+                      WHEN 'pg_class'::regclass THEN CASE WHEN d.objid = $1 AND d.objsubid > 0
+                        -- a generated column's expression, as PostgreSQL 13 records it
+                        THEN (SELECT attname::text || ':generated' FROM pg_attribute WHERE attrelid = $1 AND attnum = d.objsubid)
+                        ELSE (SELECT relname::text || ':' || relkind::text FROM pg_class WHERE oid = d.objid) END
                       WHEN 'pg_constraint'::regclass THEN (SELECT conname::text FROM pg_constraint WHERE oid = d.objid)
                       WHEN 'pg_trigger'::regclass THEN (SELECT tgname::text FROM pg_trigger WHERE oid = d.objid)
                       WHEN 'pg_policy'::regclass THEN (SELECT polname::text FROM pg_policy WHERE oid = d.objid)
@@ -460,7 +463,8 @@ async fn load_dependents<C: GenericClient>(
                     END,
                     bool_and(d.refobjsubid = 0),
                     CASE d.classid
-                      WHEN 'pg_class'::regclass THEN EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = d.objid AND indrelid = $1)
+                      WHEN 'pg_class'::regclass THEN d.objid = $1
+                                                  OR EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = d.objid AND indrelid = $1)
                                                   OR EXISTS (SELECT 1 FROM pg_class WHERE oid = d.objid AND relkind = 'S')
                       WHEN 'pg_constraint'::regclass THEN EXISTS (SELECT 1 FROM pg_constraint WHERE oid = d.objid AND conrelid = $1)
                       WHEN 'pg_trigger'::regclass THEN EXISTS (SELECT 1 FROM pg_trigger WHERE oid = d.objid AND tgrelid = $1)
@@ -496,6 +500,7 @@ async fn load_dependents<C: GenericClient>(
             "pg_class" => {
                 let (name, relkind) = detail.rsplit_once(':').unwrap_or((&detail, ""));
                 match relkind {
+                    "generated" => (DependentKind::GeneratedColumn, name.to_string()),
                     "i" | "I" => (DependentKind::Index, name.to_string()),
                     "S" => (DependentKind::Sequence, name.to_string()),
                     _ => (DependentKind::Other, name.to_string()),

@@ -2,6 +2,7 @@
 //! a fresh database per test so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod cells;
 pub mod cli;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
