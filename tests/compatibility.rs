@@ -287,7 +287,15 @@ async fn publications_and_replica_identity() {
             object: "publication of the table",
             setup: "CREATE PUBLICATION t_pub FOR TABLE t;",
             since: 13,
-            expect: all(Done(PUBLISHED)),
+            // still published; `plan` says subscribers need the new columns first
+            expect: vec![
+                (Rename, Dropped("`t` is published (t_pub)", PUBLISHED)),
+                (Shadow, Dropped("`t` is published (t_pub)", PUBLISHED)),
+                (InPlace, Done(PUBLISHED)),
+                (Split, Dropped("`t` is published (t_pub)", PUBLISHED)),
+                (Merge, Dropped("`t` is published (t_pub)", PUBLISHED)),
+                (Drop, Done(PUBLISHED)),
+            ],
         },
         Case {
             object: "publication column list",
@@ -728,6 +736,13 @@ async fn serial_and_identity_columns() {
             Refused("is an identity or generated column"),
         ),
         (
+            "identity column split",
+            13,
+            SETUP,
+            "  - split_column: { table: t, from: ident, into: [ { name: i1, type: int, using: ident }, { name: i2, type: int, using: ident } ], reverse: i1 }",
+            Refused("is an identity or generated column"),
+        ),
+        (
             "identity column dropped",
             13,
             SETUP,
@@ -993,43 +1008,67 @@ async fn sql_ascii_keys_round_trip() {
     assert!(ok);
 }
 
-/// A table in a schema the database's search_path leaves out, and TOASTed values.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schema_outside_the_search_path_and_toasted_values() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA app;
-             CREATE TABLE app.docs (id serial PRIMARY KEY, contents text NOT NULL DEFAULT '', digest text);
-             CREATE INDEX docs_contents_prefix ON app.docs (left(contents, 10));
-             INSERT INTO app.docs (contents)
-               SELECT (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 3000) i) FROM generate_series(1, 30) g;
-             UPDATE app.docs SET digest = md5(contents);
-             ALTER DATABASE {} SET search_path = pg_catalog;",
-            db.name
-        ))
-        .await
-        .unwrap();
-    let file = plan_from(
-        "changes:\n  - rename_column: { table: app.docs, from: contents, to: body }\n",
-        "rename-docs",
-    );
-    let out = run_to_completion(&db.session(), &file).await;
-    assert!(matches!(out, Ok(run::Outcome::Completed)), "{out:?}");
-    let ok: bool = db
-        .client()
-        .await
-        .query_one(
-            "SELECT count(*) = 30 AND bool_and(md5(body) = digest) AND bool_and(length(body) = 96000)
-               AND (SELECT indisvalid FROM pg_catalog.pg_index WHERE indexrelid = 'app.docs_body_prefix'::regclass)
-               FROM app.docs",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ok);
+/// A table in a schema the database's search_path leaves out, names that need
+/// quoting, and TOASTed values (96 kB each): every kind that replaces or drops a
+/// column keeps every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quoted_names_outside_the_search_path_with_toasted_values() {
+    const SETUP: &str = r#"
+CREATE SCHEMA "App Data";
+CREATE TABLE "App Data"."Odd ""Docs""" (id serial PRIMARY KEY, "Con tents" text NOT NULL DEFAULT '', other text, digest text);
+CREATE INDEX "Odd prefix" ON "App Data"."Odd ""Docs""" (left("Con tents", 10));
+INSERT INTO "App Data"."Odd ""Docs""" ("Con tents")
+  SELECT (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 3000) i) FROM generate_series(1, 30) g;
+UPDATE "App Data"."Odd ""Docs""" SET digest = md5("Con tents");
+DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = pg_catalog', current_database()); END $$;
+"#;
+    const TABLE: &str = r#""App Data"."Odd ""Docs""""#;
+    let t = r#"table: '"App Data"."Odd ""Docs"""'"#;
+    let list: Vec<(&str, String, &'static str)> = vec![
+        (
+            "rename_column",
+            format!("  - rename_column: {{ {t}, from: Con tents, to: Bo dy }}"),
+            r#"SELECT count(*) = 30 AND bool_and(pg_catalog.md5("Bo dy") = digest) FROM "App Data"."Odd ""Docs""""#,
+        ),
+        (
+            "change_type (shadow)",
+            format!("  - change_type: {{ {t}, column: Con tents, type: varchar(100000) }}"),
+            r#"SELECT count(*) = 30 AND bool_and(pg_catalog.md5("Con tents") = digest) FROM "App Data"."Odd ""Docs""""#,
+        ),
+        (
+            "change_type (in place)",
+            format!("  - change_type: {{ {t}, column: Con tents, type: varchar }}"),
+            r#"SELECT count(*) = 30 AND bool_and(pg_catalog.md5("Con tents") = digest) FROM "App Data"."Odd ""Docs""""#,
+        ),
+        (
+            "split_column",
+            format!(
+                r#"  - split_column: {{ {t}, from: Con tents, into: [ {{ name: c 1, type: text, using: '"Con tents"' }}, {{ name: c 2, type: int, using: 'length("Con tents")' }} ], reverse: '"c 1"' }}"#
+            ),
+            r#"SELECT count(*) = 30 AND bool_and(pg_catalog.md5("c 1") = digest AND "c 2" = 96000) FROM "App Data"."Odd ""Docs""""#,
+        ),
+        (
+            "merge_columns",
+            format!(
+                r#"  - merge_columns: {{ {t}, from: [Con tents, other], into: {{ name: w, type: text, using: '"Con tents" || ''|'' || coalesce(other, '''')' }}, reverse: {{ Con tents: 'split_part(w, ''|'', 1)', other: 'nullif(split_part(w, ''|'', 2), '''')' }} }}"#
+            ),
+            r#"SELECT count(*) = 30 AND bool_and(pg_catalog.md5(pg_catalog.split_part(w, '|', 1)) = digest) FROM "App Data"."Odd ""Docs""""#,
+        ),
+        (
+            "drop_column",
+            format!("  - drop_column: {{ {t}, column: Con tents }}"),
+            r#"SELECT count(*) = 30 FROM "App Data"."Odd ""Docs""""#,
+        ),
+    ];
+    run_all(
+        list.into_iter()
+            .map(|(what, changes, check)| Cell {
+                tables: vec![TABLE.into()],
+                ..cell(what, 13, SETUP, &changes, Done(check))
+            })
+            .collect(),
+    )
+    .await;
 }
 
 /// Another session's temporary table is not visible to pgphase: refused as missing.
@@ -1054,4 +1093,50 @@ async fn temporary_tables_are_refused_as_missing() {
             .to_string();
         assert!(err.contains("does not exist in the database"), "{err}");
     }
+}
+
+/// What the other kinds refuse around a column: dropping the replica identity's
+/// index, its unique constraint or its NOT NULL; a column of a domain that refuses NULL
+/// without a constant default; retyping into such a domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_other_kinds_refuse() {
+    const IDENTITY: &str = "CREATE UNIQUE INDEX t_contents_ri ON t (contents);
+        ALTER TABLE t REPLICA IDENTITY USING INDEX t_contents_ri;
+        ALTER TABLE t ADD CONSTRAINT t_n_key UNIQUE (id, contents);";
+    const NN: &str = "CREATE DOMAIN t_nn AS text NOT NULL;";
+    cells(vec![
+        ("drop_index of the replica identity", 13, IDENTITY, "  - drop_index: { name: t_contents_ri }", Refused("is the REPLICA IDENTITY of `t`")),
+        ("drop_not_null of a replica identity column", 13, IDENTITY, "  - drop_not_null: { table: t, column: contents }", Refused("the REPLICA IDENTITY of `t`, which PostgreSQL keeps NOT NULL")),
+        (
+            "drop_constraint of the replica identity's unique constraint",
+            13,
+            "ALTER TABLE t ADD CONSTRAINT t_contents_key UNIQUE (contents);
+             ALTER TABLE t REPLICA IDENTITY USING INDEX t_contents_key;",
+            "  - drop_constraint: { table: t, name: t_contents_key }",
+            Refused("is the REPLICA IDENTITY of `t`"),
+        ),
+        ("add_column of a domain refusing NULL", 13, NN, "  - add_column: { table: t, column: { name: note, type: t_nn, default: \"md5(random()::text)\" } }", Refused("type t_nn refuses NULL")),
+        ("add_column of a domain refusing NULL, constant default", 13, NN, "  - add_column: { table: t, column: { name: note, type: t_nn, default: \"'-'\" } }", Done("SELECT count(*) = 20 FROM t WHERE note = '-'")),
+        ("change_type into a domain refusing NULL", 13, NN, "  - change_type: { table: t, column: other, type: t_nn, using: \"coalesce(other, '')\" }", Refused("type t_nn refuses NULL")),
+        ("split_column into a domain refusing NULL", 13, NN, "  - split_column: { table: t, from: other, into: [ { name: o1, type: t_nn, using: other }, { name: o2, type: text, using: other } ], reverse: o1 }", Refused("type t_nn refuses NULL")),
+    ])
+    .await;
+}
+
+/// A table without a primary key or unique NOT NULL key: the kinds that backfill
+/// (page by a key) refuse; a change in place and a drop need none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tables_without_a_key() {
+    const NOKEY: &str = "CREATE TABLE nokey (a text, contents varchar(100), other text);
+        INSERT INTO nokey SELECT 'a' || g, 'c' || g, 'o' || g FROM generate_series(1, 20) g;";
+    const NO_KEY: Expect = Refused("has no primary key or unique NOT NULL key to page the backfill by");
+    cells(vec![
+        ("rename_column", 13, NOKEY, "  - rename_column: { table: nokey, from: contents, to: body }", NO_KEY),
+        ("change_type (shadow)", 13, NOKEY, "  - change_type: { table: nokey, column: contents, type: varchar(50) }", NO_KEY),
+        ("change_type (in place)", 13, NOKEY, "  - change_type: { table: nokey, column: contents, type: varchar(200) }", Done("SELECT count(*) = 20 FROM nokey")),
+        ("split_column", 13, NOKEY, "  - split_column: { table: nokey, from: contents, into: [ { name: c1, type: text, using: contents }, { name: c2, type: text, using: contents } ], reverse: c1 }", NO_KEY),
+        ("merge_columns", 13, NOKEY, "  - merge_columns: { table: nokey, from: [contents, other], into: { name: w, type: text, using: contents }, reverse: { contents: w, other: w } }", NO_KEY),
+        ("drop_column", 13, NOKEY, "  - drop_column: { table: nokey, column: contents }", Done("SELECT count(*) = 20 FROM nokey")),
+    ])
+    .await;
 }

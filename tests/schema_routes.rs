@@ -121,7 +121,7 @@ async fn add_index_on_a_partitioned_table_partition_by_partition() {
         old: events_app("payload", 1_000_000_000),
         new: events_app("payload", 2_000_000_000),
         clients: 2,
-        stage: Duration::from_millis(300),
+        stage: Duration::from_millis(500),
     })
     .await;
     r.assert_clean();
@@ -322,6 +322,11 @@ async fn every_kind_on_partitioned_tables_and_partitions() {
             "split_column",
             "  - split_column: { table: events, from: note, into: [ { name: n1, type: text, using: note }, { name: n2, type: int, using: length(note) } ], reverse: n1 }",
             Done("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'events_us'::regclass AND attname = 'n2')"),
+        ),
+        cell(
+            "merge_columns",
+            "  - merge_columns: { table: events, from: [payload, note], into: { name: combined, type: text, using: \"payload || '|' || coalesce(note, '')\" }, reverse: { payload: \"split_part(combined, '|', 1)\", note: \"nullif(split_part(combined, '|', 2), '')\" } }",
+            Done("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'events_eu'::regclass AND attname = 'combined') AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'events_eu'::regclass AND attname = 'payload' AND NOT attisdropped)"),
         ),
         cell(
             "drop_column",

@@ -40,6 +40,12 @@ pub(super) fn expand(
     };
 
     let mut out = RecipeOutput::default();
+    if let Some(t) = t {
+        out.notes.extend(super::around::publication_note(
+            t,
+            &format!("`{}`", col.as_str()),
+        ));
+    }
     let writes_gate = backfill_expr.is_some() || !spec.nullable();
 
     // 1. expand: catalog-only statements in one short transaction.

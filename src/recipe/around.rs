@@ -195,3 +195,15 @@ pub(super) fn contract_drop(t: &Table, column: Option<&str>) -> ContractDrop {
         known,
     }
 }
+
+/// A note for a change that adds columns to a published table: logical replication
+/// sends every column, and a subscriber's table without them stops replicating.
+pub(super) fn publication_note(t: &Table, columns: &str) -> Option<String> {
+    (!t.publications.is_empty()).then(|| {
+        format!(
+            "`{}` is published ({}): a logical-replication subscriber's table needs {columns} before this plan adds them here (apply the same plan on the subscriber first); pgphase changes this database only",
+            t.name.display_short(),
+            t.publications.join(", ")
+        )
+    })
+}

@@ -268,6 +268,8 @@ fn derived(
         },
     ));
     if let Some(t) = t {
+        out.notes
+            .extend(super::around::publication_note(t, &new_names));
         for o in old {
             out.drops
                 .push(super::around::contract_drop(t, Some(o.value.as_str())));
