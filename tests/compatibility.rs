@@ -96,7 +96,10 @@ fn cell(what: &str, since: i32, setup: &str, changes: &str, expect: Expect) -> C
         since,
         setup: format!("{BASE}{setup}"),
         changes: changes.to_string(),
-        tables: ["t", "t_child", "tp", "r"].iter().map(|s| s.to_string()).collect(),
+        tables: ["t", "t_child", "tp", "r"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         expect,
     }
 }
@@ -1129,7 +1132,8 @@ async fn what_other_kinds_refuse() {
 async fn tables_without_a_key() {
     const NOKEY: &str = "CREATE TABLE nokey (a text, contents varchar(100), other text);
         INSERT INTO nokey SELECT 'a' || g, 'c' || g, 'o' || g FROM generate_series(1, 20) g;";
-    const NO_KEY: Expect = Refused("has no primary key or unique NOT NULL key to page the backfill by");
+    const NO_KEY: Expect =
+        Refused("has no primary key or unique NOT NULL key to page the backfill by");
     cells(vec![
         ("rename_column", 13, NOKEY, "  - rename_column: { table: nokey, from: contents, to: body }", NO_KEY),
         ("change_type (shadow)", 13, NOKEY, "  - change_type: { table: nokey, column: contents, type: varchar(50) }", NO_KEY),

@@ -600,8 +600,10 @@ fn shadow(
     if let Some(t) = t {
         out.drops
             .push(super::around::contract_drop(t, Some(c.as_str())));
-        out.notes
-            .extend(super::around::publication_note(t, &format!("`{shadow_col}`")));
+        out.notes.extend(super::around::publication_note(
+            t,
+            &format!("`{shadow_col}`"),
+        ));
     }
     // 5. contract: drop the triggers, the old copy (its indexes and constraints go with
     // it) and the function.

@@ -353,8 +353,10 @@ END
     if let Some(t) = t {
         out.drops
             .push(super::around::contract_drop(t, Some(from.as_str())));
-        out.notes
-            .extend(super::around::publication_note(t, &format!("`{}`", to.as_str())));
+        out.notes.extend(super::around::publication_note(
+            t,
+            &format!("`{}`", to.as_str()),
+        ));
     }
     out.phases.push((
         PhaseKind::Contract,

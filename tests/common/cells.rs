@@ -47,7 +47,10 @@ impl Cell {
             .await
             .map_err(|e| format!("setup: {e}"))?;
         let file = plan_from(
-            &format!("settings: {{ lock_timeout: 1s }}\nchanges:\n{}\n", self.changes),
+            &format!(
+                "settings: {{ lock_timeout: 1s }}\nchanges:\n{}\n",
+                self.changes
+            ),
             "cell",
         );
         match self.expect {
