@@ -1127,9 +1127,10 @@ async fn what_other_kinds_refuse() {
 }
 
 /// A table without a primary key or unique NOT NULL key: the kinds that backfill
-/// (page by a key) refuse; a change in place and a drop need none.
+/// (page by a key) refuse; a change in place and a drop need none. A key column
+/// changes in place (binary-coercible) only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tables_without_a_key() {
+async fn keys_and_tables_without_one() {
     const NOKEY: &str = "CREATE TABLE nokey (a text, contents varchar(100), other text);
         INSERT INTO nokey SELECT 'a' || g, 'c' || g, 'o' || g FROM generate_series(1, 20) g;";
     const NO_KEY: Expect =
@@ -1141,6 +1142,20 @@ async fn tables_without_a_key() {
         ("split_column", 13, NOKEY, "  - split_column: { table: nokey, from: contents, into: [ { name: c1, type: text, using: contents }, { name: c2, type: text, using: contents } ], reverse: c1 }", NO_KEY),
         ("merge_columns", 13, NOKEY, "  - merge_columns: { table: nokey, from: [contents, other], into: { name: w, type: text, using: contents }, reverse: { contents: w, other: w } }", NO_KEY),
         ("drop_column", 13, NOKEY, "  - drop_column: { table: nokey, column: contents }", Done("SELECT count(*) = 20 FROM nokey")),
+        (
+            "change_type in place of a primary key column",
+            13,
+            "CREATE TABLE vk (code varchar(10) PRIMARY KEY, contents text); INSERT INTO vk VALUES ('a', 'b');",
+            "  - change_type: { table: vk, column: code, type: varchar(20) }",
+            Done("SELECT format_type(atttypid, atttypmod) = 'character varying(20)' FROM pg_attribute WHERE attrelid = 'vk'::regclass AND attname = 'code'"),
+        ),
+        (
+            "change_type of a primary key column by the shadow route",
+            13,
+            "CREATE TABLE vk (code varchar(10) PRIMARY KEY, contents text); INSERT INTO vk VALUES ('a', 'b');",
+            "  - change_type: { table: vk, column: code, type: varchar(5) }",
+            Refused("is part of the key of `vk`"),
+        ),
     ])
     .await;
 }
