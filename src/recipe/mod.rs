@@ -16,7 +16,7 @@ mod drop_column;
 mod drop_constraint;
 mod drop_index;
 mod enums;
-pub mod footprint;
+mod footprint;
 mod planned;
 mod rename_column;
 mod rename_table;
