@@ -1159,3 +1159,25 @@ async fn keys_and_tables_without_one() {
     ])
     .await;
 }
+
+/// The other kinds on a table with inheritance children (what PostgreSQL recurses to
+/// the children, it does) and on a child (what it allows only on the parent is
+/// refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_kinds_on_inheritance_parents_and_children() {
+    const FAMILY: &str = "CREATE TABLE t_child (extra int) INHERITS (t);
+        INSERT INTO t_child (id, contents, other) VALUES (1000, 'child', 'o');
+        ALTER TABLE t ADD CONSTRAINT t_n_positive CHECK (n > 0) NOT VALID;";
+    const CHILD_NOT_NULL: &str = "SELECT attnotnull FROM pg_attribute WHERE attrelid = 't_child'::regclass AND attname = 'other'";
+    cells(vec![
+        ("add_index on the parent", 13, FAMILY, "  - add_index: { table: t, name: t_other_idx, columns: [other] }", Done("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_other_idx'::regclass")),
+        ("add_column on the parent", 13, FAMILY, "  - add_column: { table: t, column: { name: note, type: text, default: \"'-'\", nullable: false } }", Done("SELECT count(*) = 1 FROM t_child WHERE note = '-'")),
+        ("set_not_null on the parent", 13, FAMILY, "  - set_not_null: { table: t, column: other, backfill: \"'o'\" }", Done(CHILD_NOT_NULL)),
+        ("add_check on the parent", 13, FAMILY, "  - add_check: { table: t, name: t_other_short, check: \"length(other) < 50\" }", Done("SELECT convalidated FROM pg_constraint WHERE conname = 't_other_short' AND conrelid = 't_child'::regclass")),
+        ("set_default and drop_default on the child", 13, FAMILY, "  - set_default: { table: t_child, column: other, default: \"'c'\" }\n  - drop_default: { table: t_child, column: contents }", Done("SELECT true")),
+        ("add_index on the child", 13, FAMILY, "  - add_index: { table: t_child, name: t_child_other_idx, columns: [other] }", Done("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_child_other_idx'::regclass")),
+        ("drop_not_null of an inherited NOT NULL on the child", 13, FAMILY, "  - drop_not_null: { table: t_child, column: contents }", Refused("is inherited from `t`, whose NOT NULL it may carry")),
+        ("drop_constraint of an inherited check on the child", 13, FAMILY, "  - drop_constraint: { table: t_child, name: t_n_positive }", Refused("is inherited from a parent of `t_child`")),
+    ])
+    .await;
+}

@@ -20,7 +20,7 @@ pub(super) enum Fate<'a> {
     /// `change_type` in place: one `ALTER COLUMN … TYPE`.
     RetypedInPlace,
     /// `split_column` / `merge_columns`: new columns take over, contract drops the old.
-    Replaced { kind: &'a str, new: &'a str },
+    Replaced { new: &'a str },
     /// `drop_column`.
     Dropped,
 }
@@ -37,7 +37,7 @@ impl Fate<'_> {
         match self {
             Fate::Renamed { to } => format!("on `{to}` after the rename"),
             Fate::Retyped | Fate::RetypedInPlace => "after the type change".into(),
-            Fate::Replaced { new, .. } => format!("on {new} afterwards"),
+            Fate::Replaced { new } => format!("on {new} afterwards"),
             Fate::Dropped => "without the column".into(),
         }
     }

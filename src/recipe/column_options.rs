@@ -68,6 +68,19 @@ pub(super) fn drop_not_null(
                 c.column.value
             ));
         }
+        if live.inherited && live.not_null {
+            let parents: Vec<String> = t
+                .partition_of
+                .iter()
+                .chain(&t.inherits)
+                .map(|p| format!("`{}`", p.display_short()))
+                .collect();
+            problems.push(format!(
+                "`{}` is inherited from {}, whose NOT NULL it may carry (PostgreSQL then refuses to drop it here); drop it on the parent",
+                c.column.value,
+                parents.join(", ")
+            ));
+        }
         if let Some(ri) = t
             .dependents_of(&c.column.value)
             .find(|d| d.kind == crate::catalog::DependentKind::ReplicaIdentity)

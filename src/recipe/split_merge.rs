@@ -383,10 +383,7 @@ fn check<'a>(
             refuse(o.pos, format!("foreign key `{}` on `{}` references `{short}.{}`; drop it first: contract would drop the column it references", fk.name, fk.table.display_short(), o.value));
         }
         let new_names = list(new.iter().map(|n| n.name.value.as_str()));
-        let fate = super::around::Fate::Replaced {
-            kind,
-            new: &new_names,
-        };
+        let fate = super::around::Fate::Replaced { new: &new_names };
         for m in super::around::refusals(t, &o.value, fate) {
             refuse(o.pos, m);
         }
