@@ -6,6 +6,7 @@
 //! is the only part that prints. [`run`] ties them into the operator commands.
 
 pub mod catalog;
+pub mod catalog_guard;
 pub mod cli;
 pub mod conn;
 pub mod demo;

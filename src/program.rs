@@ -222,21 +222,30 @@ impl BackfillSpec {
         tuple(&cols.iter().map(|c| c.to_string()).collect::<Vec<_>>())
     }
 
-    /// Key parameters `$first..` cast from text to the key's types, as a tuple.
+    /// Key parameters `$first..` back to the key's types, as a tuple. Keys travel as
+    /// the bytes of their text form in the database's encoding (`convert_to` /
+    /// `convert_from`), never through the client encoding: a `SQL_ASCII` or `LATIN1`
+    /// database's bytes that are not UTF-8 round-trip unchanged.
     fn key_params(&self, first: usize) -> String {
         tuple(
             &self
                 .key
                 .iter()
                 .enumerate()
-                .map(|(i, (_, ty))| format!("CAST(${}::text AS {ty})", first + i))
+                .map(|(i, (_, ty))| {
+                    format!(
+                        "CAST(convert_from(${}::bytea, getdatabaseencoding()) AS {ty})",
+                        first + i
+                    )
+                })
                 .collect::<Vec<_>>(),
         )
     }
 
     /// Finds the upper bound of the next batch: the key `$k+1` rows after the previous
-    /// batch's last key (`$1..$k`, as text; none for the first batch). Returns the key as
-    /// text, or no row when fewer rows are left (the last batch).
+    /// batch's last key (`$1..$k`, see [`BackfillSpec::key_params`]; none for the first
+    /// batch). Returns the key (as bytes), or no row when fewer rows are left (the last
+    /// batch).
     pub fn bound_sql(&self, resume: bool) -> String {
         let k = self.key.len();
         // aliased: a bare `id::text` output column would be named `id`, and `ORDER BY id`
@@ -245,7 +254,9 @@ impl BackfillSpec {
             .key
             .iter()
             .enumerate()
-            .map(|(i, (c, _))| format!("{c}::text AS pgphase_k{i}"))
+            .map(|(i, (c, _))| {
+                format!("convert_to({c}::text, getdatabaseencoding()) AS pgphase_k{i}")
+            })
             .collect();
         let lower = if resume {
             format!(" WHERE {} > {}", self.key_list(), self.key_params(1))
@@ -377,6 +388,36 @@ pub struct Program {
     pub phases: Vec<Phase>,
     /// Facts the expansion relied on or could not know (offline expansion).
     pub notes: Vec<String>,
+    /// The tables and columns the plan's changes name: `start` refuses a second active
+    /// plan on the same columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub footprint: Vec<Touch>,
+    /// What contract drops, with what depended on it when the plan started: before
+    /// contract begins, anything that depends on it since is refused (nothing runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contract_drops: Vec<ContractDrop>,
+}
+
+/// A table a plan touches, and which of its columns (None: the table as a whole).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Touch {
+    pub table: QualifiedName,
+    pub columns: Option<Vec<String>>,
+    /// The change kinds that touch it, for messages.
+    pub kinds: Vec<String>,
+}
+
+/// A column (or table) contract drops, and the identities (`classid`, `objid`) of the
+/// objects that depended on it when the plan started — carried over, or dropped with
+/// it by design.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContractDrop {
+    pub table: QualifiedName,
+    /// The column as it was named at start; None: the table.
+    pub column: Option<String>,
+    /// The column's `attnum`, which a rename or a swap does not change.
+    pub attnum: Option<i16>,
+    pub known: Vec<(u32, u32)>,
 }
 
 /// One change's part of a phase.
@@ -392,6 +433,8 @@ pub struct Contribution {
 pub struct RecipeOutput {
     pub phases: Vec<(PhaseKind, Contribution)>,
     pub notes: Vec<String>,
+    /// What its contract drops (see [`Program::contract_drops`]).
+    pub drops: Vec<ContractDrop>,
 }
 
 impl Program {
@@ -436,8 +479,10 @@ impl Program {
                 phases.push(phase);
             }
         }
+        let mut contract_drops = Vec::new();
         for out in outputs {
             notes.extend(out.notes);
+            contract_drops.extend(out.drops);
         }
         // A gate after the last phase gates nothing: the plan completes there. Say what
         // it asked as a note instead of showing a gate that is never waited at.
@@ -456,6 +501,8 @@ impl Program {
             settings: plan.settings.clone(),
             phases,
             notes,
+            footprint: Vec::new(),
+            contract_drops,
         };
         program.warn_at_gates();
         program
@@ -541,6 +588,7 @@ mod assemble_tests {
                 ),
             ],
             notes: vec![],
+            drops: vec![],
         };
         let p = Program::assemble(&plan, vec![out]);
         assert_eq!(p.phases.len(), 2);

@@ -235,6 +235,14 @@ async fn load_catalog_of(client: &Client, plan: &crate::plan::Plan) -> Result<Ca
     types.sort();
     types.dedup();
     cat.load_types(client, &types).await?;
+    let mut column_types: Vec<_> = plan
+        .changes
+        .iter()
+        .flat_map(|c| recipe::column_types_of(&c.value))
+        .collect();
+    column_types.sort();
+    column_types.dedup();
+    cat.load_type_nullability(client, &column_types).await?;
     if cat.major_version() < 13 {
         return Err(CmdError::Invalid(format!(
             "the server runs PostgreSQL {}; pgphase supports 13 and later",
@@ -597,7 +605,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             let cat = load_catalog(&l.work, file).await?;
             let program = expand_with(Some(&cat), file)?;
             check_privileges(&l.work, &program).await?;
-            check_other_plans(&l.control, name, &program).await?;
+            crate::catalog_guard::check_overlap(&l.control, name, &program).await?;
             let path = file.path.display().to_string();
             let before = serde_json::to_value(crate::catalog::compare::restorable(&cat))
                 .map_err(anyhow::Error::from)?;
@@ -638,6 +646,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             })?
         }
     };
+    check_contract_ahead(l, &stored, from).await?;
     if from > 0 {
         store::record(
             &*l.control,
@@ -803,6 +812,7 @@ async fn advance_locked(
         Some(g) => check_fences(l, &stored, g, opts.force).await?,
         None => Vec::new(),
     };
+    check_contract_ahead(l, &stored, from).await?;
     confirm_destructive(s, &stored.program, from)?;
     for (kind, message, detail) in fence_events {
         if message.contains("OVERRIDDEN") {
@@ -991,6 +1001,29 @@ fn confirm_destructive(s: &Session, program: &Program, from: usize) -> Result<()
     Ok(())
 }
 
+/// When the phases this command would run reach a point of no return not begun yet:
+/// re-reads the catalog and refuses (nothing run) if something has come to depend on
+/// what that contract drops since the plan started (see `catalog_guard::check_contract`).
+async fn check_contract_ahead(
+    l: &Locked,
+    stored: &StoredPlan,
+    from: usize,
+) -> Result<(), CmdError> {
+    let ahead = phases_until_gate(&stored.program, from)
+        .enumerate()
+        .any(|(k, p)| {
+            p.point_of_no_return
+                && stored
+                    .phases
+                    .get(from + k)
+                    .is_some_and(|ph| ph.status == PhaseStatus::Pending)
+        });
+    if ahead {
+        crate::catalog_guard::check_contract(&l.control, stored).await?;
+    }
+    Ok(())
+}
+
 fn phases_until_gate(program: &Program, from: usize) -> impl Iterator<Item = &Phase> {
     let mut stop = false;
     program.phases[from.min(program.phases.len())..]
@@ -1002,67 +1035,6 @@ fn phases_until_gate(program: &Program, from: usize) -> impl Iterator<Item = &Ph
             stop = p.gate.is_some();
             true
         })
-}
-
-/// The tables a program's steps (and undo steps) change.
-fn tables_of_program(program: &Program) -> std::collections::BTreeSet<String> {
-    program
-        .phases
-        .iter()
-        .flat_map(|p| p.steps.iter().chain(&p.rollback))
-        .filter_map(|st| st.table.as_ref().map(|t| t.to_string()))
-        .collect()
-}
-
-/// Refuses a plan that would change a table another unfinished plan is changing. Each
-/// plan was expanded against the table as it was when it started and relies on it until
-/// its contract (its triggers name columns, its backfill pages by a key, its rollback
-/// restores what it saw): two at once on one table could break each other, and the
-/// application.
-async fn check_other_plans(
-    control: &Client,
-    name: &str,
-    program: &Program,
-) -> Result<(), CmdError> {
-    let mine = tables_of_program(program);
-    if mine.is_empty() {
-        return Ok(());
-    }
-    let others: Vec<String> = control
-        .query(
-            "SELECT name FROM pgphase.plans
-              WHERE name <> $1 AND status NOT IN ('completed', 'rolled_back')
-              ORDER BY started_at, name",
-            &[&name],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for other in others {
-        let Some(st) = store::load_plan(control, &other).await? else {
-            continue;
-        };
-        let shared: Vec<String> = tables_of_program(&st.program)
-            .intersection(&mine)
-            .cloned()
-            .collect();
-        if !shared.is_empty() {
-            return Err(CmdError::refused(
-                format!(
-                    "plan `{other}` ({}, started by {} at {}) is changing {} as well: two plans at once on one table could break each other and the application (each relies on the table as it was when it started, until its contract); nothing was started",
-                    st.status.as_str(),
-                    st.started_by,
-                    st.started_at.format("%Y-%m-%d %H:%M UTC"),
-                    shared.join(", ")
-                ),
-                format!(
-                    "complete `{other}` (or roll it back) first; to have them run in order, add `depends_on: [{other}]` to this plan"
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 async fn check_dependencies(

@@ -11,7 +11,7 @@ use std::fmt;
 pub const MAX_IDENT_BYTES: usize = 63;
 
 /// An SQL identifier; `Display` renders it double-quoted when needed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Ident(String);
 
@@ -35,7 +35,7 @@ impl fmt::Display for Ident {
 }
 
 /// A schema-qualified relation name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct QualifiedName {
     pub schema: Ident,
     pub name: Ident,

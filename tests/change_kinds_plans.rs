@@ -26,6 +26,7 @@ fn column(name: &str, type_sql: &str, not_null: bool, default: Option<&str>) -> 
         identity: None,
         generated: None,
         has_equality: true,
+        ..Default::default()
     }
 }
 
@@ -99,6 +100,9 @@ fn table(name: &str, columns: Vec<Column>) -> Table {
         triggers: Vec::new(),
         estimated_rows: 50_000,
         views: Vec::new(),
+        kind: "r".into(),
+        persistence: "p".into(),
+        ..Default::default()
     }
 }
 

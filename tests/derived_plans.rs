@@ -23,6 +23,7 @@ fn column(name: &str, type_sql: &str, not_null: bool, default: Option<&str>) -> 
         identity: None,
         generated: None,
         has_equality: true,
+        ..Default::default()
     }
 }
 
@@ -110,6 +111,9 @@ fn story(version: i32) -> Catalog {
         triggers: Vec::new(),
         estimated_rows: 50_000,
         views: Vec::new(),
+        kind: "r".into(),
+        persistence: "p".into(),
+        ..Default::default()
     };
     let p = QualifiedName::parse("posts").unwrap();
     let posts = Table {
@@ -139,6 +143,9 @@ fn story(version: i32) -> Catalog {
         triggers: Vec::new(),
         estimated_rows: 1_000,
         views: Vec::new(),
+        kind: "r".into(),
+        persistence: "p".into(),
+        ..Default::default()
     };
     Catalog {
         server_version_num: version,

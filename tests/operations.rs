@@ -537,9 +537,12 @@ async fn a_rollback_reports_a_schema_that_is_not_as_before() {
     assert_eq!(st.status.as_str(), "rolled_back");
     let recorded = events(&db.url, "command").await;
     assert!(
-        recorded.iter().any(|e| e["message"].as_str().unwrap().starts_with(
-            "rollback completed, but the schema differs from the catalog snapshot taken at start:\n    + tables.public.comments.indexes: {"
-        )),
+        recorded.iter().any(|e| {
+            let m = e["message"].as_str().unwrap();
+            m.starts_with(
+                "rollback completed, but the schema differs from the catalog snapshot taken at start:\n",
+            ) && m.contains("\n    + tables.public.comments.indexes: {")
+        }),
         "{recorded:#?}"
     );
 }
@@ -623,68 +626,4 @@ async fn a_retried_rollback_does_not_roll_back_past_its_gate() {
     let r = on(&db.url, &to_start).await;
     r.expect(0);
     assert!(r.stdout.contains("rolled back"), "{}", r.stdout);
-}
-
-/// Two plans at once on one table: the second `start` is refused (each plan relies on
-/// the table as it was when it started, until its contract) and changes nothing; a plan
-/// on another table starts; once the first completed, the second starts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_second_plan_on_a_table_waits_for_the_first() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    rich_comments(&client, 300).await;
-    client
-        .batch_execute("CREATE TABLE posts (id int PRIMARY KEY, title text)")
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rename = write_rename_plan(dir.path(), "  lock_timeout: 500ms");
-    let rename = rename.to_str().unwrap();
-    let index = dir.path().join("comments-post-idx.yaml");
-    std::fs::write(
-        &index,
-        "changes:\n  - add_index: { table: comments, name: comments_post_idx, columns: [post_id] }\n",
-    )
-    .unwrap();
-    let posts = dir.path().join("posts-title-idx.yaml");
-    std::fs::write(
-        &posts,
-        "changes:\n  - add_index: { table: posts, name: posts_title_idx, columns: [title] }\n",
-    )
-    .unwrap();
-    let (index, posts) = (index.to_str().unwrap(), posts.to_str().unwrap());
-    on(&db.url, &["start", rename, "--yes"]).await.expect(0);
-    let before = schema_of(&client, "comments").await;
-    let r = on(&db.url, &["start", index, "--yes"]).await;
-    r.expect(3);
-    assert!(
-        r.stderr.contains(&format!(
-            "plan `{RENAME_PLAN}` (awaiting_deploy, started by"
-        )) && r.stderr.contains("is changing public.comments as well")
-            && r.stderr.contains(&format!("depends_on: [{RENAME_PLAN}]")),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(schema_of(&client, "comments").await, before);
-    on(&db.url, &["start", posts, "--yes"]).await.expect(0);
-    on(
-        &db.url,
-        &["phase", "advance", RENAME_PLAN, "--deployed", "v2"],
-    )
-    .await
-    .expect(0);
-    on(
-        &db.url,
-        &[
-            "phase",
-            "advance",
-            RENAME_PLAN,
-            "--deployed",
-            "v2-drained",
-            "--yes",
-        ],
-    )
-    .await
-    .expect(0);
-    on(&db.url, &["start", index, "--yes"]).await.expect(0);
 }

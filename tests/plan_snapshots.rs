@@ -31,6 +31,7 @@ fn column(name: &str, type_sql: &str, not_null: bool, default: Option<&str>) -> 
         identity: None,
         generated: None,
         has_equality: true,
+        ..Default::default()
     }
 }
 
@@ -82,6 +83,9 @@ fn table(name: &QualifiedName, columns: Vec<Column>, pk: Option<&[&str]>) -> Tab
         triggers: Vec::new(),
         estimated_rows: 50_000,
         views: Vec::new(),
+        kind: "r".into(),
+        persistence: "p".into(),
+        ..Default::default()
     };
     if let Some(cols) = pk {
         let (i, c) = primary_key(name, cols);
@@ -425,7 +429,7 @@ fn composite_primary_key_pages_by_row_comparison() {
     let backfill = steps_of(&program, PhaseKind::Backfill).join("\n");
     assert!(
         backfill.contains(
-            "WHERE (tenant_id, id) > (CAST($1::text AS integer), CAST($2::text AS bigint))"
+            "WHERE (tenant_id, id) > (CAST(convert_from($1::bytea, getdatabaseencoding()) AS integer), CAST(convert_from($2::bytea, getdatabaseencoding()) AS bigint))"
         ),
         "{backfill}"
     );
@@ -435,7 +439,7 @@ fn composite_primary_key_pages_by_row_comparison() {
     );
     assert!(
         backfill.contains(
-            "AND (tenant_id, id) <= (CAST($3::text AS integer), CAST($4::text AS bigint))"
+            "AND (tenant_id, id) <= (CAST(convert_from($3::bytea, getdatabaseencoding()) AS integer), CAST(convert_from($4::bytea, getdatabaseencoding()) AS bigint))"
         ),
         "{backfill}"
     );
@@ -486,7 +490,7 @@ fn hostile_identifiers_are_quoted() {
         "ALTER TABLE \"App Data\".\"Comments\" ADD COLUMN IF NOT EXISTS \"select\" text;",
         "NEW.\"select\" := NEW.\"Contents\";",
         "ON \"App Data\".\"Comments\" FOR EACH ROW EXECUTE FUNCTION",
-        "SELECT \"Id\"::text AS pgphase_k0 FROM \"App Data\".\"Comments\" WHERE \"Id\" > CAST($1::text AS integer) ORDER BY \"Id\"",
+        "SELECT convert_to(\"Id\"::text, getdatabaseencoding()) AS pgphase_k0 FROM \"App Data\".\"Comments\" WHERE \"Id\" > CAST(convert_from($1::bytea, getdatabaseencoding()) AS integer) ORDER BY \"Id\"",
         "SET \"select\" = \"Contents\"",
         "CHECK (\"select\" IS NOT NULL) NOT VALID;",
         "CREATE INDEX CONCURRENTLY \"Comments_select_idx\" ON \"App Data\".\"Comments\" USING btree (\"select\");",
@@ -770,7 +774,8 @@ fn refuses_a_table_without_a_usable_key() {
     let program = expand(&parse(&yaml), &catalog(PG15, vec![t]));
     let backfill = steps_of(&program, PhaseKind::Backfill).join("\n");
     assert!(
-        backfill.contains("WHERE id > CAST($1::text AS bigint)"),
+        backfill
+            .contains("WHERE id > CAST(convert_from($1::bytea, getdatabaseencoding()) AS bigint)"),
         "{backfill}"
     );
 }

@@ -251,7 +251,7 @@ async fn split_and_merge_preconditions() {
         ("  - split_column: { table: comments, from: post_id, into: [ { name: a, type: bigint, using: post_id }, { name: contents, type: text, using: 'x' } ], reverse: a }", "already has a column `contents`"),
         ("  - merge_columns: { table: comments, from: [id, contents], into: { name: x, type: text, using: contents }, reverse: { id: '1', contents: x } }", "part of the key"),
         ("  - merge_columns: { table: comments, from: [post_id, contents], into: { name: x, type: text, using: contents }, reverse: { post_id: '1', contents: x } }", "foreign key `comments_post_id_fkey`"),
-        ("  - merge_columns: { table: comments, from: [author_name, contents], into: { name: x, type: text, using: contents }, reverse: { author_name: x, contents: x } }", "trigger `contents_audit` names `comments.contents`"),
+        ("  - merge_columns: { table: comments, from: [author_name, contents], into: { name: x, type: text, using: contents }, reverse: { author_name: x, contents: x } }", "trigger `contents_audit` names `contents`"),
         ("  - merge_columns: { table: posts, from: [id, title], into: { name: x, type: text, using: title }, reverse: { id: '1', title: x } }", "references `posts.id`"),
     ] {
         let file = plan_from(&format!("changes:\n{yaml}\n"), "bad-derived");

@@ -8,13 +8,21 @@ use super::Catalog;
 /// The part of a snapshot a rollback restores exactly: the tables and relations the
 /// plan touches, without what changes by itself (planner statistics, the server's
 /// minor version) and without types (an enum value cannot be dropped, so
-/// `add_enum_value`'s rollback leaves it, as its plan says).
+/// `add_enum_value`'s rollback leaves it, as its plan says), and without the oids of
+/// the objects around a column (an index a rollback builds again is a new object with
+/// the same definition).
 pub fn restorable(cat: &Catalog) -> Catalog {
     let mut c = cat.clone();
     c.server_version_num = 0;
     c.types.clear();
     for t in c.tables.values_mut() {
         t.estimated_rows = 0;
+        for d in &mut t.dependents {
+            d.identity = (0, 0);
+        }
+        t.dependents.sort_by(|a, b| {
+            (&a.description, &a.name, &a.columns).cmp(&(&b.description, &b.name, &b.columns))
+        });
     }
     c
 }

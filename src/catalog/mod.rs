@@ -4,6 +4,8 @@
 //! build one by hand, and `pgphase` compares two snapshots to prove a rollback left the
 //! schema exactly as it found it.
 
+mod dependents;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
@@ -11,6 +13,7 @@ use tokio_postgres::GenericClient;
 use crate::sql::QualifiedName;
 
 pub mod compare;
+pub use dependents::{names_word, Dependent, DependentKind, Partition, Statistics};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Catalog {
@@ -24,6 +27,10 @@ pub struct Catalog {
     /// Types the plan names (loaded by [`Catalog::load_types`]), by `schema.name`.
     #[serde(default)]
     pub types: BTreeMap<String, TypeInfo>,
+    /// Column types a plan writes (`add_column`, `change_type`, …) that refuse NULL,
+    /// as written (loaded by [`Catalog::load_type_nullability`]).
+    #[serde(default)]
+    pub null_rejecting_types: std::collections::BTreeSet<String>,
 }
 
 /// A relation of any kind: what `rename_table` needs to know of it.
@@ -94,7 +101,7 @@ impl TypeInfo {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Table {
     pub name: QualifiedName,
     pub columns: Vec<Column>,
@@ -113,6 +120,48 @@ pub struct Table {
     /// Views (and materialized views) whose query uses columns of this table.
     #[serde(default)]
     pub views: Vec<ViewDependency>,
+    /// `pg_class.relkind`: `r` table, `p` partitioned table.
+    #[serde(default)]
+    pub kind: String,
+    /// `p` permanent, `u` unlogged, `t` temporary.
+    #[serde(default)]
+    pub persistence: String,
+    /// `REPLICA IDENTITY`: `d` default (primary key), `n` nothing, `f` full, `i` index
+    /// (the index is a [`DependentKind::ReplicaIdentity`] dependent).
+    #[serde(default)]
+    pub replica_identity: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// The partitioned table this one is a partition of.
+    #[serde(default)]
+    pub partition_of: Option<QualifiedName>,
+    /// Its partitions, when partitioned.
+    #[serde(default)]
+    pub partitions: Vec<Partition>,
+    /// The partition key's columns, when partitioned (an expression as `(expr)`).
+    #[serde(default)]
+    pub partition_key: Vec<String>,
+    /// Its indexes that are attached to a partitioned index of its parent.
+    #[serde(default)]
+    pub attached_indexes: Vec<String>,
+    /// Its constraints inherited from a parent (partitioning or inheritance).
+    #[serde(default)]
+    pub inherited_constraints: Vec<String>,
+    /// Tables it `INHERITS` from (not partitioning).
+    #[serde(default)]
+    pub inherits: Vec<QualifiedName>,
+    /// Tables that `INHERITS` from it (not partitions).
+    #[serde(default)]
+    pub children: Vec<QualifiedName>,
+    /// Publications that publish it (any way: listed, schema, all tables).
+    #[serde(default)]
+    pub publications: Vec<String>,
+    /// Objects that depend on its columns (see [`Dependent`]).
+    #[serde(default)]
+    pub dependents: Vec<Dependent>,
+    /// Its extended statistics objects (`CREATE STATISTICS`).
+    #[serde(default)]
+    pub statistics: Vec<Statistics>,
 }
 
 /// A view that depends on columns of a table: dropping them would fail or cascade.
@@ -122,7 +171,7 @@ pub struct ViewDependency {
     pub columns: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Column {
     pub name: String,
     /// `format_type()` text, e.g. `character varying(20)`.
@@ -138,6 +187,34 @@ pub struct Column {
     pub generated: Option<String>,
     /// The type has an `=` operator (json, point… do not); otherwise compare as text.
     pub has_equality: bool,
+    /// `pg_attribute.attnum`: stays with the column through renames.
+    #[serde(default)]
+    pub attnum: i16,
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// `ALTER COLUMN … SET STATISTICS`, when set.
+    #[serde(default)]
+    pub statistics_target: Option<i32>,
+    /// `ALTER COLUMN … SET STORAGE` (`p`, `e`, `m`, `x`), when not the type's default.
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// `ALTER COLUMN … SET COMPRESSION` (`p` pglz, `l` lz4), when set (PostgreSQL 14+).
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Inherited from a parent (inheritance or partitioning): only the parent may
+    /// rename, retype or drop it.
+    #[serde(default)]
+    pub inherited: bool,
+    /// A sequence owned by the column (`serial`, `OWNED BY`): dropped with it.
+    #[serde(default)]
+    pub owned_sequence: Option<QualifiedName>,
+    /// Column privileges (`GRANT … (col)`).
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// The type is a domain that refuses NULL (`NOT NULL`, or a CHECK NULL fails): a
+    /// column of it cannot be added to a table with rows, nor left out of an INSERT.
+    #[serde(default)]
+    pub type_rejects_null: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -273,6 +350,36 @@ impl Catalog {
         Ok(())
     }
 
+    /// Whether a column type a plan writes refuses NULL (a domain with NOT NULL, or a
+    /// CHECK that NULL fails).
+    pub fn rejects_null(&self, type_sql: &str) -> bool {
+        self.null_rejecting_types.contains(type_sql.trim())
+    }
+
+    /// Reads which of the given column types (as a plan writes them) refuse NULL.
+    pub async fn load_type_nullability<C: GenericClient>(
+        &mut self,
+        client: &C,
+        types: &[String],
+    ) -> Result<(), tokio_postgres::Error> {
+        for t in types {
+            let t = t.trim();
+            let domain: Option<bool> = client
+                .query_opt(
+                    "SELECT typtype = 'd' FROM pg_type WHERE oid = to_regtype($1)",
+                    &[&t],
+                )
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.get(0));
+            if domain == Some(true) && dependents::rejects_null(client, t).await? {
+                self.null_rejecting_types.insert(t.to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the given types (missing ones are simply absent), with enum values in order.
     pub async fn load_types<C: GenericClient>(
         &mut self,
@@ -349,6 +456,7 @@ async fn load_table<C: GenericClient>(
             identity: r.get(5),
             generated: r.get(6),
             has_equality: r.get(7),
+            ..Default::default()
         })
         .collect();
 
@@ -453,7 +561,7 @@ async fn load_table<C: GenericClient>(
                JOIN pg_namespace vn ON vn.oid = v.relnamespace
                JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
               WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-                AND d.refobjid = $1 AND v.oid <> $1
+                AND d.refobjid = $1 AND v.oid <> $1 AND r.rulename = '_RETURN'
               GROUP BY 1, 2 ORDER BY 1, 2",
             &[&oid],
         )
@@ -480,7 +588,9 @@ async fn load_table<C: GenericClient>(
         triggers,
         estimated_rows,
         views,
+        ..Default::default()
     };
+    dependents::load(client, oid, &mut table).await?;
     table.unique_not_null_keys = table
         .indexes
         .iter()

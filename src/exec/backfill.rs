@@ -36,19 +36,14 @@ pub(super) async fn run(
         .await
         .map_err(db("reading the backfill checkpoint"))?;
     let (mut last_key, mut rows_done, mut batches, finished): (
-        Option<Vec<String>>,
+        Option<Vec<Vec<u8>>>,
         i64,
         i64,
         bool,
     ) = match row {
         Some(r) => {
             let key: Option<serde_json::Value> = r.get(0);
-            (
-                key.and_then(|k| serde_json::from_value(k).ok()),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-            )
+            (key.and_then(key_from_json), r.get(1), r.get(2), r.get(3))
         }
         None => (None, 0, 0, false),
     };
@@ -134,11 +129,15 @@ pub(super) async fn run(
         } else {
             &bound_first
         };
-        let bound: Option<Vec<String>> = tx
+        let bound: Option<Vec<Vec<u8>>> = tx
             .query_opt(bound, &params)
             .await
             .map_err(db("finding the next batch"))?
-            .map(|r| (0..spec.key.len()).map(|i| r.get::<_, String>(i)).collect());
+            .map(|r| {
+                (0..spec.key.len())
+                    .map(|i| r.get::<_, Vec<u8>>(i))
+                    .collect()
+            });
         params.pop();
         let (stmt, visited) = match (&bound, last_key.is_some()) {
             (Some(b), resume) => {
@@ -187,7 +186,7 @@ pub(super) async fn run(
         if visited > 0 {
             batches += 1; // the closing batch may find nothing left
         }
-        let key_json = bound.as_ref().map(|b| serde_json::json!(b));
+        let key_json = bound.as_ref().map(|b| key_to_json(b));
         tx.execute(
             "UPDATE pgphase.backfill_progress SET last_key = coalesce($4, last_key), rows_done = $5, batches = $6,
                     updated_at = now(), finished_at = CASE WHEN $4 IS NULL THEN now() END
@@ -218,6 +217,33 @@ pub(super) async fn run(
         rows: rows_done,
         batches,
     })
+}
+
+/// The checkpoint's key: `{"hex": ["…", …]}`, the bytes of each key column's text form.
+fn key_to_json(key: &[Vec<u8>]) -> serde_json::Value {
+    let hex: Vec<String> = key
+        .iter()
+        .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+        .collect();
+    serde_json::json!({ "hex": hex })
+}
+
+/// Reads a checkpoint's key; an array of strings is the text form of earlier versions.
+fn key_from_json(v: serde_json::Value) -> Option<Vec<Vec<u8>>> {
+    if let Some(hex) = v.get("hex").and_then(|h| h.as_array()) {
+        return hex
+            .iter()
+            .map(|h| {
+                let h = h.as_str()?;
+                (0..h.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+                    .collect()
+            })
+            .collect();
+    }
+    let text: Vec<String> = serde_json::from_value(v).ok()?;
+    Some(text.into_iter().map(String::into_bytes).collect())
 }
 
 /// Planner estimate when the table was analyzed, an exact count otherwise.
@@ -280,6 +306,17 @@ impl BatchSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_keys_round_trip_as_bytes() {
+        let key = vec![vec![0x63, 0xe9, 0x00, 0xff], b"42".to_vec()];
+        assert_eq!(key_from_json(key_to_json(&key)), Some(key));
+        // the text form earlier versions wrote
+        assert_eq!(
+            key_from_json(serde_json::json!(["17", "x"])),
+            Some(vec![b"17".to_vec(), b"x".to_vec()])
+        );
+    }
 
     #[test]
     fn batch_size_converges_to_the_target() {

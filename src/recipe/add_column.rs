@@ -10,7 +10,7 @@ use crate::plan::{AddColumn, Pos};
 use crate::program::{
     Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
 };
-use crate::sql::{derived_name, quote_ident, Ident, QualifiedName};
+use crate::sql::{derived_name, quote_ident, Ident};
 
 pub(super) fn expand(
     plan: &str,
@@ -40,6 +40,12 @@ pub(super) fn expand(
     };
 
     let mut out = RecipeOutput::default();
+    if let Some(t) = t {
+        out.notes.extend(super::around::publication_note(
+            t,
+            &format!("`{}`", col.as_str()),
+        ));
+    }
     let writes_gate = backfill_expr.is_some() || !spec.nullable();
 
     // 1. expand: catalog-only statements in one short transaction.
@@ -140,30 +146,19 @@ pub(super) fn expand(
     }
     if spec.unique {
         let name = derived_name(&base, "_key");
-        let index = QualifiedName::new(table.schema.as_str(), name.clone());
-        let n = quote_ident(&name);
-        c.steps.push(common::create_index(
-            format!("build the unique index {n} on {col} concurrently (reads and writes continue)"),
-            &table,
-            index.clone(),
-            format!("CREATE UNIQUE INDEX CONCURRENTLY {n} ON {table} USING btree ({col});"),
-        ));
-        c.steps.push(
-            Step::sql(
-                format!("attach {n} as a UNIQUE constraint (catalog only)"),
-                &table,
-                LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ADD CONSTRAINT {n} UNIQUE USING INDEX {n};"),
-            )
-            .skip_if(common::constraint_exists(&table, &name)),
-        );
-        c.rollback.push(common::drop_index(
-            format!("drop index {n} concurrently"),
-            &table,
-            index,
-        ));
-        c.rollback
-            .push(common::drop_constraint(&table, &Ident::new(name)));
+        let build = common::IndexBuild {
+            table: &table,
+            live: t,
+            name: &name,
+            unique: true,
+            tail: format!("USING btree ({col})"),
+            description: format!(
+                "build the unique index {} on {col} concurrently (reads and writes continue)",
+                quote_ident(&name)
+            ),
+        };
+        c.steps.extend(build.steps(true));
+        c.rollback.extend(build.undo(true));
     }
     if !spec.nullable() {
         common::set_not_null(
@@ -227,6 +222,46 @@ fn check<'a>(
             message: format!(
                 "`{short}` already has a column `{}`; choose another name",
                 spec.name.value
+            ),
+        });
+    }
+    if let Some(parent) = &t.partition_of {
+        problems.push(Precondition {
+            pos: ac.table.pos,
+            message: format!(
+                "`{short}` is a partition of `{}`: PostgreSQL adds columns to the partitioned table only; add it there",
+                parent.display_short()
+            ),
+        });
+    }
+    if !(spec
+        .default
+        .as_ref()
+        .is_some_and(|d| is_constant(d) && !backfill))
+    {
+        if let Some(m) = super::around::null_rejecting_type(cat, &spec.type_sql, &spec.name) {
+            problems.push(Precondition {
+                pos: spec.type_sql.pos,
+                message: format!("{m} (or give it a constant default)"),
+            });
+        }
+    }
+    if t.is_partitioned() && spec.unique {
+        problems.push(Precondition {
+            pos: ac.column.pos,
+            message: format!(
+                "`{short}` is partitioned by ({}): a unique constraint on `{}` alone cannot be enforced across partitions; add the column without `unique`, then add_unique on it with the partition key",
+                t.partition_key.join(", "),
+                spec.name.value
+            ),
+        });
+    }
+    if t.is_partitioned() && cat.major_version() < 18 && spec.references.is_some() {
+        problems.push(Precondition {
+            pos: ac.column.pos,
+            message: format!(
+                "`{short}` is partitioned: PostgreSQL {} cannot add a foreign key NOT VALID to a partitioned table (18 can), and validating it in one statement would lock the table for the whole scan; add the column without `references`, then the foreign key per partition in a maintenance window",
+                cat.major_version()
             ),
         });
     }

@@ -25,34 +25,28 @@ pub(super) fn expand(
         .iter()
         .map(|c| quote_ident(c))
         .collect();
-    let needs_index = match knowledge {
-        Knowledge::Live(cat) => check(fk, cat, added)?,
-        Knowledge::Offline => true,
+    let (needs_index, live) = match knowledge {
+        Knowledge::Live(cat) => (check(fk, cat, added)?, cat.table(&table)),
+        Knowledge::Offline => (true, None),
     };
     let mut c = Contribution::default();
     if needs_index {
         let index_name = derived_name(&fk.name.value, "_idx");
-        let index = QualifiedName::new(table.schema.as_str(), index_name.clone());
-        let n = quote_ident(&index_name);
-        c.steps.push(common::create_index(
-            format!(
+        let build = common::IndexBuild {
+            table: &table,
+            live,
+            name: &index_name,
+            unique: false,
+            tail: format!("USING btree ({})", cols.join(", ")),
+            description: format!(
                 "index the referencing columns ({}) concurrently, so deletes and key updates on {} do not scan {}",
                 cols.join(", "),
                 target.display_short(),
                 table.display_short()
             ),
-            &table,
-            index.clone(),
-            format!(
-                "CREATE INDEX CONCURRENTLY {n} ON {table} USING btree ({});",
-                cols.join(", ")
-            ),
-        ));
-        c.rollback.push(common::drop_index(
-            format!("drop index {n} concurrently"),
-            &table,
-            index,
-        ));
+        };
+        c.steps.extend(build.steps(false));
+        c.rollback.extend(build.undo(false));
     }
     common::add_not_valid_then_validate(
         &mut c,
@@ -89,6 +83,15 @@ fn check(
         }]);
     };
     let short = t.name.display_short();
+    if t.is_partitioned() && cat.major_version() < 18 {
+        problems.push(Precondition {
+            pos: fk.table.pos,
+            message: format!(
+                "`{short}` is partitioned: PostgreSQL {} cannot add a foreign key NOT VALID to a partitioned table (18 can), and adding it valid would lock both tables for the whole scan; add it on each partition with add_foreign_key (then on `{short}` in a maintenance window), or upgrade to 18",
+                cat.major_version()
+            ),
+        });
+    }
     if t.constraints.iter().any(|c| c.name == fk.name.value) {
         problems.push(Precondition {
             pos: fk.name.pos,

@@ -18,10 +18,13 @@ pub(super) fn expand(
     added: &[(QualifiedName, String)],
 ) -> Result<RecipeOutput, Vec<Precondition>> {
     let table = ai.table_name();
-    if let Knowledge::Live(cat) = knowledge {
-        check(ai, cat, added)?;
-    }
-    let index = QualifiedName::new(table.schema.as_str(), ai.name.value.clone());
+    let live = match knowledge {
+        Knowledge::Live(cat) => {
+            check(ai, cat, added)?;
+            cat.table(&table)
+        }
+        Knowledge::Offline => None,
+    };
     let name = Ident::new(ai.name.value.clone());
     let cols: Vec<String> = ai
         .columns
@@ -29,36 +32,31 @@ pub(super) fn expand(
         .iter()
         .map(|c| Ident::new(c.value.clone()).to_string())
         .collect();
-    let mut sql = format!(
-        "CREATE {}INDEX CONCURRENTLY {name} ON {table} USING {} ({})",
-        if ai.unique { "UNIQUE " } else { "" },
-        Ident::new(ai.method()),
-        cols.join(", ")
-    );
+    let mut tail = format!("USING {} ({})", Ident::new(ai.method()), cols.join(", "));
     if let Some(p) = &ai.predicate {
-        sql.push_str(&format!(" WHERE {}", p.value.trim()));
+        tail.push_str(&format!(" WHERE {}", p.value.trim()));
     }
-    sql.push(';');
+    let build = common::IndexBuild {
+        table: &table,
+        live,
+        name: &ai.name.value,
+        unique: ai.unique,
+        tail,
+        description: format!(
+            "build {}index {name} on {} ({}) concurrently (reads and writes continue; an invalid leftover of an interrupted build is dropped first)",
+            if ai.unique { "unique " } else { "" },
+            table.display_short(),
+            cols.join(", ")
+        ),
+    };
+    let mut rollback = build.undo(false);
+    rollback.reverse();
     let mut out = RecipeOutput::default();
     out.phases.push((
         PHASE,
         Contribution {
-            steps: vec![common::create_index(
-                format!(
-                    "build {}index {name} on {} ({}) concurrently (reads and writes continue; an invalid leftover of an interrupted build is dropped first)",
-                    if ai.unique { "unique " } else { "" },
-                    table.display_short(),
-                    cols.join(", ")
-                ),
-                &table,
-                index.clone(),
-                sql,
-            )],
-            rollback: vec![common::drop_index(
-                format!("drop index {name} concurrently"),
-                &table,
-                index,
-            )],
+            steps: build.steps(false),
+            rollback,
             gate_after: None,
         },
     ));

@@ -4,7 +4,7 @@
 use super::common;
 use super::{Knowledge, Precondition};
 use crate::plan::AddUnique;
-use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
+use crate::program::{Contribution, RecipeOutput};
 use crate::sql::{Ident, QualifiedName};
 
 pub(super) fn expand(
@@ -13,6 +13,7 @@ pub(super) fn expand(
     added: &[(QualifiedName, String)],
 ) -> Result<RecipeOutput, Vec<Precondition>> {
     let table = au.table_name();
+    let mut live = None;
     if let Knowledge::Live(cat) = knowledge {
         let Some(t) = cat.table(&table) else {
             return Err(vec![Precondition {
@@ -50,39 +51,52 @@ pub(super) fn expand(
                 });
             }
         }
+        if t.is_partitioned() {
+            let missing: Vec<&String> = t
+                .partition_key
+                .iter()
+                .filter(|k| !au.columns.value.iter().any(|c| c.value == **k))
+                .collect();
+            if !missing.is_empty() {
+                problems.push(Precondition {
+                    pos: au.columns.pos,
+                    message: format!(
+                        "`{short}` is partitioned by ({}): PostgreSQL enforces a unique constraint on a partitioned table only when it includes every partition key column; add {} to the columns",
+                        t.partition_key.join(", "),
+                        missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        live = Some(t);
         if !problems.is_empty() {
             return Err(problems);
         }
     }
     let name = Ident::new(au.name.value.clone());
-    let index = QualifiedName::new(table.schema.as_str(), au.name.value.clone());
     let cols: Vec<String> = au
         .columns
         .value
         .iter()
         .map(|c| Ident::new(c.value.clone()).to_string())
         .collect();
+    let build = common::IndexBuild {
+        table: &table,
+        live,
+        name: &au.name.value,
+        unique: true,
+        tail: format!("USING btree ({})", cols.join(", ")),
+        description: format!(
+            "build the unique index {name} on ({}) concurrently (reads and writes continue)",
+            cols.join(", ")
+        ),
+    };
+    // the constraint owns the index: it goes first, then the index if never attached
+    let mut rollback = build.undo(true);
+    rollback.reverse();
     let c = Contribution {
-        steps: vec![
-            common::create_index(
-                format!("build the unique index {name} on ({}) concurrently (reads and writes continue)", cols.join(", ")),
-                &table,
-                index.clone(),
-                format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} USING btree ({});", cols.join(", ")),
-            ),
-            Step::sql(
-                format!("attach {name} as a UNIQUE constraint (catalog only)"),
-                &table,
-                LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name};"),
-            )
-            .skip_if(common::constraint_exists(&table, name.as_str())),
-        ],
-        // the constraint owns the index: it goes first, then the index if never attached
-        rollback: vec![
-            common::drop_constraint(&table, &name),
-            common::drop_index(format!("drop index {name} concurrently"), &table, index),
-        ],
+        steps: build.steps(true),
+        rollback,
         gate_after: None,
     };
     let mut out = RecipeOutput::default();

@@ -97,7 +97,14 @@ fn in_place_ok(t: &Table, col: &Column) -> bool {
 }
 
 fn check_in_place(ct: &ChangeType, t: &Table) -> Result<(), Vec<Precondition>> {
-    let problems: Vec<Precondition> = views_using(ct, t);
+    let mut problems: Vec<Precondition> = views_using(ct, t);
+    for message in super::around::refusals(t, &ct.column.value, super::around::Fate::RetypedInPlace)
+    {
+        problems.push(Precondition {
+            pos: ct.column.pos,
+            message,
+        });
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -150,6 +157,8 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
     sql.push_str(&format!(
         "ALTER TABLE {table} ALTER COLUMN {c} TYPE {new_type}{coll};"
     ));
+    // ALTER COLUMN … TYPE resets the storage to the type's default: set it back
+    sql.push_str(&super::carry::storage_sql(table, col, &c));
     for k in &checks {
         sql.push_str(&format!(
             "\nALTER TABLE {table} ADD CONSTRAINT {} {} NOT VALID;",
@@ -298,15 +307,14 @@ fn check_shadow(
             "`{name}` takes its default from a sequence (serial): the sequence may be owned by the column, and contract would drop it with the old copy; change the type in a maintenance window, or give the column a plain default first"
         ));
     }
-    for g in super::derived::generated_using(t, name) {
-        refuse(format!(
-            "generated column `{g}` is computed from `{name}`; it would stay on the old copy and contract could not drop it: drop the generated column first (or change the type in a maintenance window)"
-        ));
+    // generated columns, triggers, policies, rules, publications… naming the column
+    for m in super::around::refusals(t, name, super::around::Fate::Retyped) {
+        refuse(m);
     }
-    for trigger in super::derived::triggers_using(t, name) {
-        refuse(format!(
-            "trigger `{trigger}` names `{name}` in its column list or WHEN condition, so it would stay on the old copy and contract could not drop it: drop the trigger first and recreate it after the type change"
-        ));
+    if let Knowledge::Live(cat) = knowledge {
+        if let Some(m) = super::around::null_rejecting_type(cat, &ct.type_sql, name) {
+            refuse(m);
+        }
     }
     let rebuilds_index = t.indexes.iter().any(|i| i.columns.contains(name));
     if let Knowledge::Live(cat) = knowledge {
@@ -419,10 +427,10 @@ fn shadow(
         PhaseKind::Expand,
         Contribution {
             steps: vec![Step::sql(
-                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until contract"),
+                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until contract{}", col.and_then(super::carry::column_properties_text).map(|w| format!("; with {c}'s {w}")).unwrap_or_default()),
                 table,
                 LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow_col} {new_type};"),
+                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow_col} {new_type};{}", carried_properties(table, col, shadow_col, new_type)),
             )
             .changes_row_type()],
             rollback: vec![Step::sql(
@@ -449,6 +457,7 @@ fn shadow(
         gate_after: Some(read_through_cast(&c, &short, &old_type_text, new_type)),
     };
     let mut copies = Vec::new();
+    let mut statistics = Vec::new();
     if let (Some(t), Some(col)) = (t, col) {
         let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
         taken.extend(t.constraints.iter().map(|c| c.name.clone()));
@@ -472,6 +481,14 @@ fn shadow(
             &names.not_null_check,
             &mut new_name,
             knowledge,
+        );
+        let tag = names.tag.clone();
+        statistics = super::carry::statistics(
+            &mut backfill,
+            t,
+            table,
+            (c.as_str(), shadow_col.as_str()),
+            &mut |orig| derived_name(orig, &format!("_new_{tag}")),
         );
         // PostgreSQL 18 names NOT NULL constraints: swap those names too.
         if col.not_null && common::major(knowledge) >= 18 {
@@ -542,8 +559,10 @@ fn shadow(
         swap.push_str(&rename(orig, orig, &hidden(orig)));
         swap.push_str(&rename(orig, copy, orig));
     }
+    swap.push_str(&identity_sql(table, t, &copies));
     swap.push_str(&format!(
-        "ALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}",
+        "ALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}{}",
+        super::carry::statistics_renames(&statistics),
         before.drop_function_sql()
     ));
     let shadow_gone = format!(
@@ -551,6 +570,14 @@ fn shadow(
         table.regclass_literal(),
         quote_literal(shadow_col.as_str())
     );
+    if let Some(t) = t {
+        out.drops
+            .push(super::around::contract_drop(t, Some(c.as_str())));
+        out.notes.extend(super::around::publication_note(
+            t,
+            &format!("`{shadow_col}`"),
+        ));
+    }
     out.phases.push((
         PhaseKind::Contract,
         Contribution {
@@ -569,6 +596,36 @@ fn shadow(
         },
     ));
     out
+}
+
+/// The column's comment, grants, statistics target — and storage and compression
+/// between text types — given to the shadow column with its `ADD COLUMN`: after the
+/// swap it is the column.
+fn carried_properties(
+    table: &QualifiedName,
+    col: Option<&Column>,
+    shadow: &Ident,
+    new_type: &str,
+) -> String {
+    col.map(|c| {
+        let alike = collatable(&c.type_sql) && collatable(new_type);
+        super::carry::column_properties(table, c, shadow, alike)
+    })
+    .unwrap_or_default()
+}
+
+/// The replica identity, when it is an index on the column: after the swap its copy
+/// on the new column carries the original name, and becomes the replica identity
+/// before the old copy (and its index) is dropped.
+fn identity_sql(table: &QualifiedName, t: Option<&Table>, copies: &[(String, String)]) -> String {
+    t.and_then(|t| super::carry::replica_identity_copy(t, copies))
+        .map(|(orig, _)| {
+            format!(
+                "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};\n",
+                quote_ident(orig)
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// A type's text as `format_type` prints it, reduced to (base, modifiers), for the

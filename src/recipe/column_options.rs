@@ -68,6 +68,28 @@ pub(super) fn drop_not_null(
                 c.column.value
             ));
         }
+        if live.inherited && live.not_null {
+            let parents: Vec<String> = t
+                .partition_of
+                .iter()
+                .chain(&t.inherits)
+                .map(|p| format!("`{}`", p.display_short()))
+                .collect();
+            problems.push(format!(
+                "`{}` is inherited from {}, whose NOT NULL it may carry (PostgreSQL then refuses to drop it here); drop it on the parent",
+                c.column.value,
+                parents.join(", ")
+            ));
+        }
+        if let Some(ri) = t
+            .dependents_of(&c.column.value)
+            .find(|d| d.kind == crate::catalog::DependentKind::ReplicaIdentity)
+        {
+            problems.push(format!(
+                "`{}` is in index `{}`, the REPLICA IDENTITY of `{short}`, which PostgreSQL keeps NOT NULL; set another replica identity first",
+                c.column.value, ri.name
+            ));
+        }
         if t.primary_key
             .as_ref()
             .is_some_and(|k| k.contains(&c.column.value))

@@ -4,7 +4,7 @@
 use super::Knowledge;
 use crate::catalog::Catalog;
 use crate::program::{Action, Contribution, LockLevel, Step};
-use crate::sql::{derived_name, quote_literal, Ident, QualifiedName};
+use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
 
 /// The server's major version, 0 when expanding offline.
 pub(super) fn major(knowledge: Knowledge<'_>) -> i32 {
@@ -236,4 +236,220 @@ pub(super) fn backfill_key(t: Option<&crate::catalog::Table>) -> Vec<(String, St
             .collect(),
         None => vec![("<primary key>".into(), "<its type>".into())],
     }
+}
+
+/// The part of an index definition (`pg_get_indexdef`) after its table: `USING method
+/// (keys with opclasses and ordering) [INCLUDE …] [NULLS NOT DISTINCT] [WITH (…)] [WHERE …]`.
+pub(super) fn index_tail(definition: &str) -> &str {
+    let on = definition.find(" ON ").unwrap_or(0);
+    match definition[on..].find(" USING ") {
+        Some(i) => definition[on + i + 1..].trim_end_matches(';'),
+        None => definition,
+    }
+}
+
+/// An index to build concurrently: on a partitioned table, where PostgreSQL cannot
+/// build one concurrently, one per partition, then the parent index `ON ONLY` with each
+/// attached in one short transaction (it becomes valid with the last one).
+pub(super) struct IndexBuild<'a> {
+    pub table: &'a QualifiedName,
+    /// The live table (None offline: a plain build is shown).
+    pub live: Option<&'a crate::catalog::Table>,
+    pub name: &'a str,
+    pub unique: bool,
+    /// `USING method (…) …`, see [`index_tail`].
+    pub tail: String,
+    pub description: String,
+}
+
+impl IndexBuild<'_> {
+    fn partitions(&self) -> Vec<(QualifiedName, String)> {
+        match self.live {
+            Some(t) if t.is_partitioned() => t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let name = derived_name(&format!("{}_{}", p.name.name.as_str(), self.name), "");
+                    (p.name.clone(), name)
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn unique_kw(&self) -> &'static str {
+        if self.unique {
+            "UNIQUE "
+        } else {
+            ""
+        }
+    }
+
+    /// The build, as steps in order. `constraint`: attach the index as a UNIQUE
+    /// constraint of that name (on a partitioned table: each partition's index as its
+    /// partition's constraint, then the parent's constraint, which adopts them).
+    pub fn steps(&self, constraint: bool) -> Vec<Step> {
+        let index = QualifiedName::new(self.table.schema.as_str(), self.name);
+        let n = quote_ident(self.name);
+        let parts = self.partitions();
+        let table = self.table;
+        if parts.is_empty() {
+            let mut steps = vec![create_index(
+                self.description.clone(),
+                table,
+                index,
+                format!(
+                    "CREATE {}INDEX CONCURRENTLY {n} ON {table} {};",
+                    self.unique_kw(),
+                    self.tail
+                ),
+            )];
+            if constraint {
+                steps.push(
+                    Step::sql(
+                        format!("attach {n} as a UNIQUE constraint (catalog only)"),
+                        table,
+                        LockLevel::AccessExclusive,
+                        format!("ALTER TABLE {table} ADD CONSTRAINT {n} UNIQUE USING INDEX {n};"),
+                    )
+                    .skip_if(constraint_exists(table, self.name)),
+                );
+            }
+            return steps;
+        }
+        let mut steps = Vec::new();
+        for (p, pname) in &parts {
+            let pindex = QualifiedName::new(p.schema.as_str(), pname.clone());
+            steps.push(create_index(
+                format!(
+                    "{} — partition {} (PostgreSQL builds partitioned indexes concurrently only partition by partition)",
+                    self.description,
+                    p.display_short()
+                ),
+                p,
+                pindex,
+                format!(
+                    "CREATE {}INDEX CONCURRENTLY {} ON {p} {};",
+                    self.unique_kw(),
+                    quote_ident(pname),
+                    self.tail
+                ),
+            ));
+        }
+        if constraint {
+            // each partition's index becomes its partition's constraint; the parent's
+            // constraint then adopts them (no build, no scan)
+            for (p, pname) in &parts {
+                let pn = quote_ident(pname);
+                steps.push(
+                    Step::sql(
+                        format!(
+                            "attach {pn} as a UNIQUE constraint of partition {} (catalog only)",
+                            p.display_short()
+                        ),
+                        p,
+                        LockLevel::AccessExclusive,
+                        format!("ALTER TABLE {p} ADD CONSTRAINT {pn} UNIQUE USING INDEX {pn};"),
+                    )
+                    .skip_if(constraint_exists(p, pname)),
+                );
+            }
+            let cols = self
+                .tail
+                .find('(')
+                .zip(self.tail.find(')'))
+                .map(|(a, b)| &self.tail[a..=b])
+                .unwrap_or("()");
+            steps.push(
+                Step::sql(
+                    format!("add the UNIQUE constraint {n} to {}: it adopts the partitions' constraints (catalog only)", table.display_short()),
+                    table,
+                    LockLevel::AccessExclusive,
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {n} UNIQUE {cols};"),
+                )
+                .skip_if(constraint_exists(table, self.name)),
+            );
+            return steps;
+        }
+        let mut sql = format!(
+            "CREATE {}INDEX IF NOT EXISTS {n} ON ONLY {table} {};",
+            self.unique_kw(),
+            self.tail
+        );
+        for (p, pname) in &parts {
+            sql.push_str(&format!(
+                "\nALTER INDEX {index} ATTACH PARTITION {};",
+                QualifiedName::new(p.schema.as_str(), pname.clone())
+            ));
+        }
+        steps.push(
+            Step::sql(
+                format!(
+                    "create {n} on {} ON ONLY and attach the partitions' indexes: valid once all are attached (catalog only, one short transaction)",
+                    table.display_short()
+                ),
+                table,
+                LockLevel::AccessExclusive,
+                sql,
+            )
+            .skip_if(format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass({}) AND indisvalid)",
+                quote_literal(&index.to_string())
+            )),
+        );
+        steps
+    }
+
+    /// The undo of [`IndexBuild::steps`], in creation order (callers run their undo
+    /// lists reversed).
+    pub fn undo(&self, constraint: bool) -> Vec<Step> {
+        let index = QualifiedName::new(self.table.schema.as_str(), self.name);
+        let n = Ident::new(self.name);
+        let parts = self.partitions();
+        let mut undo = Vec::new();
+        if parts.is_empty() {
+            undo.push(drop_index(
+                format!("drop index {n} concurrently"),
+                self.table,
+                index,
+            ));
+            if constraint {
+                undo.push(drop_constraint(self.table, &n));
+            }
+            return undo;
+        }
+        for (p, pname) in &parts {
+            undo.push(drop_index(
+                format!(
+                    "drop index {} concurrently (left if never attached)",
+                    quote_ident(pname)
+                ),
+                p,
+                QualifiedName::new(p.schema.as_str(), pname.clone()),
+            ));
+            if constraint {
+                undo.push(drop_constraint(p, &Ident::new(pname.clone())));
+            }
+        }
+        undo.push(if constraint {
+            drop_constraint(self.table, &n)
+        } else {
+            drop_partitioned_index(self.table, &index)
+        });
+        undo
+    }
+}
+
+/// `DROP INDEX IF EXISTS` of a partitioned index (PostgreSQL cannot drop one
+/// concurrently): catalog only, ACCESS EXCLUSIVE on the table and its partitions
+/// for a moment, under lock_timeout.
+pub(super) fn drop_partitioned_index(table: &QualifiedName, index: &QualifiedName) -> Step {
+    Step::sql(
+        format!(
+            "drop the partitioned index {} with its partitions' indexes (catalog only; PostgreSQL cannot drop it concurrently)",
+            index.name
+        ),
+        table,
+        LockLevel::AccessExclusive,
+        format!("DROP INDEX IF EXISTS {index};"),
+    )
 }

@@ -358,47 +358,6 @@ END
     }
 }
 
-/// The application's triggers (not pgphase's) whose column list (`UPDATE OF …`) or
-/// `WHEN` condition names `column`: they follow the column's attribute number, so a
-/// contract that drops it would fail after the point of no return.
-pub(super) fn triggers_using(t: &crate::catalog::Table, column: &str) -> Vec<String> {
-    let mentions = |text: &str| crate::sql::rename_column_refs(text, column, "\u{1}") != text;
-    t.triggers
-        .iter()
-        .filter(|(name, _)| !name.starts_with("zz_pgphase_"))
-        .filter(|(_, def)| {
-            // CREATE TRIGGER n BEFORE UPDATE OF a, b ON t FOR EACH ROW WHEN (…) EXECUTE …
-            let of = def
-                .find(" OF ")
-                .zip(def.find(" ON "))
-                .and_then(|(a, b)| (a < b).then(|| &def[a + 4..b]));
-            let when = def
-                .find(" WHEN (")
-                .zip(def.rfind(" EXECUTE "))
-                .and_then(|(a, b)| (a < b).then(|| &def[a + 6..b]));
-            // WHEN qualifies every column by new. / old.
-            let unqualified = when.map(|w| w.replace("new.", "").replace("old.", ""));
-            of.is_some_and(mentions) || unqualified.is_some_and(|w| mentions(&w))
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
-}
-
-/// Generated columns whose expression uses `column`: they depend on its attribute
-/// number, so a contract that drops it would fail after the point of no return.
-pub(super) fn generated_using(t: &crate::catalog::Table, column: &str) -> Vec<String> {
-    t.columns
-        .iter()
-        .filter(|c| c.generated.is_some() && c.name != column)
-        .filter(|c| {
-            c.default
-                .as_deref()
-                .is_some_and(|e| crate::sql::rename_column_refs(e, column, "\u{1}") != e)
-        })
-        .map(|c| c.name.clone())
-        .collect()
-}
-
 /// Evaluates the forward expressions (`select`, cast to the new types) on every existing
 /// row — one scan under ACCESS SHARE — and plans the reverse ones (`plan_only`: queries,
 /// run with LIMIT 0): a typo, a type error or an existing value the expression cannot

@@ -4,7 +4,7 @@
 
 use super::common;
 use super::{Knowledge, Precondition};
-use crate::catalog::{Catalog, Column, Table};
+use crate::catalog::{Catalog, Column, DependentKind, Table};
 use crate::plan::{DropColumn, Pos};
 use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
 use crate::sql::{quote_ident, Ident, QualifiedName};
@@ -32,7 +32,10 @@ pub(super) fn expand(
         ..Default::default()
     };
     let needs_nullable = match found {
-        Some((_, c)) => c.not_null && c.default.is_none(),
+        // identity and generated columns fill themselves in
+        Some((_, c)) => {
+            c.not_null && c.default.is_none() && c.identity.is_none() && c.generated.is_none()
+        }
         None => false,
     };
     if needs_nullable {
@@ -60,7 +63,9 @@ pub(super) fn expand(
 
     // 2. after the gate: drop the column's own indexes concurrently (undo: rebuild them
     // concurrently, as they were). Indexes backing a constraint go with the column.
-    if let Some((t, _)) = found {
+    // (on a partitioned table they go with the column at contract: PostgreSQL cannot
+    // drop a partitioned index concurrently)
+    if let Some((t, _)) = found.filter(|(t, _)| !t.is_partitioned()) {
         let mut c = Contribution::default();
         for idx in t
             .indexes
@@ -72,18 +77,43 @@ pub(super) fn expand(
             c.steps.push(common::drop_index(
                 format!("drop index {n} on {col} concurrently (reads and writes continue)"),
                 &table,
-                index.clone(),
-            ));
-            c.rollback.push(common::create_index(
-                format!("rebuild index {n} concurrently, as it was"),
-                &table,
                 index,
-                format!("{};", concurrently(&idx.definition)),
             ));
+            let build = common::IndexBuild {
+                table: &table,
+                live: Some(t),
+                name: &idx.name,
+                unique: idx.unique,
+                tail: common::index_tail(&idx.definition).to_string(),
+                description: format!("rebuild index {n} concurrently, as it was"),
+            };
+            c.rollback.extend(build.steps(false));
         }
         c.rollback.reverse();
         if !c.steps.is_empty() {
             out.phases.push((PhaseKind::SwitchReads, c));
+        }
+    }
+
+    if let Some((t, _)) = found {
+        out.drops
+            .push(super::around::contract_drop(t, Some(col.as_str())));
+        let goes: Vec<String> = t
+            .dependents_of(col.as_str())
+            .filter(|d| {
+                matches!(
+                    d.kind,
+                    DependentKind::Constraint | DependentKind::Statistics | DependentKind::Sequence
+                )
+            })
+            .map(|d| d.description.clone())
+            .collect();
+        if !goes.is_empty() {
+            out.notes.push(format!(
+                "drop_column {short}.{}: contract drops with it {}",
+                col.as_str(),
+                goes.join(", ")
+            ));
         }
     }
 
@@ -102,12 +132,6 @@ pub(super) fn expand(
         },
     ));
     Ok(out)
-}
-
-/// `CREATE [UNIQUE] INDEX name ON …` (as `pg_get_indexdef` prints it) with CONCURRENTLY.
-fn concurrently(definition: &str) -> String {
-    let at = definition.find("INDEX ").map_or(0, |i| i + "INDEX ".len());
-    format!("{}CONCURRENTLY {}", &definition[..at], &definition[at..])
 }
 
 fn check<'a>(
@@ -159,20 +183,14 @@ fn check<'a>(
             v.view.display_short()
         ));
     }
+    // triggers, policies, rules, publications, generated columns, functions, the
+    // replica identity… that the column's drop would fail on or break
+    for m in super::around::refusals(t, name, super::around::Fate::Dropped) {
+        refuse(m);
+    }
     if problems.is_empty() {
         Ok((t, col))
     } else {
         Err(problems)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn concurrently_goes_after_index() {
-        assert_eq!(
-            super::concurrently("CREATE UNIQUE INDEX a_b ON public.a USING btree (b)"),
-            "CREATE UNIQUE INDEX CONCURRENTLY a_b ON public.a USING btree (b)"
-        );
     }
 }

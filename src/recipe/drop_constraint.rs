@@ -41,29 +41,42 @@ pub(super) fn expand(
                 .iter()
                 .find(|i| i.constraint.as_deref() == Some(&con.name));
             if let Some(idx) = idx {
-                let index = QualifiedName::new(table.schema.as_str(), idx.name.clone());
-                c.rollback.push(common::create_index(
-                    format!("rebuild the unique index {name} concurrently"),
-                    &table,
-                    index,
-                    format!(
-                        "{};",
-                        idx.definition
-                            .replacen(" INDEX ", " INDEX CONCURRENTLY ", 1)
-                    ),
-                ));
-                c.rollback.push(
-                    Step::sql(
-                        format!("attach {name} as a UNIQUE constraint again (catalog only)"),
+                if idx.name == con.name || t.is_partitioned() {
+                    let build = common::IndexBuild {
+                        table: &table,
+                        live: Some(t),
+                        name: &con.name,
+                        unique: true,
+                        tail: common::index_tail(&idx.definition).to_string(),
+                        description: format!("rebuild the unique index {name} concurrently"),
+                    };
+                    c.rollback.extend(build.steps(true));
+                } else {
+                    // the index keeps its own name: rebuilt as it was, then attached
+                    let index = QualifiedName::new(table.schema.as_str(), idx.name.clone());
+                    c.rollback.push(common::create_index(
+                        format!("rebuild the unique index {name} concurrently"),
                         &table,
-                        LockLevel::AccessExclusive,
+                        index,
                         format!(
-                            "ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {};",
-                            Ident::new(idx.name.clone())
+                            "{};",
+                            idx.definition
+                                .replacen(" INDEX ", " INDEX CONCURRENTLY ", 1)
                         ),
-                    )
-                    .skip_if(common::constraint_exists(&table, name.as_str())),
-                );
+                    ));
+                    c.rollback.push(
+                        Step::sql(
+                            format!("attach {name} as a UNIQUE constraint again (catalog only)"),
+                            &table,
+                            LockLevel::AccessExclusive,
+                            format!(
+                                "ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {};",
+                                Ident::new(idx.name.clone())
+                            ),
+                        )
+                        .skip_if(common::constraint_exists(&table, name.as_str())),
+                    );
+                }
             }
         } else {
             let def = con.definition.trim_end_matches(" NOT VALID");
@@ -120,6 +133,29 @@ fn check<'a>(
             ),
         );
     };
+    if t.inherited_constraints.contains(&con.name) {
+        return refuse(
+            dc.name.pos,
+            format!(
+                "`{}` is inherited from a parent of `{short}`: PostgreSQL drops it only there; drop it on the parent",
+                con.name
+            ),
+        );
+    }
+    if con.kind == "u"
+        && t.indexes.iter().any(|i| {
+            i.constraint.as_deref() == Some(con.name.as_str())
+                && t.replica_identity_index() == Some(i.name.as_str())
+        })
+    {
+        return refuse(
+            dc.name.pos,
+            format!(
+                "the index of `{}` is the REPLICA IDENTITY of `{short}`: without it every UPDATE and DELETE of a published table fails; set another replica identity first (ALTER TABLE … REPLICA IDENTITY USING INDEX / FULL)",
+                con.name
+            ),
+        );
+    }
     match con.kind.as_str() {
         "c" | "f" => {}
         "u" => {

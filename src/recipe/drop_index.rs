@@ -19,23 +19,27 @@ pub(super) fn expand(
         Knowledge::Live(cat) => {
             let (t, idx) = check(di, cat)?;
             let n = quote_ident(&idx.name);
-            c.steps.push(common::drop_index(
-                format!(
-                    "drop index {n} on {} concurrently (reads and writes continue)",
-                    t.name.display_short()
-                ),
-                &t.name,
-                index.clone(),
-            ));
-            let def = idx
-                .definition
-                .replacen(" INDEX ", " INDEX CONCURRENTLY ", 1);
-            c.rollback.push(common::create_index(
-                format!("rebuild index {n} concurrently, as it was"),
-                &t.name,
-                index,
-                format!("{def};"),
-            ));
+            c.steps.push(if t.is_partitioned() {
+                common::drop_partitioned_index(&t.name, &index)
+            } else {
+                common::drop_index(
+                    format!(
+                        "drop index {n} on {} concurrently (reads and writes continue)",
+                        t.name.display_short()
+                    ),
+                    &t.name,
+                    index.clone(),
+                )
+            });
+            let build = common::IndexBuild {
+                table: &t.name,
+                live: Some(t),
+                name: &idx.name,
+                unique: idx.unique,
+                tail: common::index_tail(&idx.definition).to_string(),
+                description: format!("rebuild index {n} concurrently, as it was"),
+            };
+            c.rollback = build.steps(false);
         }
         Knowledge::Offline => {
             // the table is read from the catalog at `start`
@@ -81,6 +85,20 @@ fn check<'a>(
             di.name.value
         )));
     };
+    if t.attached_indexes.contains(&idx.name) {
+        return Err(refuse(format!(
+            "index `{}` belongs to a partitioned index of the parent of `{}`: PostgreSQL drops it only with that index; drop the parent's index instead",
+            di.name.value,
+            t.name.display_short()
+        )));
+    }
+    if t.replica_identity_index() == Some(idx.name.as_str()) {
+        return Err(refuse(format!(
+            "index `{}` is the REPLICA IDENTITY of `{}`: without it every UPDATE and DELETE of a published table fails; set another replica identity first (ALTER TABLE … REPLICA IDENTITY USING INDEX / FULL)",
+            di.name.value,
+            t.name.display_short()
+        )));
+    }
     if let Some(con) = &idx.constraint {
         return Err(refuse(format!(
             "index `{}` implements constraint `{con}` of `{}`; drop the constraint instead (drop_constraint)",

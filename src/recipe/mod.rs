@@ -6,6 +6,8 @@ mod add_column;
 mod add_foreign_key;
 mod add_index;
 mod add_unique;
+mod around;
+mod carry;
 mod change_type;
 mod column_options;
 mod common;
@@ -14,6 +16,8 @@ mod drop_column;
 mod drop_constraint;
 mod drop_index;
 mod enums;
+mod footprint;
+mod planned;
 mod rename_column;
 mod rename_table;
 mod set_not_null;
@@ -49,7 +53,14 @@ pub enum Knowledge<'a> {
 /// plan order unless a change needs another that comes later in the file.
 pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Precondition>> {
     let mut outputs = Vec::new();
-    let mut problems = Vec::new();
+    let live_cat = match knowledge {
+        Knowledge::Live(cat) => Some(cat),
+        Knowledge::Offline => None,
+    };
+    let mut problems = planned::conflicts(plan, live_cat);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let added = added_columns(plan);
     let batch_size = plan.settings.backfill.batch_size;
     // Changes on a table the plan creates check against the table as it will be.
@@ -100,11 +111,10 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::SplitColumn(sc) => split_merge::split(&plan.name, batch_size, sc, knowledge),
             Change::MergeColumns(mc) => split_merge::merge(&plan.name, batch_size, mc, knowledge),
         };
-        // a later add_enum_value may place its value next to this one
-        if let (Change::AddEnumValue(ev), Ok(_), Some(cat)) =
-            (&plan.changes[i].value, &result, planned.as_mut())
-        {
-            enums::plan_value(cat, ev);
+        // later changes see the table as this one leaves it (a new column, index,
+        // constraint, enum value…)
+        if let (Ok(_), Some(cat)) = (&result, planned.as_mut()) {
+            planned::apply(cat, &plan.changes[i].value);
         }
         match result {
             Ok(out) => outputs.push(out),
@@ -115,6 +125,7 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
         return Err(problems);
     }
     let mut program = Program::assemble(plan, outputs);
+    program.footprint = footprint::touches(plan, live_cat);
     if matches!(knowledge, Knowledge::Offline) {
         program.notes.insert(
             0,
@@ -175,6 +186,23 @@ pub fn types_of(change: &Change) -> Vec<QualifiedName> {
     }
 }
 
+/// Column types a change writes into a table, as written: the catalog loader reads
+/// which refuse NULL into [`Catalog::null_rejecting_types`].
+pub fn column_types_of(change: &Change) -> Vec<String> {
+    match change {
+        Change::AddColumn(ac) => vec![ac.column.type_sql.value.clone()],
+        Change::ChangeType(ct) => vec![ct.type_sql.value.clone()],
+        Change::SplitColumn(sc) => sc
+            .into
+            .value
+            .iter()
+            .map(|c| c.type_sql.value.clone())
+            .collect(),
+        Change::MergeColumns(mc) => vec![mc.into.type_sql.value.clone()],
+        _ => Vec::new(),
+    }
+}
+
 /// Indexes a change names without its table: the catalog loader adds their tables.
 pub fn indexes_of(change: &Change) -> Vec<QualifiedName> {
     match change {
@@ -209,6 +237,7 @@ fn with_planned_tables(cat: &Catalog, plan: &Plan) -> Catalog {
                 identity: None,
                 generated: None,
                 has_equality: true,
+                ..Default::default()
             })
             .collect();
         let pkey = format!("{}_pkey", name.name.as_str());
@@ -253,6 +282,9 @@ fn with_planned_tables(cat: &Catalog, plan: &Plan) -> Catalog {
                 triggers: Vec::new(),
                 estimated_rows: 0,
                 views: Vec::new(),
+                kind: "r".into(),
+                persistence: "p".into(),
+                ..Default::default()
             },
         );
     }
@@ -271,10 +303,11 @@ fn added_columns(plan: &Plan) -> Vec<(QualifiedName, String)> {
 }
 
 /// The order changes contribute to each phase: a change comes after the changes it
-/// depends on (an index, unique constraint or foreign key after the `add_column` of its
-/// column; anything on a table after the `create_table` of it), otherwise in plan order.
-/// Kahn's algorithm taking the earliest ready change each time; a `create_table` depends
-/// on nothing and an `add_column` only on a `create_table`, so there is no cycle.
+/// depends on (an index, unique constraint, check or foreign key after the change that
+/// creates its column: `add_column`, `rename_column`, `split_column`, `merge_columns`;
+/// anything on a table after the `create_table` of it), otherwise in plan order.
+/// Kahn's algorithm taking the earliest ready change each time; a `create_table`
+/// depends on nothing, a column's creator only on a `create_table`, so there is no cycle.
 pub fn order(plan: &Plan) -> Vec<usize> {
     let n = plan.changes.len();
     // the columns of `table` that change `i` needs to exist
@@ -286,13 +319,18 @@ pub fn order(plan: &Plan) -> Vec<usize> {
             Change::AddIndex(ai) => named(ai.table_name(), &ai.columns.value),
             Change::AddUnique(au) => named(au.table_name(), &au.columns.value),
             Change::AddForeignKey(fk) => named(fk.table_name(), &fk.columns.value),
+            Change::AddCheck(ck) => {
+                ck.table_name() == *table && crate::catalog::names_word(&ck.check.value, column)
+            }
             _ => false,
         }
     };
     let depends = |i: usize, j: usize| match &plan.changes[j].value {
         Change::AddColumn(ac) => uses(i, &ac.table_name(), &ac.column.name.value),
         Change::CreateTable(ct) => tables_of(&plan.changes[i].value).contains(&ct.table_name()),
-        _ => false,
+        // a column another change creates (rename_column's new name, split_column's or
+        // merge_columns' new columns) exists, backfilled, before what builds on it
+        other => footprint::synced(other).iter().any(|(t, c)| uses(i, t, c)),
     };
     let mut done = vec![false; n];
     let mut out = Vec::with_capacity(n);

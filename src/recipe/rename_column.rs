@@ -50,7 +50,7 @@ pub(super) fn expand(
 
     let (t, col) = match knowledge {
         Knowledge::Live(cat) => {
-            let (t, col) = check(rc, cat.table(&table))?;
+            let (t, col) = check(rc, cat.table(&table), cat.major_version())?;
             let rebuilds_index = t.indexes.iter().any(|i| i.columns.contains(&rc.from.value));
             if let Some(m) = super::common::concurrent_index_refusal(cat).filter(|_| rebuilds_index)
             {
@@ -79,14 +79,23 @@ pub(super) fn expand(
         }
         None => format!("<type of {}>", from.as_str()),
     };
+    let (properties, properties_text) = match col {
+        Some(c) => (
+            super::carry::column_properties(&table, c, &to, true),
+            super::carry::column_properties_text(c)
+                .map(|w| format!("; with {from}'s {w}"))
+                .unwrap_or_default(),
+        ),
+        None => (String::new(), String::new()),
+    };
     out.phases.push((
         PhaseKind::Expand,
         Contribution {
             steps: vec![Step::sql(
-                format!("add {to} to {short}: nullable, no default, so the old application's writes are unaffected"),
+                format!("add {to} to {short}: nullable, no default, so the old application's writes are unaffected{properties_text}"),
                 &table,
                 LockLevel::AccessExclusive,
-                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {to} {type_sql};"),
+                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {to} {type_sql};{properties}"),
             )
             .changes_row_type()],
             rollback: vec![Step::sql(
@@ -216,6 +225,7 @@ END
             from.as_str()
         )),
     };
+    let mut copies = Vec::new();
     if let (Some(t), Some(c)) = (t, col) {
         let mut taken: Vec<String> = t.indexes.iter().map(|i| i.name.clone()).collect();
         taken.extend(t.constraints.iter().map(|c| c.name.clone()));
@@ -230,7 +240,7 @@ END
             taken.push(candidate.clone());
             candidate
         };
-        carry_over(
+        copies = carry_over(
             &mut backfill,
             t,
             c,
@@ -240,14 +250,66 @@ END
             &mut new_name,
             knowledge,
         );
+        let taken: Vec<String> = t
+            .statistics
+            .iter()
+            .map(|s| s.name.name.to_string())
+            .collect();
+        super::carry::statistics(
+            &mut backfill,
+            t,
+            &table,
+            (from.as_str(), to.as_str()),
+            &mut |orig| {
+                let base = rename_name_part(orig, from.as_str(), to.as_str());
+                let mut candidate = derived_name(&base, "");
+                let mut n = 1;
+                while taken.contains(&candidate) {
+                    candidate = derived_name(&base, &format!("_{n}"));
+                    n += 1;
+                }
+                candidate
+            },
+        );
     }
     out.phases.push((PhaseKind::Backfill, backfill));
 
-    // 4. switch_reads: prove the columns agree before the old one stops being written.
+    // 4. switch_reads: prove the columns agree before the old one stops being written;
+    // then the replica identity moves to the copy of its index (the columns are equal,
+    // so the rows are identified the same way), undone by moving it back.
+    let mut identity = Contribution::default();
+    if let Some((orig, copy)) = t.and_then(|t| super::carry::replica_identity_copy(t, &copies)) {
+        identity.steps.push(Step::sql(
+            format!(
+                "move the REPLICA IDENTITY of {short} to {} (catalog only): contract drops {}",
+                quote_ident(copy),
+                quote_ident(orig)
+            ),
+            &table,
+            LockLevel::AccessExclusive,
+            format!(
+                "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};",
+                quote_ident(copy)
+            ),
+        ));
+        identity.rollback.push(Step::sql(
+            format!(
+                "move the REPLICA IDENTITY of {short} back to {}",
+                quote_ident(orig)
+            ),
+            &table,
+            LockLevel::AccessExclusive,
+            format!(
+                "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};",
+                quote_ident(orig)
+            ),
+        ));
+    }
     out.phases.push((
         PhaseKind::SwitchReads,
         Contribution {
-            steps: vec![Step {
+            rollback: identity.rollback,
+            steps: [Step {
                 description: format!("verify {from} and {to} agree on every row of {short}"),
                 action: Action::Verify {
                     sql: format!(
@@ -260,8 +322,10 @@ END
                 lock: LockLevel::AccessShare,
                 table: Some(table.clone()),
                 changes_row_type: false,
-            }],
-            rollback: Vec::new(),
+            }]
+            .into_iter()
+            .chain(identity.steps)
+            .collect(),
             gate_after: Some(format!(
                 "confirm no running instance of the application still uses `{}` on {short} (the old version is fully drained)",
                 from.as_str()
@@ -273,8 +337,15 @@ END
     // while both columns are written a default on the new one would be
     // indistinguishable from a value an old client wrote.
     let mut contract_sql = format!(
-        "DROP TRIGGER IF EXISTS {trigger} ON {table};\nDROP TRIGGER IF EXISTS {update_trigger} ON {table};\nALTER TABLE {table} DROP COLUMN IF EXISTS {from};\n"
+        "DROP TRIGGER IF EXISTS {trigger} ON {table};\nDROP TRIGGER IF EXISTS {update_trigger} ON {table};\n"
     );
+    // a sequence the old column owns (serial) would go with it: the new one owns it
+    if let Some(seq) = col.and_then(|c| c.owned_sequence.as_ref()) {
+        contract_sql.push_str(&format!("ALTER SEQUENCE {seq} OWNED BY {table}.{to};\n"));
+    }
+    contract_sql.push_str(&format!(
+        "ALTER TABLE {table} DROP COLUMN IF EXISTS {from};\n"
+    ));
     if let Some(default) = col.and_then(|c| c.default.as_ref()) {
         contract_sql.push_str(&format!(
             "ALTER TABLE {table} ALTER COLUMN {to} SET DEFAULT {default};\n"
@@ -285,6 +356,14 @@ END
         Some(d) => format!("drop the sync trigger and {from}; {to} takes over the default {d}"),
         None => format!("drop the sync trigger and {from}"),
     };
+    if let Some(t) = t {
+        out.drops
+            .push(super::around::contract_drop(t, Some(from.as_str())));
+        out.notes.extend(super::around::publication_note(
+            t,
+            &format!("`{}`", to.as_str()),
+        ));
+    }
     out.phases.push((
         PhaseKind::Contract,
         Contribution {
@@ -306,6 +385,7 @@ END
 fn check<'a>(
     rc: &RenameColumn,
     table: Option<&'a Table>,
+    major: i32,
 ) -> Result<(&'a Table, &'a Column), Vec<Precondition>> {
     let p = |pos: Pos, message: String| vec![Precondition { pos, message }];
     let Some(t) = table else {
@@ -394,6 +474,31 @@ fn check<'a>(
             ),
         });
     }
+    for message in super::around::refusals(
+        t,
+        &rc.from.value,
+        super::around::Fate::Renamed { to: &rc.to.value },
+    ) {
+        problems.push(Precondition {
+            pos: rc.from.pos,
+            message,
+        });
+    }
+    if t.is_partitioned() && major < 18 {
+        for fk in t
+            .constraints
+            .iter()
+            .filter(|c| c.kind == "f" && c.columns.contains(&rc.from.value))
+        {
+            problems.push(Precondition {
+                pos: rc.from.pos,
+                message: format!(
+                    "foreign key `{}` uses `{short}.{}` and `{short}` is partitioned: PostgreSQL {major} cannot add its copy on `{}` NOT VALID (18 can); drop it first and add it again per partition after the rename",
+                    fk.name, rc.from.value, rc.to.value
+                ),
+            });
+        }
+    }
     for c in &t.constraints {
         if c.kind == "x" && c.columns.contains(&rc.from.value) {
             problems.push(Precondition {
@@ -463,63 +568,25 @@ pub(super) fn carry_over(
         }
         let name = new_name(&idx.name);
         copies.push((idx.name.clone(), name.clone()));
-        let index = QualifiedName::new(table.schema.as_str(), name.clone());
-        c.steps.push(Step {
+        let build = super::common::IndexBuild {
+            table,
+            live: Some(t),
+            name: &name,
+            unique: idx.unique,
+            tail: index_tail(idx, from.as_str(), to.as_str()),
             description: format!(
                 "build {} on {to} concurrently (reads and writes continue), like {}",
                 quote_ident(&name),
                 quote_ident(&idx.name)
             ),
-            action: Action::CreateIndexConcurrently {
-                index: index.clone(),
-                sql: index_sql(idx, table, &name, from.as_str(), to.as_str()),
-            },
-            lock: LockLevel::ShareUpdateExclusive,
-            table: Some(table.clone()),
-            changes_row_type: false,
-        });
-        // Undo runs in reverse: the constraint (which owns the index) goes first, then
-        // the index in case the constraint was never attached.
-        c.rollback.push(Step {
-            description: format!("drop index {} concurrently", quote_ident(&name)),
-            action: Action::DropIndexConcurrently {
-                index: index.clone(),
-            },
-            lock: LockLevel::ShareUpdateExclusive,
-            table: Some(table.clone()),
-            changes_row_type: false,
-        });
-        if let Some(con) = backs {
-            let kind = if con.kind == "p" {
-                "PRIMARY KEY"
-            } else {
-                "UNIQUE"
-            };
-            c.steps.push(
-                Step::sql(
-                    format!(
-                        "attach {} as a {kind} constraint (catalog only)",
-                        quote_ident(&name)
-                    ),
-                    table,
-                    LockLevel::AccessExclusive,
-                    format!(
-                        "ALTER TABLE {table} ADD CONSTRAINT {n} {kind} USING INDEX {n};",
-                        n = quote_ident(&name)
-                    ),
-                )
-                .skip_if(constraint_exists(&name)),
-            );
-            c.rollback.push(Step::sql(
-                format!("drop constraint {}", quote_ident(&name)),
-                table,
-                LockLevel::AccessExclusive,
-                format!(
-                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};",
-                    quote_ident(&name)
-                ),
-            ));
-        }
+        };
+        // a unique or primary key constraint owns its index: attached as a UNIQUE
+        // constraint (primary keys are refused in check())
+        let constraint = backs.is_some();
+        c.steps.extend(build.steps(constraint));
+        // undo runs in reverse: the constraint (which owns the index) first, then the
+        // index in case the constraint was never attached
+        c.rollback.extend(build.undo(constraint));
     }
 
     // CHECK and FOREIGN KEY constraints: added NOT VALID, then validated.
@@ -614,32 +681,16 @@ fn rename_name_part(old: &str, from: &str, to: &str) -> String {
     }
 }
 
-fn index_sql(idx: &Index, table: &QualifiedName, name: &str, from: &str, to: &str) -> String {
-    let keys: Vec<String> = idx
-        .key_parts
-        .iter()
-        .map(|k| rename_column_refs(k, from, to))
-        .collect();
-    let mut sql = format!(
-        "CREATE {}INDEX CONCURRENTLY {} ON {table} USING {} ({})",
-        if idx.unique { "UNIQUE " } else { "" },
-        quote_ident(name),
-        quote_ident(&idx.method),
-        keys.join(", ")
-    );
-    if !idx.include.is_empty() {
-        let inc: Vec<String> = idx
-            .include
-            .iter()
-            .map(|k| rename_column_refs(k, from, to))
-            .collect();
-        sql.push_str(&format!(" INCLUDE ({})", inc.join(", ")));
+/// The index's definition after its table (`USING …`, with opclasses, ordering,
+/// INCLUDE, NULLS NOT DISTINCT, storage parameters and predicate as they are), with
+/// `from` renamed to `to` in everything after the access method.
+fn index_tail(idx: &Index, from: &str, to: &str) -> String {
+    let tail = super::common::index_tail(&idx.definition);
+    let method = format!("USING {} ", quote_ident(&idx.method));
+    match tail.strip_prefix(&method) {
+        Some(rest) => format!("{method}{}", rename_column_refs(rest, from, to)),
+        None => rename_column_refs(tail, from, to),
     }
-    if let Some(pred) = &idx.predicate {
-        sql.push_str(&format!(" WHERE {}", rename_column_refs(pred, from, to)));
-    }
-    sql.push(';');
-    sql
 }
 
 /// Renames the referencing columns of `FOREIGN KEY (a, b) REFERENCES t(x) …` only.

@@ -68,7 +68,28 @@ fn derived(
     knowledge: Knowledge<'_>,
 ) -> Result<RecipeOutput, Vec<Precondition>> {
     let t = match knowledge {
-        Knowledge::Live(cat) => Some(check(kind, table_at, cat.table(&table), old, new)?),
+        Knowledge::Live(cat) => {
+            let t = check(kind, table_at, cat.table(&table), old, new);
+            let types: Vec<Precondition> = new
+                .iter()
+                .filter_map(|n| {
+                    super::around::null_rejecting_type(cat, &n.type_sql, &n.name).map(|message| {
+                        Precondition {
+                            pos: n.type_sql.pos,
+                            message,
+                        }
+                    })
+                })
+                .collect();
+            match t {
+                Ok(t) if types.is_empty() => Some(t),
+                Ok(_) => return Err(types),
+                Err(mut p) => {
+                    p.extend(types);
+                    return Err(p);
+                }
+            }
+        }
         Knowledge::Offline => None,
     };
     let short = table.display_short();
@@ -250,24 +271,43 @@ fn derived(
         },
     ));
     if let Some(t) = t {
-        let dropped: Vec<&str> = t
+        out.notes
+            .extend(super::around::publication_note(t, &new_names));
+        for o in old {
+            out.drops
+                .push(super::around::contract_drop(t, Some(o.value.as_str())));
+        }
+        let uses_old = |cols: &[String]| cols.iter().any(|c| old.iter().any(|o| o.value == *c));
+        let mut dropped: Vec<String> = t
             .indexes
             .iter()
-            .filter(|i| i.columns.iter().any(|c| old.iter().any(|o| o.value == *c)))
-            .map(|i| i.name.as_str())
+            .filter(|i| uses_old(&i.columns))
+            .map(|i| i.name.clone())
             .chain(
                 t.constraints
                     .iter()
-                    .filter(|k| {
-                        matches!(k.kind.as_str(), "c" | "u")
-                            && k.columns.iter().any(|c| old.iter().any(|o| o.value == *c))
-                    })
-                    .map(|k| k.name.as_str()),
+                    .filter(|k| matches!(k.kind.as_str(), "c" | "u") && uses_old(&k.columns))
+                    .map(|k| k.name.clone()),
+            )
+            .chain(
+                t.statistics
+                    .iter()
+                    .filter(|s| uses_old(&s.columns))
+                    .map(|s| format!("statistics {}", s.name.name)),
             )
             .collect();
+        for o in old {
+            let Some(c) = t.column(o) else { continue };
+            if let Some(text) = super::carry::column_properties_text(c) {
+                dropped.push(format!("`{}`'s {text}", o.value));
+            }
+            if let Some(d) = &c.default {
+                dropped.push(format!("`{}`'s default {d}", o.value));
+            }
+        }
         if !dropped.is_empty() {
             out.notes.push(format!(
-                "{kind} on {short}: contract drops {} with {old_names}; add what the new columns need (add_index, add_check, add_unique) in a plan that depends on this one",
+                "{kind} on {short}: contract drops {} with {old_names}; add what the new columns need (add_index, add_check, add_unique, statistics, grants, comments) in a plan that depends on this one",
                 dropped.join(", ")
             ));
         }
@@ -345,11 +385,10 @@ fn check<'a>(
         {
             refuse(o.pos, format!("foreign key `{}` on `{}` references `{short}.{}`; drop it first: contract would drop the column it references", fk.name, fk.table.display_short(), o.value));
         }
-        for g in super::derived::generated_using(t, &o.value) {
-            refuse(o.pos, format!("generated column `{g}` is computed from `{short}.{}`; contract could not drop the column (after the point of no return): drop the generated column first and recreate it on the new columns afterwards", o.value));
-        }
-        for trigger in super::derived::triggers_using(t, &o.value) {
-            refuse(o.pos, format!("trigger `{trigger}` names `{short}.{}` in its column list or WHEN condition; contract could not drop the column (after the point of no return): drop the trigger first and recreate it on the new columns afterwards", o.value));
+        let new_names = list(new.iter().map(|n| n.name.value.as_str()));
+        let fate = super::around::Fate::Replaced { new: &new_names };
+        for m in super::around::refusals(t, &o.value, fate) {
+            refuse(o.pos, m);
         }
         for v in t.views.iter().filter(|v| v.columns.contains(&o.value)) {
             refuse(o.pos, format!("view `{}` uses `{short}.{}`; contract could not drop the column (after the point of no return): drop the view first and recreate it on the new columns afterwards", v.view.display_short(), o.value));

@@ -3,6 +3,7 @@
 
 use super::common;
 use super::{Knowledge, Precondition};
+use crate::catalog::DependentKind;
 use crate::plan::{CreateTable, DropTable};
 use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
 use crate::sql::Ident;
@@ -84,6 +85,7 @@ pub(super) fn drop_table(
 ) -> Result<RecipeOutput, Vec<Precondition>> {
     let table = dt.table_name();
     let short = table.display_short();
+    let mut drops = Vec::new();
     if let Knowledge::Live(cat) = knowledge {
         let Some(t) = cat.table(&table) else {
             return Err(vec![Precondition {
@@ -105,6 +107,17 @@ pub(super) fn drop_table(
                 v.view.display_short()
             ));
         }
+        // functions, other tables' policies and rules… that DROP TABLE would fail on
+        for d in t.dependents.iter().filter(|d| {
+            !d.own
+                && d.deptype == "n"
+                && !matches!(d.kind, DependentKind::View | DependentKind::Constraint)
+        }) {
+            problems.push(format!(
+                "{} uses `{short}`: contract could not drop the table (after the point of no return); drop it first",
+                d.description
+            ));
+        }
         if !problems.is_empty() {
             return Err(problems
                 .into_iter()
@@ -114,8 +127,12 @@ pub(super) fn drop_table(
                 })
                 .collect());
         }
+        drops.push(super::around::contract_drop(t, None));
     }
-    let mut out = RecipeOutput::default();
+    let mut out = RecipeOutput {
+        drops,
+        ..Default::default()
+    };
     out.phases.push((
         PhaseKind::Expand,
         Contribution {

@@ -395,6 +395,32 @@ pub async fn plan_names<C: GenericClient>(c: &C) -> Result<Vec<String>, tokio_po
     .collect())
 }
 
+/// The plans that are started and neither completed nor rolled back (a failed plan
+/// is still active: it left changes in place), except `except`.
+pub async fn active_plans<C: GenericClient>(
+    c: &C,
+    except: &str,
+) -> anyhow::Result<Vec<StoredPlan>> {
+    let names: Vec<String> = c
+        .query(
+            "SELECT name FROM pgphase.plans
+              WHERE status NOT IN ('completed', 'rolled_back') AND name <> $1
+              ORDER BY started_at, name",
+            &[&except],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for n in names {
+        if let Some(p) = load_plan(c, &n).await? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// What [`create_plan`] records.
 pub struct NewPlan<'a> {
     pub name: &'a str,

@@ -2,6 +2,7 @@
 //! a fresh database per test so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod cells;
 pub mod cli;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +45,10 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        TestDb::with_options("").await
+    }
+    /// A database created with these `CREATE DATABASE` options (e.g. `ENCODING …`).
+    pub async fn with_options(options: &str) -> TestDb {
         let admin_url = admin_url();
         let admin = connect(&admin_url).await;
         let name = format!(
@@ -52,7 +57,7 @@ impl TestDb {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name} {options}"))
             .await
             .expect("create database");
         let mut conn: tokio_postgres::Config = admin_url.parse().unwrap();
@@ -230,6 +235,32 @@ pub async fn schema_of(client: &Client, table: &str) -> (Catalog, Vec<String>) {
         .map(|r| r.get(0))
         .collect();
     (cat, functions)
+}
+
+/// Starts a plan and confirms every gate until it completes (no application: for
+/// tests of what a plan does to the schema).
+pub async fn run_to_completion(
+    s: &Session,
+    file: &PlanFile,
+) -> Result<pgphase::run::Outcome, pgphase::error::CmdError> {
+    use pgphase::run::{self, Outcome};
+    let mut out = run::start(s, file).await?;
+    let mut n = 0;
+    while let Outcome::AwaitingDeploy { .. } = out {
+        n += 1;
+        out = run::advance(s, &file.plan.name, &format!("app@v{n}"), Some(file)).await?;
+    }
+    Ok(out)
+}
+
+/// The server's major version.
+pub async fn major_version(client: &Client) -> i32 {
+    let v: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0);
+    v.parse::<i32>().unwrap() / 10000
 }
 
 /// Holds a lock from another session until dropped (or `release`d).
