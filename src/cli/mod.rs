@@ -375,7 +375,7 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             interval,
         } => {
             let client = connection(&cli)?.connect().await?;
-            let views = status_views(&client, plan.as_deref()).await?;
+            let views = report::status_views(&client, plan.as_deref()).await?;
             if let (Some(p), true) = (plan, views.is_empty()) {
                 return Err(unknown_plan(p));
             }
@@ -383,7 +383,7 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
         }
         Cmd::Status { plan, .. } => {
             let client = connection(&cli)?.connect().await?;
-            let views = status_views(&client, plan.as_deref()).await?;
+            let views = report::status_views(&client, plan.as_deref()).await?;
             match (plan, views.first()) {
                 (Some(_), Some(v)) => emit(
                     &cli,
@@ -495,7 +495,7 @@ async fn watch(
             _ = tokio::time::sleep(interval) => {}
             _ = &mut ctrl_c => break,
         }
-        views = status_views(client, plan).await?;
+        views = report::status_views(client, plan).await?;
     }
     w.finish(&views);
     Ok(crate::error::exit::OK)
@@ -710,29 +710,6 @@ async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, CmdError> {
     })
 }
 
-/// Status of one plan or all plans, with whether each is really being worked on.
-pub async fn status_views(
-    client: &tokio_postgres::Client,
-    plan: Option<&str>,
-) -> Result<Vec<report::PlanView>, CmdError> {
-    if !store::schema_exists(client).await? {
-        return Ok(Vec::new());
-    }
-    let names = match plan {
-        Some(p) => vec![p.to_string()],
-        None => store::plan_names(client).await?,
-    };
-    let mut views = Vec::new();
-    for n in names {
-        if let Some(p) = store::load_plan(client, &n).await? {
-            let held = store::lock_holder(client, &n).await?.is_some();
-            let progress = store::progress(client, &n).await?;
-            views.push(report::plan_view(&p, held, progress));
-        }
-    }
-    Ok(views)
-}
-
 /// Every plan's status in the database (none when pgphase never ran there).
 async fn plan_statuses(
     client: &tokio_postgres::Client,
@@ -740,10 +717,5 @@ async fn plan_statuses(
     if !crate::state::store::schema_exists(client).await? {
         return Ok(Default::default());
     }
-    Ok(client
-        .query("SELECT name, status FROM pgphase.plans", &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+    Ok(store::plan_statuses(client).await?)
 }

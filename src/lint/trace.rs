@@ -220,12 +220,12 @@ pub async fn trace(
                         t.locks.clear();
                         t.note = Some("ran outside a transaction block, as it must; its locks end with it, before they can be read".into());
                     }
-                    Err(e) => t.error = Some(crate::exec::describe_db_error(&e)),
+                    Err(e) => t.error = Some(crate::error::describe_db_error(&e)),
                 }
                 out.push(t);
                 continue;
             }
-            t.error = Some(crate::exec::describe_db_error(&e));
+            t.error = Some(crate::error::describe_db_error(&e));
             out.push(t);
             continue;
         }

@@ -377,6 +377,29 @@ impl StoredPlan {
     }
 }
 
+/// Every started plan's status, by name.
+pub async fn plan_statuses<C: GenericClient>(
+    c: &C,
+) -> Result<std::collections::BTreeMap<String, String>, tokio_postgres::Error> {
+    Ok(c.query("SELECT name, status FROM pgphase.plans", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// A plan's status, None when it was never started.
+pub async fn plan_status<C: GenericClient>(
+    c: &C,
+    name: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    Ok(
+        c.query_opt("SELECT status FROM pgphase.plans WHERE name = $1", &[&name])
+            .await?
+            .map(|r| r.get(0)),
+    )
+}
+
 /// Every plan the database knows: those of pgphase.plans, oldest first, then any the
 /// event log names without a row there (a row deleted by hand: [`load_plan`] says so).
 pub async fn plan_names<C: GenericClient>(c: &C) -> Result<Vec<String>, tokio_postgres::Error> {

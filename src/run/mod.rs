@@ -4,6 +4,10 @@
 //! lock on a dedicated connection, load the state, ask the state machine what to do,
 //! then run phases on a separate work connection, recording every step in the event log.
 
+mod session;
+
+pub use crate::outcome::Outcome;
+
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_postgres::Client;
@@ -15,12 +19,12 @@ use crate::exec::{self, CheckpointKey, Observer, StepOutcome, StepSettings};
 use crate::plan::{short_checksum, PlanFile};
 use crate::program::{Phase, Program};
 use crate::recipe::{self, Knowledge};
-use crate::runner::{guarded, run_step_reporting_waits, Locked, StepFailed, WaitReport};
 use crate::state::machine::{
     check_gate, check_rollback_target, decide, rollback_target, Command, Decision, GateCheck,
     PhaseStatus, PlanStatus, Refusal, RollbackCheck, BEFORE_THE_PLAN,
 };
 use crate::state::store::{self, Event, StoredPlan};
+use session::{guarded, run_step_reporting_waits, Locked, StepFailed, WaitReport};
 
 /// Asked before destructive phases; returns whether to go on.
 pub type Confirm = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -135,38 +139,6 @@ impl Observer for Recording {
     fn note(&self, message: &str) {
         self.inner.note(message)
     }
-}
-
-/// Where a command left the plan.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    AwaitingDeploy {
-        phase: String,
-        gate: String,
-    },
-    Completed,
-    RolledBack,
-    /// A rollback went back to the deploy gate after `phase` and reopened it: the
-    /// application deployed there (`deployed`) must be rolled back before the next
-    /// rollback undoes the phases before it.
-    RolledBackToGate {
-        phase: String,
-        deployed: Option<String>,
-        /// Where the next rollback goes back to (its `--to`): an earlier gate, or
-        /// `start`.
-        next_to: String,
-    },
-    /// A full rollback of a plan started by a pgphase that took no catalog snapshot:
-    /// every undo step ran, but the schema could not be compared with before.
-    RolledBackUnchecked,
-    /// `start` again with the same file, once the plan is past its first deploy gate
-    /// and stopped (failed or interrupted) in `phase`: nothing to do for `start`.
-    Underway {
-        status: String,
-        phase: String,
-        next_command: String,
-    },
 }
 
 /// Expands a plan file against the live catalog (or offline when `conn` is None).
@@ -1043,10 +1015,7 @@ async fn check_dependencies(
     name: &str,
 ) -> Result<(), CmdError> {
     for dep in deps.iter().map(|d| &d.value) {
-        let status: Option<String> = control
-            .query_opt("SELECT status FROM pgphase.plans WHERE name = $1", &[dep])
-            .await?
-            .map(|r| r.get(0));
+        let status = store::plan_status(control, dep).await?;
         if status.as_deref() != Some("completed") {
             return Err(CmdError::refused(
                 format!(

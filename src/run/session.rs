@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::{CancelToken, Client};
 
+use super::Session;
 use crate::conn::ConnInfo;
 use crate::error::{CmdError, Interruption};
 use crate::exec::{self, Blocker, CheckpointKey, ExecError, Observer, StepOutcome, StepSettings};
 use crate::interrupt::{self, Stop, StopReason};
 use crate::pooler::{self, Pids};
 use crate::program::Step;
-use crate::run::Session;
 use crate::state::guard::PlanGuard;
 use crate::state::machine::{decide, Command};
 use crate::state::store::{self, Event};
