@@ -434,5 +434,15 @@ mod tests {
             rename_column_refs("lower(contents_x)", "contents", "body"),
             "lower(contents_x)"
         );
+        // the deparser's upper-case keywords are not the column `valid`; a cast, a
+        // qualified name and a call are not references either
+        assert_eq!(
+            rename_column_refs("CHECK ((valid > 0)) NOT VALID", "valid", "ok"),
+            "CHECK ((ok > 0)) NOT VALID"
+        );
+        assert_eq!(
+            rename_column_refs("(t.x + x + x::x + x(1) + 'x')", "x", "y"),
+            "(t.x + y + y::x + x(1) + 'x')"
+        );
     }
 }
