@@ -456,7 +456,7 @@ where
     tokio::spawn(async move {
         let why = match connection.await {
             Ok(()) => "the connection was closed".to_string(),
-            Err(e) => crate::exec::describe_db_error(&e),
+            Err(e) => crate::error::describe_db_error(&e),
         };
         let _ = tx.send(Some(why));
     });

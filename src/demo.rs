@@ -150,7 +150,7 @@ async fn story(server: &PgServer, o: &DemoOptions) -> Result<i32, CmdError> {
 
     let phased = wl.stats();
     let verify = wl.verify("body").await?;
-    let views = crate::cli::status_views(&db, Some(&name)).await?;
+    let views = crate::report::status_views(&db, Some(&name)).await?;
     if let Some(v) = views.first() {
         say(
             o.json,

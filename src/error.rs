@@ -1,6 +1,14 @@
 //! Command errors and their exit codes.
 
-use crate::state::machine::Refusal;
+use tokio_postgres::error::SqlState;
+
+/// A command the current state (or a check before any statement runs) does not allow:
+/// why, and what would be allowed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub reason: String,
+    pub fix: String,
+}
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -79,7 +87,7 @@ impl From<anyhow::Error> for CmdError {
 
 impl From<tokio_postgres::Error> for CmdError {
     fn from(e: tokio_postgres::Error) -> Self {
-        CmdError::Failed(anyhow::anyhow!(crate::exec::describe_db_error(&e)))
+        CmdError::Failed(anyhow::anyhow!(describe_db_error(&e)))
     }
 }
 
@@ -87,4 +95,34 @@ impl From<Refusal> for CmdError {
     fn from(r: Refusal) -> Self {
         CmdError::Refused(r)
     }
+}
+
+/// Renders a database error with its server message, detail and hint.
+pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => {
+            let mut s = format!("{} (SQLSTATE {})", d.message(), d.code().code());
+            if let Some(detail) = d.detail() {
+                s.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = d.hint() {
+                s.push_str(&format!("; hint: {hint}"));
+            }
+            if let Some(cause) = pooler_cause(e) {
+                s.push_str(&format!(" ({cause})"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+/// A hint for errors that mean a transaction pooler served a prepared statement to
+/// another server session, or none.
+fn pooler_cause(e: &tokio_postgres::Error) -> Option<&'static str> {
+    let code = e.code()?;
+    (*code == SqlState::DUPLICATE_PSTATEMENT || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
+        .then_some(
+            "a prepared statement met another server session's, or none: the connection probably goes through a pooler in transaction mode; connect pgphase directly or through a session-mode pool",
+        )
 }

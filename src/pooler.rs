@@ -20,9 +20,8 @@
 //! round lands on distinct, stable sessions; then the plan lock's watcher (which
 //! checks that the control connection's backend still holds the lock) stops the
 //! command at its next check, and a prepared statement that meets another session
-//! fails naming this cause ([`explain`]).
+//! fails naming this cause ([`crate::error::describe_db_error`]).
 
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::error::CmdError;
@@ -118,13 +117,3 @@ pub const SETTINGS_SQL: &str = "SET statement_timeout = 0; SET lock_timeout = 0;
      SET idle_in_transaction_session_timeout = 0; \
      SELECT set_config(name, '0', false) FROM pg_settings \
       WHERE name IN ('idle_session_timeout', 'transaction_timeout')";
-
-/// A hint for errors that mean a transaction pooler served a prepared statement to
-/// another server session, or none.
-pub fn explain(e: &tokio_postgres::Error) -> Option<&'static str> {
-    let code = e.code()?;
-    (*code == SqlState::DUPLICATE_PSTATEMENT || *code == SqlState::INVALID_SQL_STATEMENT_NAME)
-        .then_some(
-            "a prepared statement met another server session's, or none: the connection probably goes through a pooler in transaction mode; connect pgphase directly or through a session-mode pool",
-        )
-}

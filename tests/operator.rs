@@ -568,7 +568,7 @@ async fn status_shows_backfill_rate_and_the_last_gate() {
     );
 
     // the colour rendering, as a terminal gets it
-    let views = pgphase::cli::status_views(&client, None).await.unwrap();
+    let views = pgphase::report::status_views(&client, None).await.unwrap();
     let coloured = pgphase::report::status_table(&views, true);
     assert!(
         coloured.contains("\x1b[38;5;11m")

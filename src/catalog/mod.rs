@@ -5,6 +5,8 @@
 //! schema exactly as it found it.
 
 mod dependents;
+mod needs;
+pub mod privileges;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -14,6 +16,7 @@ use crate::sql::QualifiedName;
 
 pub mod compare;
 pub use dependents::{names_word, Dependent, DependentKind, Partition, Statistics};
+pub use needs::{table_of_index, Needs};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Catalog {

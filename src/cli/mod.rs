@@ -1,16 +1,19 @@
-//! Command-line definitions and one handler per command.
+//! Command-line definitions, the one place the database connection is resolved, and
+//! the dispatch to one handler per command, by group: operate.rs (start, advance,
+//! rollback), observe.rs (status, history, check), plans.rs (plan, order, checklist),
+//! lint.rs.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::conn::ConnInfo;
 use crate::error::CmdError;
 use crate::plan::PlanFile;
-use crate::report::{self, progress::StderrObserver};
-use crate::run::{self, Session};
-use crate::state::store;
+
+mod lint;
+mod observe;
+mod operate;
+mod plans;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -188,41 +191,20 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-fn actor(cli: &Cli) -> String {
-    cli.actor
-        .clone()
-        .or_else(|| std::env::var("PGPHASE_ACTOR").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .filter(|s| !s.is_empty())
-        .or_else(os_user)
-        .unwrap_or_else(|| "unknown".into())
+/// The database given to the command: --database-url, else DATABASE_URL, else libpq's
+/// PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD and ~/.pgpass; None when none is given.
+/// Every command resolves its connection here.
+fn database(cli: &Cli) -> Result<Option<ConnInfo>, CmdError> {
+    ConnInfo::resolve(cli.database_url.as_deref()).map_err(|e| CmdError::Invalid(format!("{e:#}")))
 }
 
-/// The login name of the process's user, from the password database.
-fn os_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name
-    // out immediately and do not keep the pointer.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return None;
-        }
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_str()
-            .ok()
-            .map(str::to_string)
-    }
-}
-
-fn connection(cli: &Cli) -> Result<ConnInfo, CmdError> {
-    ConnInfo::resolve(cli.database_url.as_deref())
-        .map_err(|e| CmdError::Invalid(format!("{e:#}")))?
-        .ok_or_else(|| {
-            CmdError::Invalid(
-                "no database given: pass --database-url, or set DATABASE_URL (or PGHOST/PGDATABASE); `pgphase demo` runs on a throwaway local server".into(),
-            )
-        })
+/// [`database`], for the commands that need one.
+fn required_database(cli: &Cli) -> Result<ConnInfo, CmdError> {
+    database(cli)?.ok_or_else(|| {
+        CmdError::Invalid(
+            "no database given: pass --database-url, or set DATABASE_URL (or PGHOST/PGDATABASE); `pgphase demo` runs on a throwaway local server".into(),
+        )
+    })
 }
 
 fn load(file: &Path) -> Result<PlanFile, CmdError> {
@@ -240,40 +222,6 @@ fn plan_arg(arg: &str) -> Result<(String, Option<PlanFile>), CmdError> {
     }
 }
 
-fn confirmer(yes: bool) -> run::Confirm {
-    Arc::new(move |msg: &str| {
-        if yes {
-            return true;
-        }
-        if !std::io::stdin().is_terminal() {
-            eprintln!("{msg}\nnot a terminal: pass --yes to confirm.");
-            return false;
-        }
-        eprint!("{msg}\nContinue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-        matches!(line.trim(), "y" | "Y" | "yes" | "YES")
-    })
-}
-
-/// A session for a command that changes a plan. From here on SIGINT and SIGTERM
-/// stop the command gracefully while it runs steps (see [`crate::interrupt`]).
-fn session(cli: &Cli, yes: bool) -> Result<Session, CmdError> {
-    if let Err(e) = crate::interrupt::listen_for_signals() {
-        eprintln!("pgphase: warning: cannot handle SIGINT/SIGTERM ({e}): a signal ends the process without cancelling the running statement");
-    }
-    Ok(Session {
-        conn: connection(cli)?,
-        actor: actor(cli),
-        observer: Arc::new(StderrObserver::new(cli.quiet)),
-        confirm: confirmer(yes),
-        failpoint: std::env::var("PGPHASE_FAILPOINT")
-            .ok()
-            .filter(|f| !f.is_empty()),
-    })
-}
-
 fn emit(cli: &Cli, text: String, json: serde_json::Value) {
     match cli.output {
         Output::Text => print!("{text}"),
@@ -284,55 +232,20 @@ fn emit(cli: &Cli, text: String, json: serde_json::Value) {
     }
 }
 
+fn unknown_plan(p: &str) -> CmdError {
+    CmdError::refused(
+        format!("plan `{p}` has not been started in this database"),
+        "`pgphase status` lists the plans this database knows",
+    )
+}
+
 /// Runs the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<i32, CmdError> {
     match &cli.command {
-        Cmd::Plan { file } => {
-            let f = load(file)?;
-            let conn = ConnInfo::resolve(cli.database_url.as_deref())
-                .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
-            let program = run::expand(conn.as_ref(), &f).await?;
-            let fences: Vec<crate::plan::Fence> =
-                f.plan.fences.iter().map(|x| x.value.clone()).collect();
-            let mut json = report::plan_json(&program);
-            json["fences"] = report::fences_json(&fences);
-            emit(
-                &cli,
-                format!(
-                    "{}{}",
-                    report::plan_text(&program),
-                    report::fences_text(&fences)
-                ),
-                json,
-            );
-        }
-        Cmd::Order { paths } => {
-            let files = crate::plan::set::load_paths(paths)
-                .map_err(|e| CmdError::Invalid(e.to_string()))?;
-            let order =
-                crate::plan::set::order(&files).map_err(|e| CmdError::Invalid(e.to_string()))?;
-            let conn = ConnInfo::resolve(cli.database_url.as_deref())
-                .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
-            let statuses = match conn {
-                Some(c) => Some(plan_statuses(&c.connect().await?).await?),
-                None => None,
-            };
-            emit(
-                &cli,
-                report::order_text(&files, &order, statuses.as_ref()),
-                report::order_json(&files, &order, statuses.as_ref()),
-            );
-        }
-        Cmd::Start { file, yes } => {
-            let f = load(file)?;
-            let s = session(&cli, *yes)?;
-            let out = run::start(&s, &f).await?;
-            emit(
-                &cli,
-                report::outcome_text(&f.plan.name, &out),
-                report::outcome_json(&f.plan.name, &out),
-            );
-        }
+        Cmd::Plan { file } => plans::plan(&cli, file).await?,
+        Cmd::Order { paths } => plans::order(&cli, paths).await?,
+        Cmd::Checklist { plan, format } => plans::checklist(&cli, plan, *format).await?,
+        Cmd::Start { file, yes } => operate::start(&cli, file, *yes).await?,
         Cmd::Phase(PhaseCmd::Advance {
             plan,
             deployed,
@@ -340,78 +253,25 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             force,
             gate,
         }) => {
-            let (name, file) = plan_arg(plan)?;
-            let s = session(&cli, *yes)?;
-            let out = run::advance_with(
-                &s,
-                &name,
-                deployed,
-                file.as_ref(),
-                run::AdvanceOptions {
-                    force: *force,
-                    gate: gate.clone(),
-                },
-            )
-            .await?;
-            emit(
-                &cli,
-                report::outcome_text(&name, &out),
-                report::outcome_json(&name, &out),
-            );
+            let options = crate::run::AdvanceOptions {
+                force: *force,
+                gate: gate.clone(),
+            };
+            operate::advance(&cli, plan, deployed, *yes, options).await?
         }
         Cmd::Phase(PhaseCmd::Rollback { plan, yes, to }) => {
-            let (name, _) = plan_arg(plan)?;
-            let s = session(&cli, *yes)?;
-            let out = run::rollback_to(&s, &name, to.as_deref()).await?;
-            emit(
-                &cli,
-                report::outcome_text(&name, &out),
-                report::outcome_json(&name, &out),
-            );
+            operate::rollback(&cli, plan, *yes, to.as_deref()).await?
         }
         Cmd::Status {
             plan,
-            watch: true,
+            watch,
             interval,
         } => {
-            let client = connection(&cli)?.connect().await?;
-            let views = status_views(&client, plan.as_deref()).await?;
-            if let (Some(p), true) = (plan, views.is_empty()) {
-                return Err(unknown_plan(p));
-            }
-            return watch(&cli, &client, plan.as_deref(), *interval, views).await;
+            let watch = watch.then_some(*interval);
+            return observe::status(&cli, plan.as_deref(), watch).await;
         }
-        Cmd::Status { plan, .. } => {
-            let client = connection(&cli)?.connect().await?;
-            let views = status_views(&client, plan.as_deref()).await?;
-            match (plan, views.first()) {
-                (Some(_), Some(v)) => emit(
-                    &cli,
-                    report::status_detail(v),
-                    serde_json::to_value(v).unwrap_or_default(),
-                ),
-                (Some(p), None) => return Err(unknown_plan(p)),
-                (None, _) => emit(
-                    &cli,
-                    report::status_table(&views, report::style::stdout_color()),
-                    serde_json::json!({ "plans": views }),
-                ),
-            }
-        }
-        Cmd::History { plan } => {
-            let client = connection(&cli)?.connect().await?;
-            let events = if store::schema_exists(&client).await? {
-                store::events(&client, plan.as_deref()).await?
-            } else {
-                Vec::new()
-            };
-            emit(
-                &cli,
-                report::history_text(&events),
-                serde_json::json!({ "events": events }),
-            );
-        }
-        Cmd::Check { plan, at_least } => return check(&cli, plan, at_least).await,
+        Cmd::History { plan } => observe::history(&cli, plan.as_deref()).await?,
+        Cmd::Check { plan, at_least } => return observe::check(&cli, plan, at_least).await,
         Cmd::Lint {
             files,
             trace,
@@ -419,26 +279,10 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             rules,
         } => {
             if *rules {
-                let list = crate::lint::rules::list();
-                emit(
-                    &cli,
-                    report::lint::rules_text(&list),
-                    serde_json::json!({ "rules": list }),
-                );
+                lint::rules(&cli);
                 return Ok(crate::error::exit::OK);
             }
-            return lint(&cli, files, *trace, *lock_timeout).await;
-        }
-        Cmd::Checklist { plan, format } => {
-            let c = checklist(&cli, plan).await?;
-            emit(
-                &cli,
-                match format {
-                    ChecklistFormat::Markdown => report::checklist::markdown(&c),
-                    ChecklistFormat::Text => report::checklist::text(&c),
-                },
-                serde_json::to_value(&c).unwrap_or_default(),
-            );
+            return lint::lint(&cli, files, *trace, *lock_timeout).await;
         }
         Cmd::Demo {
             rows,
@@ -456,294 +300,4 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
         }
     }
     Ok(crate::error::exit::OK)
-}
-
-fn unknown_plan(p: &str) -> CmdError {
-    CmdError::refused(
-        format!("plan `{p}` has not been started in this database"),
-        "`pgphase status` lists the plans this database knows",
-    )
-}
-
-/// `status --watch`: refresh until nothing runs or Ctrl-C.
-async fn watch(
-    cli: &Cli,
-    client: &tokio_postgres::Client,
-    plan: Option<&str>,
-    interval: std::time::Duration,
-    mut views: Vec<report::PlanView>,
-) -> Result<i32, CmdError> {
-    use report::watch::{Watch, WatchMode};
-    let mode = match cli.output {
-        Output::Json => WatchMode::Json,
-        Output::Text if std::io::stdout().is_terminal() => WatchMode::Terminal,
-        Output::Text => WatchMode::Lines,
-    };
-    let mut w = Watch::new(
-        mode,
-        report::style::stdout_color(),
-        plan.map(str::to_string),
-    );
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        w.update(&views, chrono::Utc::now());
-        if !report::anything_running(&views) {
-            break;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = &mut ctrl_c => break,
-        }
-        views = status_views(client, plan).await?;
-    }
-    w.finish(&views);
-    Ok(crate::error::exit::OK)
-}
-
-/// `checklist FILE|PLAN`: from the stored plan when it was started in the database (ticked),
-/// else from the file, expanded against the live catalog, or offline without a database.
-async fn checklist(cli: &Cli, arg: &str) -> Result<report::checklist::Checklist, CmdError> {
-    let (name, file) = plan_arg(arg)?;
-    let conn = ConnInfo::resolve(cli.database_url.as_deref())
-        .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
-    let stored = match &conn {
-        Some(c) => {
-            let client = c.connect().await?;
-            if store::schema_exists(&client).await? {
-                store::load_plan(&client, &name).await?
-            } else {
-                None
-            }
-        }
-        None => None,
-    };
-    let build = |program: &crate::program::Program,
-                 fences: &[crate::plan::Fence],
-                 stored: Option<&store::StoredPlan>,
-                 path: Option<String>,
-                 checksum: Option<String>| {
-        report::checklist::build(&report::checklist::Source {
-            program,
-            file: path,
-            checksum,
-            fences,
-            stored,
-        })
-    };
-    match (stored, file) {
-        (Some(st), f) => {
-            let fences = run::stored_fences(&st)?;
-            let mut c = build(
-                &st.program,
-                &fences,
-                Some(&st),
-                f.as_ref()
-                    .map(|f| f.path.display().to_string())
-                    .or_else(|| st.source_path.clone()),
-                Some(st.checksum.clone()),
-            );
-            if let Some(f) = f.filter(|f| f.checksum != st.checksum) {
-                c.notes.insert(
-                    0,
-                    format!(
-                        "{} changed since the plan started ({} → {}): this checklist follows the started plan",
-                        f.path.display(),
-                        crate::plan::short_checksum(&st.checksum),
-                        crate::plan::short_checksum(&f.checksum)
-                    ),
-                );
-            }
-            Ok(c)
-        }
-        (None, Some(f)) => {
-            let program = run::expand(conn.as_ref(), &f).await?;
-            let fences: Vec<crate::plan::Fence> =
-                f.plan.fences.iter().map(|x| x.value.clone()).collect();
-            Ok(build(
-                &program,
-                &fences,
-                None,
-                Some(f.path.display().to_string()),
-                Some(f.checksum.clone()),
-            ))
-        }
-        (None, None) if conn.is_none() => Err(CmdError::Invalid(format!(
-            "`{arg}` is not a plan file, and no database was given to look the plan up in: pass a plan file, or --database-url"
-        ))),
-        (None, None) => Err(unknown_plan(&name)),
-    }
-}
-
-/// `lint FILE…`, with `--trace` on the given database or a throwaway server.
-async fn lint(
-    cli: &Cli,
-    files: &[PathBuf],
-    trace: bool,
-    lock_timeout: std::time::Duration,
-) -> Result<i32, CmdError> {
-    let mut results = Vec::new();
-    let mut sources = Vec::new();
-    for f in files {
-        let name = f.display().to_string();
-        let src = std::fs::read_to_string(f)
-            .map_err(|e| CmdError::Invalid(format!("{name}: cannot read the file: {e}")))?;
-        results.push(crate::lint::lint_source(&name, &src));
-        sources.push((name, crate::lint::statements(&src)));
-    }
-    let traced = if trace {
-        let conn = ConnInfo::resolve(cli.database_url.as_deref())
-            .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
-        let findings = |file: &str, line: usize| -> Vec<String> {
-            results
-                .iter()
-                .filter(|r| r.file == file)
-                .flat_map(|r| r.findings.iter().chain(&r.allowed))
-                .filter(|x| x.statement_line == line)
-                .map(|x| x.rule.to_string())
-                .collect()
-        };
-        Some(match conn {
-            Some(c) => {
-                let mut client = c.connect().await?;
-                crate::lint::trace::trace(
-                    &mut client,
-                    &c.redacted(),
-                    crate::lint::trace::TraceMode::RolledBack,
-                    &sources,
-                    lock_timeout,
-                    findings,
-                )
-                .await?
-            }
-            None => {
-                let server = tokio::task::spawn_blocking(|| {
-                    crate::pgserver::PgServer::start(&crate::pgserver::ServerOptions::default())
-                })
-                .await
-                .map_err(|e| CmdError::Failed(e.into()))??;
-                let admin = ConnInfo::parse(&server.url("postgres"))?.connect().await?;
-                admin.batch_execute("CREATE DATABASE pgphase_trace").await?;
-                let mut client = ConnInfo::parse(&server.url("pgphase_trace"))?
-                    .connect()
-                    .await?;
-                let target = format!(
-                    "a throwaway PostgreSQL {} (empty database)",
-                    server.major_version()
-                );
-                let r = crate::lint::trace::trace(
-                    &mut client,
-                    &target,
-                    crate::lint::trace::TraceMode::Committed,
-                    &sources,
-                    lock_timeout,
-                    findings,
-                )
-                .await;
-                drop(client);
-                drop(admin);
-                drop(server);
-                r?
-            }
-        })
-    } else {
-        None
-    };
-    let color = report::style::stdout_color();
-    let mut text = report::lint::lint_text(&results, color);
-    if let Some(t) = &traced {
-        text = format!("{}\n{text}", report::lint::trace_text(t, color));
-    }
-    emit(
-        cli,
-        text,
-        report::lint::lint_json(&results, traced.as_ref()),
-    );
-    Ok(if results.iter().any(|r| !r.findings.is_empty()) {
-        crate::error::exit::FINDINGS
-    } else {
-        crate::error::exit::OK
-    })
-}
-
-/// `check --plan NAME --at-least PHASE`.
-async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, CmdError> {
-    use crate::program::PhaseKind;
-    use crate::state::machine::Reached;
-    if !PhaseKind::ALL.iter().any(|k| k.as_str() == phase) {
-        return Err(CmdError::Invalid(format!(
-            "`{phase}` is not a phase; phases are: {}",
-            PhaseKind::ALL.map(|k| k.as_str()).join(", ")
-        )));
-    }
-    let client = connection(cli)?.connect().await?;
-    let stored = if store::schema_exists(&client).await? {
-        store::load_plan(&client, plan).await?
-    } else {
-        None
-    };
-    let result = match &stored {
-        None => report::CheckResult::not_started(plan, phase),
-        Some(st) => match st.state().reached(phase) {
-            Reached::NoSuchPhase => {
-                return Err(CmdError::Invalid(format!(
-                    "plan `{plan}` has no phase `{phase}`; its phases are: {}",
-                    st.phases
-                        .iter()
-                        .map(|p| p.kind.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
-            }
-            r => report::CheckResult::of(st, phase, r == Reached::Yes),
-        },
-    };
-    emit(
-        cli,
-        report::check_text(&result),
-        serde_json::to_value(&result).unwrap_or_default(),
-    );
-    Ok(if result.reached {
-        crate::error::exit::OK
-    } else {
-        crate::error::exit::NOT_REACHED
-    })
-}
-
-/// Status of one plan or all plans, with whether each is really being worked on.
-pub async fn status_views(
-    client: &tokio_postgres::Client,
-    plan: Option<&str>,
-) -> Result<Vec<report::PlanView>, CmdError> {
-    if !store::schema_exists(client).await? {
-        return Ok(Vec::new());
-    }
-    let names = match plan {
-        Some(p) => vec![p.to_string()],
-        None => store::plan_names(client).await?,
-    };
-    let mut views = Vec::new();
-    for n in names {
-        if let Some(p) = store::load_plan(client, &n).await? {
-            let held = store::lock_holder(client, &n).await?.is_some();
-            let progress = store::progress(client, &n).await?;
-            views.push(report::plan_view(&p, held, progress));
-        }
-    }
-    Ok(views)
-}
-
-/// Every plan's status in the database (none when pgphase never ran there).
-async fn plan_statuses(
-    client: &tokio_postgres::Client,
-) -> Result<std::collections::BTreeMap<String, String>, CmdError> {
-    if !crate::state::store::schema_exists(client).await? {
-        return Ok(Default::default());
-    }
-    Ok(client
-        .query("SELECT name, status FROM pgphase.plans", &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
 }

@@ -27,38 +27,24 @@ pub(super) async fn run(
 ) -> Result<StepOutcome, ExecError> {
     let db = |what: &'static str| move |e| ExecError::db(what, e);
     // Resume from the checkpoint, if any.
-    let row = work
-        .query_opt(
-            "SELECT last_key, rows_done, batches, finished_at IS NOT NULL FROM pgphase.backfill_progress
-              WHERE plan_name = $1 AND phase = $2 AND step = $3",
-            &[&cp.plan, &cp.phase, &cp.step],
-        )
+    let saved = cp
+        .backfill(work)
         .await
-        .map_err(db("reading the backfill checkpoint"))?;
-    let (mut last_key, mut rows_done, mut batches, finished): (
-        Option<Vec<Vec<u8>>>,
-        i64,
-        i64,
-        bool,
-    ) = match row {
-        Some(r) => {
-            let key: Option<serde_json::Value> = r.get(0);
-            (key.and_then(key_from_json), r.get(1), r.get(2), r.get(3))
-        }
-        None => (None, 0, 0, false),
-    };
+        .map_err(db("reading the backfill checkpoint"))?
+        .unwrap_or_default();
+    let (mut last_key, mut rows_done, mut batches, finished) = (
+        saved.last_key.and_then(key_from_json),
+        saved.rows_done,
+        saved.batches,
+        saved.finished,
+    );
     if finished {
         return Ok(StepOutcome::Skipped);
     }
     let total = estimate_rows(work, spec).await?;
-    work.execute(
-        "INSERT INTO pgphase.backfill_progress (plan_name, phase, step, rows_total)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (plan_name, phase, step) DO UPDATE SET rows_total = EXCLUDED.rows_total, updated_at = now()",
-        &[&cp.plan, &cp.phase, &cp.step, &total],
-    )
-    .await
-    .map_err(db("recording the backfill"))?;
+    cp.backfill_started(work, total)
+        .await
+        .map_err(db("recording the backfill"))?;
     observer.backfill_started(&spec.table, rows_done, total);
 
     let bound_first = work
@@ -187,14 +173,9 @@ pub(super) async fn run(
             batches += 1; // the closing batch may find nothing left
         }
         let key_json = bound.as_ref().map(|b| key_to_json(b));
-        tx.execute(
-            "UPDATE pgphase.backfill_progress SET last_key = coalesce($4, last_key), rows_done = $5, batches = $6,
-                    updated_at = now(), finished_at = CASE WHEN $4 IS NULL THEN now() END
-              WHERE plan_name = $1 AND phase = $2 AND step = $3",
-            &[&cp.plan, &cp.phase, &cp.step, &key_json, &rows_done, &batches],
-        )
-        .await
-        .map_err(db("saving the backfill checkpoint"))?;
+        cp.save_backfill_batch(&tx, key_json.as_ref(), rows_done, batches)
+            .await
+            .map_err(db("saving the backfill checkpoint"))?;
         tx.commit()
             .await
             .map_err(db("committing a backfill batch"))?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use crate::error::describe_db_error;
 use crate::program::{Action, LockLevel, Step};
 use crate::sql::{quote_literal, QualifiedName};
 
@@ -120,26 +121,6 @@ impl ExecError {
     }
 }
 
-/// Renders a database error with its server message, detail and hint.
-pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => {
-            let mut s = format!("{} (SQLSTATE {})", d.message(), d.code().code());
-            if let Some(detail) = d.detail() {
-                s.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = d.hint() {
-                s.push_str(&format!("; hint: {hint}"));
-            }
-            if let Some(cause) = crate::pooler::explain(e) {
-                s.push_str(&format!(" ({cause})"));
-            }
-            s
-        }
-        None => e.to_string(),
-    }
-}
-
 /// What a step needs from the plan.
 #[derive(Clone, Debug)]
 pub struct StepSettings {
@@ -150,30 +131,7 @@ pub struct StepSettings {
     pub target_batch_time: Duration,
 }
 
-/// Identifies a backfill's checkpoint row.
-#[derive(Clone, Debug)]
-pub struct CheckpointKey {
-    pub plan: String,
-    pub phase: i32,
-    pub step: i32,
-    /// A forward step of a stored plan: a transactional step also records itself done
-    /// (`pgphase.phases.steps_done`) in its own transaction, so a crash between its
-    /// commit and the bookkeeping cannot run it twice.
-    pub record_done: bool,
-}
-
-impl CheckpointKey {
-    fn done_sql(&self) -> Option<String> {
-        (self.record_done && self.step >= 0).then(|| {
-            format!(
-                "UPDATE pgphase.phases SET steps_done = GREATEST(steps_done, {}) WHERE plan_name = {} AND position = {}",
-                self.step + 1,
-                quote_literal(&self.plan),
-                self.phase
-            )
-        })
-    }
-}
+pub use crate::state::checkpoint::CheckpointKey;
 
 /// Runs one step on `work`; `observer` hears about retries and progress.
 pub async fn run_step(
@@ -195,8 +153,7 @@ pub async fn run_step(
                     return Ok(StepOutcome::Skipped);
                 }
             }
-            let done = checkpoint.done_sql();
-            with_lock_retries(work, step, settings, observer, sql, done.as_deref()).await?;
+            with_lock_retries(work, step, settings, observer, sql, checkpoint).await?;
             Ok(StepOutcome::Ran)
         }
         Action::CreateIndexConcurrently { index, sql } => {
@@ -239,7 +196,7 @@ async fn with_lock_retries(
     settings: &StepSettings,
     observer: &dyn Observer,
     sql: &str,
-    record_done: Option<&str>,
+    checkpoint: &CheckpointKey,
 ) -> Result<(), ExecError> {
     let blocking = step.lock.blocks_application();
     let timeout_ms = if blocking {
@@ -266,11 +223,10 @@ async fn with_lock_retries(
         .map_err(|e| ExecError::db("setting lock_timeout", e))?;
         match tx.batch_execute(sql).await {
             Ok(()) => {
-                if let Some(done) = record_done {
-                    tx.batch_execute(done)
-                        .await
-                        .map_err(|e| ExecError::db("recording the step done", e))?;
-                }
+                checkpoint
+                    .record_step_done(&tx)
+                    .await
+                    .map_err(|e| ExecError::db("recording the step done", e))?;
                 tx.commit()
                     .await
                     .map_err(|e| ExecError::db("committing", e))?;

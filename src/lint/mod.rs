@@ -13,13 +13,13 @@
 //! check. `-- pgphase:allow <rule>` on the line of a finding, or in the comment lines
 //! right above it or above its statement, silences that one finding.
 
-pub mod lexer;
 pub mod rules;
 pub mod stmt;
 pub mod trace;
 
 use serde::Serialize;
 
+use crate::sql::lexer;
 use lexer::Statement;
 use stmt::{ActionKind, ConstraintKind, Kind, Name};
 

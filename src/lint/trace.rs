@@ -139,6 +139,43 @@ pub enum TraceMode {
     Committed,
 }
 
+/// [`trace`] on a throwaway local PostgreSQL server (an empty database, so the files must
+/// create their own tables), committed; the server is removed afterwards.
+pub async fn trace_on_throwaway_server(
+    files: &[(String, Vec<Statement>)],
+    lock_timeout: Duration,
+    findings: impl Fn(&str, usize) -> Vec<String>,
+) -> Result<TraceReport, crate::error::CmdError> {
+    use crate::conn::ConnInfo;
+    use crate::error::CmdError;
+    use crate::pgserver::{PgServer, ServerOptions};
+    let server = tokio::task::spawn_blocking(|| PgServer::start(&ServerOptions::default()))
+        .await
+        .map_err(|e| CmdError::Failed(e.into()))??;
+    let admin = ConnInfo::parse(&server.url("postgres"))?.connect().await?;
+    admin.batch_execute("CREATE DATABASE pgphase_trace").await?;
+    let mut client = ConnInfo::parse(&server.url("pgphase_trace"))?
+        .connect()
+        .await?;
+    let target = format!(
+        "a throwaway PostgreSQL {} (empty database)",
+        server.major_version()
+    );
+    let r = trace(
+        &mut client,
+        &target,
+        TraceMode::Committed,
+        files,
+        lock_timeout,
+        findings,
+    )
+    .await;
+    drop(client);
+    drop(admin);
+    drop(server);
+    Ok(r?)
+}
+
 /// Runs the files' statements, in order, on `client` (later files see what earlier ones
 /// created). `findings(file, line)` names the lint rules that fired on a statement.
 pub async fn trace(
@@ -220,12 +257,12 @@ pub async fn trace(
                         t.locks.clear();
                         t.note = Some("ran outside a transaction block, as it must; its locks end with it, before they can be read".into());
                     }
-                    Err(e) => t.error = Some(crate::exec::describe_db_error(&e)),
+                    Err(e) => t.error = Some(crate::error::describe_db_error(&e)),
                 }
                 out.push(t);
                 continue;
             }
-            t.error = Some(crate::exec::describe_db_error(&e));
+            t.error = Some(crate::error::describe_db_error(&e));
             out.push(t);
             continue;
         }

@@ -308,7 +308,7 @@ impl SqlChange {
 /// Statements an `sql` change cannot contain: they cannot run inside the transaction
 /// pgphase wraps each part in (or would end it).
 fn check_sql_statements(text: &str) -> Result<(), String> {
-    let lexed = crate::lint::lexer::lex(text);
+    let lexed = crate::sql::lexer::lex(text);
     if lexed.statements.is_empty() {
         return Err("no SQL statement".into());
     }

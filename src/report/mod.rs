@@ -4,8 +4,11 @@
 pub mod checklist;
 pub mod lint;
 pub mod progress;
+mod status;
 pub mod style;
 pub mod watch;
+
+pub use status::status_views;
 
 use chrono::{DateTime, Utc};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement, Table};
@@ -14,8 +17,8 @@ use serde_json::json;
 use std::fmt::Write;
 use std::io::IsTerminal;
 
+use crate::outcome::Outcome;
 use crate::program::{Action, Program};
-use crate::run::Outcome;
 use crate::state::machine::{PhaseStatus, PlanStatus};
 use crate::state::store::{EventRow, Progress, StoredPlan};
 

@@ -120,7 +120,7 @@ async fn watch(control: Arc<Client>, mut ended: ConnectionEnd, pid: i32, plan: S
             Ok(Err(e)) => {
                 stop.trigger(StopReason::LostLock(format!(
                     "the connection holding it failed: {}",
-                    crate::exec::describe_db_error(&e)
+                    crate::error::describe_db_error(&e)
                 )));
                 return;
             }

@@ -144,12 +144,7 @@ pub enum Decision {
     },
 }
 
-/// A command the current state does not allow: why, and what would be allowed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Refusal {
-    pub reason: String,
-    pub fix: String,
-}
+pub use crate::error::Refusal;
 
 impl PlanState {
     /// The first phase not completed, if any.

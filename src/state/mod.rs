@@ -1,5 +1,6 @@
 //! The plan state machine (pure) and its persistence in the `pgphase` schema.
 
+pub mod checkpoint;
 pub mod guard;
 pub mod machine;
 pub mod store;

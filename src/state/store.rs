@@ -377,6 +377,29 @@ impl StoredPlan {
     }
 }
 
+/// Every started plan's status, by name.
+pub async fn plan_statuses<C: GenericClient>(
+    c: &C,
+) -> Result<std::collections::BTreeMap<String, String>, tokio_postgres::Error> {
+    Ok(c.query("SELECT name, status FROM pgphase.plans", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// A plan's status, None when it was never started.
+pub async fn plan_status<C: GenericClient>(
+    c: &C,
+    name: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    Ok(
+        c.query_opt("SELECT status FROM pgphase.plans WHERE name = $1", &[&name])
+            .await?
+            .map(|r| r.get(0)),
+    )
+}
+
 /// Every plan the database knows: those of pgphase.plans, oldest first, then any the
 /// event log names without a row there (a row deleted by hand: [`load_plan`] says so).
 pub async fn plan_names<C: GenericClient>(c: &C) -> Result<Vec<String>, tokio_postgres::Error> {
@@ -625,11 +648,72 @@ pub async fn delete_progress<C: GenericClient>(
     Ok(())
 }
 
+/// What an entry of the event log records. Its text form ([`EventKind::as_str`]) is what
+/// `pgphase.events.kind` stores and `history` shows: stable, never renamed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventKind {
+    /// A command's end: its outcome or the error that stopped it (the default).
+    #[default]
+    Command,
+    /// A command the plan's state, a check or a confirmation refused.
+    Refused,
+    /// A phase started or finished.
+    Phase,
+    /// A step ran.
+    Step,
+    /// An undo step ran.
+    Rollback,
+    /// A step failed.
+    Error,
+    /// A step retried after a lock timeout.
+    Retry,
+    /// A step waited for sessions or locks to go.
+    Wait,
+    /// A deploy gate confirmed.
+    Gate,
+    /// A deploy fence checked (and what it let through).
+    Fence,
+    /// A command stopped by a signal or the loss of its lock.
+    Interrupted,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 11] = [
+        EventKind::Command,
+        EventKind::Refused,
+        EventKind::Phase,
+        EventKind::Step,
+        EventKind::Rollback,
+        EventKind::Error,
+        EventKind::Retry,
+        EventKind::Wait,
+        EventKind::Gate,
+        EventKind::Fence,
+        EventKind::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Command => "command",
+            EventKind::Refused => "refused",
+            EventKind::Phase => "phase",
+            EventKind::Step => "step",
+            EventKind::Rollback => "rollback",
+            EventKind::Error => "error",
+            EventKind::Retry => "retry",
+            EventKind::Wait => "wait",
+            EventKind::Gate => "gate",
+            EventKind::Fence => "fence",
+            EventKind::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// One entry of the event log.
 #[derive(Clone, Debug, Default)]
 pub struct Event<'a> {
     pub phase: Option<&'a str>,
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub message: String,
     pub deployed_ref: Option<&'a str>,
     pub duration_ms: Option<i64>,
@@ -645,7 +729,7 @@ pub async fn record<C: GenericClient>(
     c.execute(
         "INSERT INTO pgphase.events (plan_name, phase, actor, kind, message, deployed_ref, duration_ms, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[&plan, &e.phase, &actor, &e.kind, &e.message, &e.deployed_ref, &e.duration_ms, &e.detail],
+        &[&plan, &e.phase, &actor, &e.kind.as_str(), &e.message, &e.deployed_ref, &e.duration_ms, &e.detail],
     )
     .await?;
     Ok(())
@@ -868,4 +952,31 @@ pub async fn fence_stragglers<C: GenericClient>(
         state: r.get(5),
     })
     .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    /// `pgphase.events.kind` keeps the text earlier versions stored.
+    #[test]
+    fn event_kinds_keep_their_stored_text() {
+        let text: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            text,
+            [
+                "command",
+                "refused",
+                "phase",
+                "step",
+                "rollback",
+                "error",
+                "retry",
+                "wait",
+                "gate",
+                "fence",
+                "interrupted"
+            ]
+        );
+    }
 }

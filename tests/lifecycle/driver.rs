@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::error::Error;
 
-use pgphase::lint::lexer::{lex, Tok};
+use pgphase::sql::lexer::{lex, Tok};
 use tokio_postgres::types::{Format, IsNull, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 

@@ -1,8 +1,13 @@
-//! Identifier quoting and statement building.
+//! Identifier quoting and statement building, and the one SQL lexer ([`lexer`]) that
+//! plan, recipes and lint read SQL with.
 //!
 //! Every name that reaches SQL goes through [`Ident`] or [`QualifiedName`]; nothing in
 //! the crate formats a raw user-supplied name into a statement. Only the expressions a
 //! plan documents as SQL (defaults, `using`, checks) are passed through as written.
+
+pub mod lexer;
+
+use lexer::{Tok, Token};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -328,78 +333,35 @@ pub fn derived_name(base: &str, suffix: &str) -> String {
 /// Qualified references (`x.from`) are left alone only when qualified by something
 /// other than nothing — the deparser does not qualify single-table expressions.
 pub fn rename_column_refs(expr: &str, from: &str, to: &str) -> String {
+    let tokens: Vec<Token> = lexer::lex(expr)
+        .statements
+        .into_iter()
+        .flat_map(|s| s.tokens)
+        .collect();
     let mut out = String::with_capacity(expr.len());
-    let chars: Vec<char> = expr.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' {
-            // string literal, '' escapes
-            let start = i;
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '\'' {
-                    if i + 1 < chars.len() && chars[i + 1] == '\'' {
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                i += 1;
-            }
-            i = (i + 1).min(chars.len());
-            out.extend(&chars[start..i]);
-        } else if c == '"' {
-            let start = i;
-            let mut name = String::new();
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '"' {
-                    if i + 1 < chars.len() && chars[i + 1] == '"' {
-                        name.push('"');
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                name.push(chars[i]);
-                i += 1;
-            }
-            i = (i + 1).min(chars.len());
-            let prev_is_dot = start > 0 && chars[start - 1] == '.';
-            if name == from && !prev_is_dot && !followed_by_paren(&chars, i) {
-                out.push_str(&quote_ident(to));
-            } else {
-                out.extend(&chars[start..i]);
-            }
-        } else if c.is_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let prev_is_dot = start > 0 && chars[start - 1] == '.';
-            let prev_is_cast = start > 1 && chars[start - 1] == ':' && chars[start - 2] == ':';
-            if word == from && !prev_is_dot && !prev_is_cast && !followed_by_paren(&chars, i) {
-                out.push_str(&quote_ident(to));
-            } else {
-                out.push_str(&word);
-            }
-        } else {
-            out.push(c);
-            i += 1;
+    let mut copied = 0;
+    for (k, t) in tokens.iter().enumerate() {
+        // an unquoted word as written (the deparser's keywords are upper case)
+        let name = match &t.tok {
+            Tok::Word(_) => &expr[t.start..t.end],
+            Tok::QuotedIdent(name) => name.as_str(),
+            _ => continue,
+        };
+        let right_after =
+            |tok: &Tok| k > 0 && tokens[k - 1].end == t.start && tokens[k - 1].tok == *tok;
+        let qualified = right_after(&Tok::Dot);
+        let cast = matches!(t.tok, Tok::Word(_)) && right_after(&Tok::Op("::".into()));
+        let call = tokens.get(k + 1).is_some_and(|next| {
+            next.tok == Tok::LParen && expr[t.end..next.start].chars().all(|c| c == ' ')
+        });
+        if name == from && !qualified && !cast && !call {
+            out.push_str(&expr[copied..t.start]);
+            out.push_str(&quote_ident(to));
+            copied = t.end;
         }
     }
+    out.push_str(&expr[copied..]);
     out
-}
-
-fn followed_by_paren(chars: &[char], mut i: usize) -> bool {
-    while i < chars.len() && chars[i] == ' ' {
-        i += 1;
-    }
-    i < chars.len() && chars[i] == '('
 }
 
 #[cfg(test)]
@@ -471,6 +433,16 @@ mod tests {
         assert_eq!(
             rename_column_refs("lower(contents_x)", "contents", "body"),
             "lower(contents_x)"
+        );
+        // the deparser's upper-case keywords are not the column `valid`; a cast, a
+        // qualified name and a call are not references either
+        assert_eq!(
+            rename_column_refs("CHECK ((valid > 0)) NOT VALID", "valid", "ok"),
+            "CHECK ((ok > 0)) NOT VALID"
+        );
+        assert_eq!(
+            rename_column_refs("(t.x + x + x::x + x(1) + 'x')", "x", "y"),
+            "(t.x + y + y::x + x(1) + 'x')"
         );
     }
 }

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::{CancelToken, Client};
 
+use super::Session;
 use crate::conn::ConnInfo;
 use crate::error::{CmdError, Interruption};
 use crate::exec::{self, Blocker, CheckpointKey, ExecError, Observer, StepOutcome, StepSettings};
 use crate::interrupt::{self, Stop, StopReason};
 use crate::pooler::{self, Pids};
 use crate::program::Step;
-use crate::run::Session;
 use crate::state::guard::PlanGuard;
 use crate::state::machine::{decide, Command};
-use crate::state::store::{self, Event};
+use crate::state::store::{self, Event, EventKind};
 
 /// Where a runner is: the step it runs (or ran last).
 #[derive(Clone, Debug)]
@@ -168,7 +168,7 @@ impl Locked {
                     &s.actor,
                     Event {
                         phase: phase.as_deref(),
-                        kind: "interrupted",
+                        kind: EventKind::Interrupted,
                         message: message.clone(),
                         ..Default::default()
                     },
@@ -336,7 +336,7 @@ async fn report_waits(
                     r.actor,
                     Event {
                         phase: Some(r.phase),
-                        kind: "wait",
+                        kind: EventKind::Wait,
                         message,
                         deployed_ref: r.deployed,
                         ..Default::default()

@@ -1,0 +1,135 @@
+//! The commands that read the state in the database: `status` (and `--watch`),
+//! `history`, `check`.
+
+use std::io::IsTerminal;
+
+use super::{emit, required_database, unknown_plan, Cli, Output};
+use crate::error::CmdError;
+use crate::report;
+use crate::state::store;
+
+/// `status [PLAN]`, or with `--watch` refreshing until nothing runs.
+pub(super) async fn status(
+    cli: &Cli,
+    plan: Option<&str>,
+    watch_interval: Option<std::time::Duration>,
+) -> Result<i32, CmdError> {
+    let client = required_database(cli)?.connect().await?;
+    let views = report::status_views(&client, plan).await?;
+    if let Some(interval) = watch_interval {
+        if let (Some(p), true) = (plan, views.is_empty()) {
+            return Err(unknown_plan(p));
+        }
+        return watch(cli, &client, plan, interval, views).await;
+    }
+    match (plan, views.first()) {
+        (Some(_), Some(v)) => emit(
+            cli,
+            report::status_detail(v),
+            serde_json::to_value(v).unwrap_or_default(),
+        ),
+        (Some(p), None) => return Err(unknown_plan(p)),
+        (None, _) => emit(
+            cli,
+            report::status_table(&views, report::style::stdout_color()),
+            serde_json::json!({ "plans": views }),
+        ),
+    }
+    Ok(crate::error::exit::OK)
+}
+
+/// `history [PLAN]`: the event log.
+pub(super) async fn history(cli: &Cli, plan: Option<&str>) -> Result<(), CmdError> {
+    let client = required_database(cli)?.connect().await?;
+    let events = if store::schema_exists(&client).await? {
+        store::events(&client, plan).await?
+    } else {
+        Vec::new()
+    };
+    emit(
+        cli,
+        report::history_text(&events),
+        serde_json::json!({ "events": events }),
+    );
+    Ok(())
+}
+
+/// `status --watch`: refresh until nothing runs or Ctrl-C.
+async fn watch(
+    cli: &Cli,
+    client: &tokio_postgres::Client,
+    plan: Option<&str>,
+    interval: std::time::Duration,
+    mut views: Vec<report::PlanView>,
+) -> Result<i32, CmdError> {
+    use report::watch::{Watch, WatchMode};
+    let mode = match cli.output {
+        Output::Json => WatchMode::Json,
+        Output::Text if std::io::stdout().is_terminal() => WatchMode::Terminal,
+        Output::Text => WatchMode::Lines,
+    };
+    let mut w = Watch::new(
+        mode,
+        report::style::stdout_color(),
+        plan.map(str::to_string),
+    );
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        w.update(&views, chrono::Utc::now());
+        if !report::anything_running(&views) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut ctrl_c => break,
+        }
+        views = report::status_views(client, plan).await?;
+    }
+    w.finish(&views);
+    Ok(crate::error::exit::OK)
+}
+
+/// `check --plan NAME --at-least PHASE`.
+pub(super) async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, CmdError> {
+    use crate::program::PhaseKind;
+    use crate::state::machine::Reached;
+    if !PhaseKind::ALL.iter().any(|k| k.as_str() == phase) {
+        return Err(CmdError::Invalid(format!(
+            "`{phase}` is not a phase; phases are: {}",
+            PhaseKind::ALL.map(|k| k.as_str()).join(", ")
+        )));
+    }
+    let client = required_database(cli)?.connect().await?;
+    let stored = if store::schema_exists(&client).await? {
+        store::load_plan(&client, plan).await?
+    } else {
+        None
+    };
+    let result = match &stored {
+        None => report::CheckResult::not_started(plan, phase),
+        Some(st) => match st.state().reached(phase) {
+            Reached::NoSuchPhase => {
+                return Err(CmdError::Invalid(format!(
+                    "plan `{plan}` has no phase `{phase}`; its phases are: {}",
+                    st.phases
+                        .iter()
+                        .map(|p| p.kind.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+            r => report::CheckResult::of(st, phase, r == Reached::Yes),
+        },
+    };
+    emit(
+        cli,
+        report::check_text(&result),
+        serde_json::to_value(&result).unwrap_or_default(),
+    );
+    Ok(if result.reached {
+        crate::error::exit::OK
+    } else {
+        crate::error::exit::NOT_REACHED
+    })
+}
