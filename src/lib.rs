@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod interrupt;
 pub mod lint;
+pub mod phase;
 pub mod pgserver;
 pub mod plan;
 pub mod pooler;

@@ -1273,7 +1273,7 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
     }
     for f in &raw.fences {
         let phase = &f.value.at_gate_after;
-        if !crate::program::PhaseKind::ALL
+        if !crate::phase::PhaseKind::ALL
             .iter()
             .any(|k| k.as_str() == phase.value)
         {
@@ -1282,7 +1282,7 @@ pub fn parse(source: &str, file: &str, default_name: &str) -> Result<Plan, PlanE
                 format!(
                     "`{}` is not a phase; a fence names the phase whose gate it guards: {}",
                     phase.value,
-                    crate::program::PhaseKind::ALL
+                    crate::phase::PhaseKind::ALL
                         .iter()
                         .map(|k| k.as_str())
                         .collect::<Vec<_>>()

@@ -6,7 +6,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
 use crate::plan::AddCheck;
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::Ident;
 
 pub(super) fn expand(

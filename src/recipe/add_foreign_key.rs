@@ -6,7 +6,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
 use crate::plan::AddForeignKey;
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput};
 use crate::sql::{derived_name, quote_ident, Ident, QualifiedName};
 
 pub(super) fn expand(

@@ -5,7 +5,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
 use crate::plan::AddIndex;
-use crate::program::{Contribution, PhaseKind, RecipeOutput};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, RecipeOutput};
 use crate::sql::{Ident, QualifiedName};
 
 /// The phase an index is built in: after expand, so a column added by the same plan

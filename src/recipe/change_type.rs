@@ -16,7 +16,8 @@ use super::derived::{probe, Sync, SyncColumn};
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Column, Table};
 use crate::plan::{ChangeType, Pos};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
 
 pub(super) fn expand(

@@ -6,7 +6,8 @@ use super::common;
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Catalog, Column};
 use crate::plan::{ColumnRef, Pos, SetDefault};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{Ident, QualifiedName};
 
 /// The live column, or a refusal at the YAML position.

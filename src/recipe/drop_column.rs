@@ -6,7 +6,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Column, DependentKind, Table};
 use crate::plan::{DropColumn, Pos};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, Ident, QualifiedName};
 
 pub(super) fn expand(

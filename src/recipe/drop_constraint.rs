@@ -7,7 +7,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Constraint, Table};
 use crate::plan::DropConstraint;
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{Ident, QualifiedName};
 
 pub(super) fn expand(

@@ -5,7 +5,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Index, Table};
 use crate::plan::DropIndex;
-use crate::program::{Contribution, PhaseKind, RecipeOutput};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, RecipeOutput};
 use crate::sql::quote_ident;
 
 pub(super) fn expand(

@@ -10,7 +10,8 @@
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
 use crate::plan::AddEnumValue;
-use crate::program::{Action, Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Action, Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_literal, QualifiedName};
 
 /// Where the value goes: before or after a neighbour, or last.

@@ -4,9 +4,10 @@
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Column, Index, Table};
 use crate::plan::{Pos, RenameColumn};
+use crate::phase::PhaseKind;
 use crate::program::BACKFILL_GUC;
 use crate::program::{
-    Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
+    Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step,
 };
 use crate::sql::{
     derived_name, quote_ident, quote_literal, rename_column_refs, Ident, QualifiedName,

@@ -16,7 +16,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Grant, Relation};
 use crate::plan::RenameTable;
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, quote_literal, QualifiedName};
 
 pub(super) fn expand(

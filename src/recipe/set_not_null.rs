@@ -5,8 +5,9 @@ use super::common;
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Catalog, Table};
 use crate::plan::{Pos, SetNotNull};
+use crate::phase::PhaseKind;
 use crate::program::{
-    Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
+    Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step,
 };
 use crate::sql::Ident;
 

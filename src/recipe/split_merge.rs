@@ -9,7 +9,8 @@ use super::derived::{probe, Sync, SyncColumn};
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::Table;
 use crate::plan::{At, DerivedColumn, MergeColumns, Pos, SplitColumn};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{Ident, QualifiedName};
 
 pub(super) fn split(

@@ -7,7 +7,8 @@
 
 use super::Precondition;
 use crate::plan::{At, Pos, SqlChange};
-use crate::program::{Action, Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Action, Contribution, LockLevel, RecipeOutput, Step};
 
 /// Lint rules that do not apply to a part pgphase runs: it sets `lock_timeout` itself.
 const NOT_APPLICABLE: [&str; 1] = ["missing-lock-timeout"];

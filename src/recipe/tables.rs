@@ -5,7 +5,8 @@ use super::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::DependentKind;
 use crate::plan::{CreateTable, DropTable};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::Ident;
 
 pub(super) fn create_table(
