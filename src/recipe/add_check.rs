@@ -2,11 +2,11 @@
 //! gate for the application to comply and existing rows to be fixed, then `VALIDATE`
 //! (scan under SHARE UPDATE EXCLUSIVE).
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
-use crate::plan::AddCheck;
 use crate::phase::PhaseKind;
+use crate::plan::AddCheck;
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::Ident;
 

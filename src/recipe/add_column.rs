@@ -3,14 +3,12 @@
 //! constraints (NOT VALID → VALIDATE), its unique index (CONCURRENTLY) and NOT NULL
 //! (through a validated check). The application reads it once the plan completed.
 
-use super::common;
+use super::shared::common;
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Catalog, Table};
-use crate::plan::{AddColumn, Pos};
 use crate::phase::PhaseKind;
-use crate::program::{
-    Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step,
-};
+use crate::plan::{AddColumn, Pos};
+use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{derived_name, quote_ident, Ident};
 
 pub(super) fn expand(
@@ -42,7 +40,7 @@ pub(super) fn expand(
 
     let mut out = RecipeOutput::default();
     if let Some(t) = t {
-        out.notes.extend(super::around::publication_note(
+        out.notes.extend(super::shared::around::publication_note(
             t,
             &format!("`{}`", col.as_str()),
         ));
@@ -98,7 +96,7 @@ pub(super) fn expand(
     // 2. backfill existing rows, then constraints, index and NOT NULL.
     let mut c = Contribution::default();
     if let Some(expr) = backfill_expr {
-        let key = super::common::backfill_key(t);
+        let key = super::shared::common::backfill_key(t);
         c.steps.push(Step {
             description: format!(
                 "fill {col} for existing rows with {}, in key order, one short transaction per batch with a checkpoint",
@@ -240,7 +238,8 @@ fn check<'a>(
         .as_ref()
         .is_some_and(|d| is_constant(d) && !backfill))
     {
-        if let Some(m) = super::around::null_rejecting_type(cat, &spec.type_sql, &spec.name) {
+        if let Some(m) = super::shared::around::null_rejecting_type(cat, &spec.type_sql, &spec.name)
+        {
             problems.push(Precondition {
                 pos: spec.type_sql.pos,
                 message: format!("{m} (or give it a constant default)"),

@@ -2,11 +2,11 @@
 //! with them, then `ADD … NOT VALID` (SHARE ROW EXCLUSIVE on both tables, catalog only,
 //! new writes checked) and `VALIDATE` (scan under SHARE UPDATE EXCLUSIVE).
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
-use crate::plan::AddForeignKey;
 use crate::phase::PhaseKind;
+use crate::plan::AddForeignKey;
 use crate::program::{Contribution, LockLevel, RecipeOutput};
 use crate::sql::{derived_name, quote_ident, Ident, QualifiedName};
 

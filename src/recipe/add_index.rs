@@ -1,11 +1,11 @@
 //! `add_index`: `CREATE [UNIQUE] INDEX CONCURRENTLY` (reads and writes continue); an
 //! invalid index left by an interrupted build is dropped and rebuilt by the executor.
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
-use crate::plan::AddIndex;
 use crate::phase::PhaseKind;
+use crate::plan::AddIndex;
 use crate::program::{Contribution, RecipeOutput};
 use crate::sql::{Ident, QualifiedName};
 

@@ -1,7 +1,7 @@
 //! `add_unique`: build the unique index concurrently, then attach it as the constraint
 //! (`ADD CONSTRAINT … UNIQUE USING INDEX`, catalog only).
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::plan::AddUnique;
 use crate::program::{Contribution, RecipeOutput};

@@ -11,12 +11,12 @@
 //! given the column's NOT NULL / indexes / CHECKs; once the old version is drained,
 //! contract swaps it in and drops the old column in one short transaction.
 
-use super::common;
-use super::derived::{probe, Sync, SyncColumn};
+use super::shared::common;
+use super::shared::derived::{probe, Sync, SyncColumn};
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Column, Table};
-use crate::plan::{ChangeType, Pos};
 use crate::phase::PhaseKind;
+use crate::plan::{ChangeType, Pos};
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
 
@@ -99,8 +99,11 @@ fn in_place_ok(t: &Table, col: &Column) -> bool {
 
 fn check_in_place(ct: &ChangeType, t: &Table) -> Result<(), Vec<Precondition>> {
     let mut problems: Vec<Precondition> = views_using(ct, t);
-    for message in super::around::refusals(t, &ct.column.value, super::around::Fate::RetypedInPlace)
-    {
+    for message in super::shared::around::refusals(
+        t,
+        &ct.column.value,
+        super::shared::around::Fate::RetypedInPlace,
+    ) {
         problems.push(Precondition {
             pos: ct.column.pos,
             message,
@@ -159,7 +162,7 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
         "ALTER TABLE {table} ALTER COLUMN {c} TYPE {new_type}{coll};"
     ));
     // ALTER COLUMN … TYPE resets the storage to the type's default: set it back
-    sql.push_str(&super::carry::storage_sql(table, col, &c));
+    sql.push_str(&super::shared::carry::storage_sql(table, col, &c));
     for k in &checks {
         sql.push_str(&format!(
             "\nALTER TABLE {table} ADD CONSTRAINT {} {} NOT VALID;",
@@ -309,11 +312,11 @@ fn check_shadow(
         ));
     }
     // generated columns, triggers, policies, rules, publications… naming the column
-    for m in super::around::refusals(t, name, super::around::Fate::Retyped) {
+    for m in super::shared::around::refusals(t, name, super::shared::around::Fate::Retyped) {
         refuse(m);
     }
     if let Knowledge::Live(cat) = knowledge {
-        if let Some(m) = super::around::null_rejecting_type(cat, &ct.type_sql, name) {
+        if let Some(m) = super::shared::around::null_rejecting_type(cat, &ct.type_sql, name) {
             refuse(m);
         }
     }
@@ -428,7 +431,7 @@ fn shadow(
         PhaseKind::Expand,
         Contribution {
             steps: vec![Step::sql(
-                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until contract{}", col.and_then(super::carry::column_properties_text).map(|w| format!("; with {c}'s {w}")).unwrap_or_default()),
+                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until contract{}", col.and_then(super::shared::carry::column_properties_text).map(|w| format!("; with {c}'s {w}")).unwrap_or_default()),
                 table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow_col} {new_type};{}", carried_properties(table, col, shadow_col, new_type)),
@@ -473,7 +476,7 @@ fn shadow(
             taken.push(candidate.clone());
             candidate
         };
-        copies = super::rename_column::carry_over(
+        copies = super::shared::carry_over::carry_over(
             &mut backfill,
             t,
             col,
@@ -484,7 +487,7 @@ fn shadow(
             knowledge,
         );
         let tag = names.tag.clone();
-        statistics = super::carry::statistics(
+        statistics = super::shared::carry::statistics(
             &mut backfill,
             t,
             table,
@@ -563,7 +566,7 @@ fn shadow(
     swap.push_str(&identity_sql(table, t, &copies));
     swap.push_str(&format!(
         "ALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}{}",
-        super::carry::statistics_renames(&statistics),
+        super::shared::carry::statistics_renames(&statistics),
         before.drop_function_sql()
     ));
     let shadow_gone = format!(
@@ -573,8 +576,8 @@ fn shadow(
     );
     if let Some(t) = t {
         out.drops
-            .push(super::around::contract_drop(t, Some(c.as_str())));
-        out.notes.extend(super::around::publication_note(
+            .push(super::shared::around::contract_drop(t, Some(c.as_str())));
+        out.notes.extend(super::shared::around::publication_note(
             t,
             &format!("`{shadow_col}`"),
         ));
@@ -610,7 +613,7 @@ fn carried_properties(
 ) -> String {
     col.map(|c| {
         let alike = collatable(&c.type_sql) && collatable(new_type);
-        super::carry::column_properties(table, c, shadow, alike)
+        super::shared::carry::column_properties(table, c, shadow, alike)
     })
     .unwrap_or_default()
 }
@@ -619,7 +622,7 @@ fn carried_properties(
 /// on the new column carries the original name, and becomes the replica identity
 /// before the old copy (and its index) is dropped.
 fn identity_sql(table: &QualifiedName, t: Option<&Table>, copies: &[(String, String)]) -> String {
-    t.and_then(|t| super::carry::replica_identity_copy(t, copies))
+    t.and_then(|t| super::shared::carry::replica_identity_copy(t, copies))
         .map(|(orig, _)| {
             format!(
                 "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};\n",

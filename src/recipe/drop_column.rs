@@ -2,11 +2,11 @@
 //! has no default), wait for the application that no longer reads or writes it, drop
 //! its indexes concurrently, and drop the column at contract (point of no return).
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Column, DependentKind, Table};
-use crate::plan::{DropColumn, Pos};
 use crate::phase::PhaseKind;
+use crate::plan::{DropColumn, Pos};
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, Ident, QualifiedName};
 
@@ -98,7 +98,7 @@ pub(super) fn expand(
 
     if let Some((t, _)) = found {
         out.drops
-            .push(super::around::contract_drop(t, Some(col.as_str())));
+            .push(super::shared::around::contract_drop(t, Some(col.as_str())));
         let goes: Vec<String> = t
             .dependents_of(col.as_str())
             .filter(|d| {
@@ -186,7 +186,7 @@ fn check<'a>(
     }
     // triggers, policies, rules, publications, generated columns, functions, the
     // replica identity… that the column's drop would fail on or break
-    for m in super::around::refusals(t, name, super::around::Fate::Dropped) {
+    for m in super::shared::around::refusals(t, name, super::shared::around::Fate::Dropped) {
         refuse(m);
     }
     if problems.is_empty() {

@@ -3,11 +3,11 @@
 //! (CHECK and FOREIGN KEY: NOT VALID, then VALIDATE if it was validated; UNIQUE: its
 //! index rebuilt concurrently, then attached).
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Constraint, Table};
-use crate::plan::DropConstraint;
 use crate::phase::PhaseKind;
+use crate::plan::DropConstraint;
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{Ident, QualifiedName};
 

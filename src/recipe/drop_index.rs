@@ -1,11 +1,11 @@
 //! `drop_index`: `DROP INDEX CONCURRENTLY` (reads and writes continue), before contract,
 //! so rollback can rebuild it concurrently exactly as it was.
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Index, Table};
-use crate::plan::DropIndex;
 use crate::phase::PhaseKind;
+use crate::plan::DropIndex;
 use crate::program::{Contribution, RecipeOutput};
 use crate::sql::quote_ident;
 

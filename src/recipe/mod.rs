@@ -3,27 +3,28 @@
 
 mod add_check;
 mod add_column;
+mod add_enum_value;
 mod add_foreign_key;
 mod add_index;
 mod add_unique;
-mod around;
-mod carry;
 mod change_type;
-mod column_options;
-mod common;
-mod derived;
+mod create_table;
 mod drop_column;
 mod drop_constraint;
+mod drop_default;
 mod drop_index;
-mod enums;
-mod footprint;
-mod planned;
+mod drop_not_null;
+mod drop_table;
+mod merge_columns;
 mod rename_column;
 mod rename_table;
+mod set_default;
 mod set_not_null;
-mod split_merge;
-mod sql_change;
-mod tables;
+mod shared;
+mod split_column;
+mod sql;
+
+use shared::{footprint, planned};
 
 use sha2::{Digest, Sha256};
 
@@ -85,14 +86,14 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
             Change::SetNotNull(sn) => set_not_null::expand(&plan.name, batch_size, sn, knowledge),
             Change::AddCheck(ck) => add_check::expand(ck, knowledge),
             Change::AddForeignKey(fk) => add_foreign_key::expand(fk, knowledge, &added),
-            Change::DropNotNull(c) => column_options::drop_not_null(c, knowledge),
-            Change::SetDefault(sd) => column_options::set_default(sd, knowledge),
-            Change::DropDefault(c) => column_options::drop_default(c, knowledge),
+            Change::DropNotNull(c) => drop_not_null::drop_not_null(c, knowledge),
+            Change::SetDefault(sd) => set_default::set_default(sd, knowledge),
+            Change::DropDefault(c) => drop_default::drop_default(c, knowledge),
             Change::AddUnique(au) => add_unique::expand(au, knowledge, &added),
-            Change::CreateTable(ct) => tables::create_table(ct, live),
-            Change::DropTable(dt) => tables::drop_table(dt, knowledge),
+            Change::CreateTable(ct) => create_table::create_table(ct, live),
+            Change::DropTable(dt) => drop_table::drop_table(dt, knowledge),
             Change::DropConstraint(dc) => drop_constraint::expand(dc, knowledge),
-            Change::Sql(sc) => sql_change::expand(sc, plan.changes[i].pos),
+            Change::Sql(sc) => sql::expand(sc, plan.changes[i].pos),
             Change::RenameTable(rt) => rename_table::expand(&plan.name, rt, knowledge),
             Change::AddEnumValue(ev) => {
                 let same_type: Vec<&str> = plan
@@ -105,11 +106,11 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
                         _ => None,
                     })
                     .collect();
-                enums::add_enum_value(ev, &same_type, knowledge)
+                add_enum_value::add_enum_value(ev, &same_type, knowledge)
             }
             Change::ChangeType(ct) => change_type::expand(&plan.name, batch_size, ct, knowledge),
-            Change::SplitColumn(sc) => split_merge::split(&plan.name, batch_size, sc, knowledge),
-            Change::MergeColumns(mc) => split_merge::merge(&plan.name, batch_size, mc, knowledge),
+            Change::SplitColumn(sc) => split_column::split(&plan.name, batch_size, sc, knowledge),
+            Change::MergeColumns(mc) => merge_columns::merge(&plan.name, batch_size, mc, knowledge),
         };
         // later changes see the table as this one leaves it (a new column, index,
         // constraint, enum value…)

@@ -12,11 +12,11 @@
 //! every column of the table (`SELECT *`), so a role with only column grants could not
 //! read through it: refused then, and on 13/14 (no security_invoker) whenever RLS is on.
 
-use super::common;
+use super::shared::common;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Grant, Relation};
-use crate::plan::RenameTable;
 use crate::phase::PhaseKind;
+use crate::plan::RenameTable;
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, quote_literal, QualifiedName};
 

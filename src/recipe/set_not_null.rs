@@ -1,14 +1,12 @@
 //! `set_not_null`: wait for the application that never writes NULL, fill the NULL rows
 //! in batches (with `backfill`), then NOT NULL without a long lock (validated check).
 
-use super::common;
+use super::shared::common;
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Catalog, Table};
-use crate::plan::{Pos, SetNotNull};
 use crate::phase::PhaseKind;
-use crate::program::{
-    Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step,
-};
+use crate::plan::{Pos, SetNotNull};
+use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::Ident;
 
 pub(super) fn expand(
@@ -37,7 +35,7 @@ pub(super) fn expand(
     ));
     let mut c = Contribution::default();
     if let Some(expr) = &sn.backfill {
-        let key = super::common::backfill_key(t);
+        let key = super::shared::common::backfill_key(t);
         c.steps.push(Step {
             description: format!(
                 "fill the rows where {col} is NULL with {}, in key order, one short transaction per batch with a checkpoint (not undone by rollback)",

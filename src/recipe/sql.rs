@@ -6,8 +6,8 @@
 //! what `pgphase lint` finds in it.
 
 use super::Precondition;
-use crate::plan::{At, Pos, SqlChange};
 use crate::phase::PhaseKind;
+use crate::plan::{At, Pos, SqlChange};
 use crate::program::{Action, Contribution, LockLevel, RecipeOutput, Step};
 
 /// Lint rules that do not apply to a part pgphase runs: it sets `lock_timeout` itself.

@@ -10,7 +10,7 @@ use crate::sql::QualifiedName;
 
 /// A column (or, with `column: None`, a whole table) a change names, and where.
 #[derive(Clone, Debug)]
-pub(super) struct Use {
+pub(in crate::recipe) struct Use {
     pub table: QualifiedName,
     pub column: Option<String>,
     pub pos: Pos,
@@ -49,7 +49,7 @@ fn in_expression(cat: Option<&Catalog>, table: &QualifiedName, expr: &At<String>
 }
 
 /// Every table and column a change names (expressions are read against `cat`).
-pub(super) fn uses(change: &Change, pos: Pos, cat: Option<&Catalog>) -> Vec<Use> {
+pub(in crate::recipe) fn uses(change: &Change, pos: Pos, cat: Option<&Catalog>) -> Vec<Use> {
     match change {
         Change::RenameColumn(rc) => {
             let t = rc.table_name();
@@ -189,7 +189,7 @@ pub(super) fn uses(change: &Change, pos: Pos, cat: Option<&Catalog>) -> Vec<Use>
 
 /// What a change does to a column that no other change of its plan may also use:
 /// replaces or removes it (contract drops it) or retypes it.
-pub(super) struct Replaced {
+pub(in crate::recipe) struct Replaced {
     pub table: QualifiedName,
     pub column: String,
     /// `renamed to `body`` …, for messages.
@@ -199,7 +199,7 @@ pub(super) struct Replaced {
 }
 
 /// The columns a change replaces, removes or retypes.
-pub(super) fn replaced(change: &Change) -> Vec<Replaced> {
+pub(in crate::recipe) fn replaced(change: &Change) -> Vec<Replaced> {
     let later = "put that change in a plan that depends_on this one".to_string();
     match change {
         Change::RenameColumn(rc) => vec![Replaced {
@@ -245,7 +245,7 @@ pub(super) fn replaced(change: &Change) -> Vec<Replaced> {
 }
 
 /// The columns a change creates and keeps in sync with others until contract.
-pub(super) fn synced(change: &Change) -> Vec<(QualifiedName, String)> {
+pub(in crate::recipe) fn synced(change: &Change) -> Vec<(QualifiedName, String)> {
     match change {
         Change::RenameColumn(rc) => vec![(rc.table_name(), rc.to.value.clone())],
         Change::SplitColumn(sc) => sc
@@ -261,7 +261,7 @@ pub(super) fn synced(change: &Change) -> Vec<(QualifiedName, String)> {
 
 /// Changes that may name a column another change of the plan creates in sync (they
 /// only add an index or a constraint on it, after that change's backfill).
-pub(super) fn builds_on_new_columns(change: &Change) -> bool {
+pub(in crate::recipe) fn builds_on_new_columns(change: &Change) -> bool {
     matches!(
         change,
         Change::AddIndex(_) | Change::AddUnique(_) | Change::AddCheck(_) | Change::AddForeignKey(_)
@@ -270,7 +270,7 @@ pub(super) fn builds_on_new_columns(change: &Change) -> bool {
 
 /// The plan's footprint: every table and column its changes name, for the check that
 /// keeps two active plans off the same columns.
-pub(super) fn touches(plan: &crate::plan::Plan, cat: Option<&Catalog>) -> Vec<Touch> {
+pub(in crate::recipe) fn touches(plan: &crate::plan::Plan, cat: Option<&Catalog>) -> Vec<Touch> {
     let mut out: Vec<Touch> = Vec::new();
     for c in &plan.changes {
         let kind = c.value.kind().to_string();

@@ -9,8 +9,8 @@
 
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
-use crate::plan::AddEnumValue;
 use crate::phase::PhaseKind;
+use crate::plan::AddEnumValue;
 use crate::program::{Action, Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_literal, QualifiedName};
 

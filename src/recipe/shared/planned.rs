@@ -6,14 +6,14 @@
 //! creates and keeps in sync until contract only gets indexes and constraints.
 
 use super::footprint;
-use super::Precondition;
 use crate::catalog::{Catalog, Column, Constraint, Index, Table};
 use crate::plan::{Change, Plan};
+use crate::recipe::Precondition;
 use crate::sql::{quote_ident, QualifiedName};
 
 /// Refusals for changes of `plan` that name what another change of it replaces, or
 /// build more than indexes and constraints on a column another keeps in sync.
-pub(super) fn conflicts(plan: &Plan, cat: Option<&Catalog>) -> Vec<Precondition> {
+pub(in crate::recipe) fn conflicts(plan: &Plan, cat: Option<&Catalog>) -> Vec<Precondition> {
     let mut out = Vec::new();
     for (j, other) in plan.changes.iter().enumerate() {
         let line = other.pos.line;
@@ -67,7 +67,7 @@ pub(super) fn conflicts(plan: &Plan, cat: Option<&Catalog>) -> Vec<Precondition>
 
 /// What `change` leaves in the catalog, applied to `cat` (the tables it creates are
 /// there from the start, see `with_planned_tables`).
-pub(super) fn apply(cat: &mut Catalog, change: &Change) {
+pub(in crate::recipe) fn apply(cat: &mut Catalog, change: &Change) {
     match change {
         Change::AddColumn(ac) => {
             let spec = &ac.column.value;
@@ -156,7 +156,7 @@ pub(super) fn apply(cat: &mut Catalog, change: &Change) {
             let cols: Vec<String> = fk.columns.value.iter().map(|c| c.value.clone()).collect();
             add_constraint(cat, &fk.table_name(), &fk.name.value, "f", &cols);
         }
-        Change::AddEnumValue(ev) => super::enums::plan_value(cat, ev),
+        Change::AddEnumValue(ev) => crate::recipe::add_enum_value::plan_value(cat, ev),
         _ => {}
     }
 }

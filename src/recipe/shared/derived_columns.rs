@@ -1,64 +1,20 @@
-//! `split_column` (one old column → several new) and `merge_columns` (several old → one
-//! new): new columns added nullable, kept in sync with the old ones by triggers in both
-//! directions (forward `using`, `reverse`), backfilled in batches, given NOT NULL where
-//! the old columns were all NOT NULL; then the application switches, and contract drops
-//! the old columns with the triggers.
+//! New columns derived from old ones (`split_column`, `merge_columns`): added nullable,
+//! kept in sync with the old ones by triggers in both directions (forward `using`,
+//! `reverse`), backfilled in batches, given NOT NULL where the old columns were all NOT
+//! NULL; then the application switches, and contract drops the old columns with the
+//! triggers.
 
 use super::common;
 use super::derived::{probe, Sync, SyncColumn};
-use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::Table;
-use crate::plan::{At, DerivedColumn, MergeColumns, Pos, SplitColumn};
 use crate::phase::PhaseKind;
+use crate::plan::{At, DerivedColumn, Pos};
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
+use crate::recipe::{object_tag, Knowledge, Precondition};
 use crate::sql::{Ident, QualifiedName};
 
-pub(super) fn split(
-    plan: &str,
-    batch_size: u32,
-    sc: &SplitColumn,
-    knowledge: Knowledge<'_>,
-) -> Result<RecipeOutput, Vec<Precondition>> {
-    let new: Vec<&DerivedColumn> = sc.into.value.iter().collect();
-    derived(
-        plan,
-        batch_size,
-        "split_column",
-        (&sc.table, sc.table_name()),
-        &[&sc.from],
-        &new,
-        vec![sc.reverse.value.trim().to_string()],
-        knowledge,
-    )
-}
-
-pub(super) fn merge(
-    plan: &str,
-    batch_size: u32,
-    mc: &MergeColumns,
-    knowledge: Knowledge<'_>,
-) -> Result<RecipeOutput, Vec<Precondition>> {
-    let old: Vec<&At<String>> = mc.from.value.iter().collect();
-    let reverse = mc
-        .from
-        .value
-        .iter()
-        .map(|f| mc.reverse.value[&f.value].value.trim().to_string())
-        .collect();
-    derived(
-        plan,
-        batch_size,
-        "merge_columns",
-        (&mc.table, mc.table_name()),
-        &old,
-        &[&mc.into.value],
-        reverse,
-        knowledge,
-    )
-}
-
 #[allow(clippy::too_many_arguments)]
-fn derived(
+pub(in crate::recipe) fn derived(
     plan: &str,
     batch_size: u32,
     kind: &str,
