@@ -11,14 +11,101 @@
 //! given the column's NOT NULL / indexes / CHECKs; once the old version is drained,
 //! contract swaps it in and drops the old column in one short transaction.
 
+use super::kind::{ChangeKind, Context};
 use super::shared::common;
 use super::shared::derived::{probe, Sync, SyncColumn};
+use super::shared::{footprint, planned};
 use super::{object_tag, Knowledge, Precondition};
+use crate::catalog::Catalog;
 use crate::catalog::{Column, Table};
 use crate::phase::PhaseKind;
-use crate::plan::{ChangeType, Pos};
+use crate::plan::{check, At, Pos};
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
+
+/// `change_type: { table, column, type, using, reverse }`: `using` computes the new
+/// type from the old value, `reverse` the old type from the new value; both are SQL
+/// expressions over the column (default: a plain cast).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeType {
+    pub table: At<String>,
+    pub column: At<String>,
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    pub using: Option<At<String>>,
+    pub reverse: Option<At<String>>,
+}
+
+impl ChangeType {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for ChangeType {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(cx.plan, cx.batch_size, self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let ct = self;
+        QualifiedName::parse(&ct.table).map_err(|m| err(ct.table.pos, m))?;
+        check::check_ident(&ct.column).map_err(|m| err(ct.column.pos, m))?;
+        check::check_sql_text(&ct.type_sql, "type").map_err(|m| err(ct.type_sql.pos, m))?;
+        for (e, what) in [(&ct.using, "using"), (&ct.reverse, "reverse")] {
+            if let Some(e) = e {
+                check::check_sql_text(e, what).map_err(|m| err(e.pos, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let ct = self;
+        vec![(ct.table_name(), &ct.column)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let ct = self;
+        vec![ct.table_name()]
+    }
+
+    fn column_types(&self) -> Vec<String> {
+        let ct = self;
+        vec![ct.type_sql.value.clone()]
+    }
+
+    fn uses(&self, cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let ct = self;
+        let t = ct.table_name();
+        let mut u = vec![footprint::col(&t, &ct.column)];
+        for e in ct.using.iter().chain(&ct.reverse) {
+            u.extend(footprint::in_expression(cat, &t, e));
+        }
+        u
+    }
+
+    fn replaced(&self) -> Vec<footprint::Replaced> {
+        let ct = self;
+        vec![footprint::Replaced {
+            table: ct.table_name(),
+            column: ct.column.value.clone(),
+            how: "retyped (replaced by a copy of the new type)".into(),
+            fix: "put that change in a plan that depends_on this one".to_string(),
+        }]
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let ct = self;
+        if let Some(t) = planned::table(cat, &ct.table_name()) {
+            if let Some(c) = t.columns.iter_mut().find(|c| c.name == ct.column.value) {
+                c.type_sql = ct.type_sql.value.trim().to_string();
+            }
+        };
+    }
+}
 
 pub(super) fn expand(
     plan: &str,

@@ -1,16 +1,63 @@
 //! `drop_not_null`: gate (readers tolerate NULL), then DROP NOT NULL; the undo puts NOT
 //! NULL back through a validated check.
 
+use super::kind::{ChangeKind, Context};
 use super::shared::column::live_column;
 use super::shared::common;
+use super::shared::footprint;
 use super::{object_tag, Knowledge, Precondition};
+use crate::catalog::Catalog;
 use crate::phase::PhaseKind;
-use crate::plan::ColumnRef;
+use crate::plan::{check, At, Pos};
 use crate::program::{Contribution, RecipeOutput};
 use crate::sql::Ident;
+use crate::sql::QualifiedName;
+
+/// `drop_not_null: { table, column }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropNotNull {
+    pub table: At<String>,
+    pub column: At<String>,
+}
+
+impl DropNotNull {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for DropNotNull {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        drop_not_null(self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let c = self;
+        QualifiedName::parse(&c.table).map_err(|m| err(c.table.pos, m))?;
+        check::check_ident(&c.column).map_err(|m| err(c.column.pos, m))?;
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let c = self;
+        vec![(c.table_name(), &c.column)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let c = self;
+        vec![c.table_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let c = self;
+        vec![footprint::col(&c.table_name(), &c.column)]
+    }
+}
 
 pub(super) fn drop_not_null(
-    c: &ColumnRef,
+    c: &DropNotNull,
     knowledge: Knowledge<'_>,
 ) -> Result<RecipeOutput, Vec<Precondition>> {
     let table = c.table_name();

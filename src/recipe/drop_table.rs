@@ -1,12 +1,52 @@
 //! `drop_table`: gate (nothing uses the table), then `DROP TABLE` at contract, the
 //! point of no return.
 
+use super::kind::{ChangeKind, Context};
 use super::shared::common;
+use super::shared::footprint;
 use super::{Knowledge, Precondition};
+use crate::catalog::Catalog;
 use crate::catalog::DependentKind;
 use crate::phase::PhaseKind;
-use crate::plan::DropTable;
+use crate::plan::{At, Pos};
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
+use crate::sql::QualifiedName;
+
+/// `drop_table: { name }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropTable {
+    pub name: At<String>,
+}
+
+impl DropTable {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.name).expect("validated at load")
+    }
+}
+
+impl ChangeKind for DropTable {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        drop_table(self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let dt = self;
+        QualifiedName::parse(&dt.name).map_err(|m| err(dt.name.pos, m))?;
+        Ok(())
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let dt = self;
+        vec![dt.table_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let dt = self;
+        vec![footprint::whole(dt.table_name(), dt.name.pos)]
+    }
+}
 
 pub(super) fn drop_table(
     dt: &DropTable,

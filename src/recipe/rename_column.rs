@@ -1,14 +1,104 @@
 //! `rename_column`: add the new column, keep both in sync with triggers, backfill,
 //! carry over NOT NULL / indexes / constraints, switch the application, drop the old.
 
+use super::kind::{ChangeKind, Context};
 use super::shared::carry_over::{carry_over, rename_name_part};
+use super::shared::{footprint, planned};
 use super::{object_tag, Knowledge, Precondition};
+use crate::catalog::Catalog;
 use crate::catalog::{Column, Table};
 use crate::phase::PhaseKind;
-use crate::plan::{Pos, RenameColumn};
+use crate::plan::{check, At, Pos};
 use crate::program::BACKFILL_GUC;
 use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameColumn {
+    pub table: At<String>,
+    pub from: At<String>,
+    pub to: At<String>,
+}
+
+impl RenameColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for RenameColumn {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(cx.plan, cx.batch_size, self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let rc = self;
+        QualifiedName::parse(&rc.table).map_err(|m| err(rc.table.pos, m))?;
+        check::check_ident(&rc.from).map_err(|m| err(rc.from.pos, m))?;
+        check::check_ident(&rc.to).map_err(|m| err(rc.to.pos, m))?;
+        if rc.from.value == rc.to.value {
+            return Err(err(
+                rc.to.pos,
+                format!(
+                    "`to` is the same as `from` (`{}`): nothing to rename",
+                    rc.to.value
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let rc = self;
+        vec![(rc.table_name(), &rc.from), (rc.table_name(), &rc.to)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let rc = self;
+        vec![rc.table_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let rc = self;
+        let t = rc.table_name();
+        vec![footprint::col(&t, &rc.from), footprint::col(&t, &rc.to)]
+    }
+
+    fn replaced(&self) -> Vec<footprint::Replaced> {
+        let rc = self;
+        vec![footprint::Replaced {
+            table: rc.table_name(),
+            column: rc.from.value.clone(),
+            how: format!("renamed to `{}`", rc.to.value),
+            fix: format!(
+                "name `{}`: a change later in the plan sees the table as the rename leaves it",
+                rc.to.value
+            ),
+        }]
+    }
+
+    fn synced(&self) -> Vec<(QualifiedName, String)> {
+        let rc = self;
+        vec![(rc.table_name(), rc.to.value.clone())]
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let rc = self;
+        if let Some(t) = planned::table(cat, &rc.table_name()) {
+            if let Some(c) = t.column(&rc.from).cloned() {
+                t.columns.retain(|c| c.name != rc.from.value);
+                t.columns.push(Column {
+                    name: rc.to.value.clone(),
+                    attnum: 0,
+                    owned_sequence: None,
+                    ..c
+                });
+            }
+        };
+    }
+}
 
 /// Names of the objects this change creates; derived from the plan so a resumed or
 /// rolled-back run finds them again.

@@ -8,7 +8,7 @@ use super::common;
 use super::derived::{probe, Sync, SyncColumn};
 use crate::catalog::Table;
 use crate::phase::PhaseKind;
-use crate::plan::{At, DerivedColumn, Pos};
+use crate::plan::{check, At, Pos};
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::recipe::{object_tag, Knowledge, Precondition};
 use crate::sql::{Ident, QualifiedName};
@@ -367,4 +367,43 @@ fn check<'a>(
     } else {
         Err(problems)
     }
+}
+
+/// A column derived from existing ones: `{ name, type, using, nullable }`. `using` is an
+/// SQL expression over the row (the old columns); `nullable` defaults to true unless
+/// every old column is NOT NULL.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedColumn {
+    pub name: At<String>,
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    pub using: At<String>,
+    pub nullable: Option<At<bool>>,
+}
+
+/// A type or an SQL expression written in the plan: passed through as written, so it
+/// must be one non-empty fragment, not a statement list.
+/// Names, types and expressions of derived columns; none may be one of `old`.
+pub(crate) fn check_derived(
+    cols: &[DerivedColumn],
+    old: &[&At<String>],
+) -> Result<(), (Pos, String)> {
+    let mut seen: Vec<&str> = Vec::new();
+    for c in cols {
+        check::check_ident(&c.name).map_err(|m| (c.name.pos, m))?;
+        check::check_sql_text(&c.type_sql, "type").map_err(|m| (c.type_sql.pos, m))?;
+        check::check_sql_text(&c.using, "using").map_err(|m| (c.using.pos, m))?;
+        if seen.contains(&c.name.value.as_str()) || old.iter().any(|o| o.value == c.name.value) {
+            return Err((
+                c.name.pos,
+                format!(
+                    "column `{}` is listed twice (a new column needs a name of its own)",
+                    c.name.value
+                ),
+            ));
+        }
+        seen.push(&c.name.value);
+    }
+    Ok(())
 }

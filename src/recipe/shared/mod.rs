@@ -10,5 +10,5 @@ pub(super) mod column;
 pub(super) mod common;
 pub(super) mod derived;
 pub(super) mod derived_columns;
-pub(super) mod footprint;
+pub mod footprint;
 pub(super) mod planned;
