@@ -1,34 +1,13 @@
 //! Recipes: one file per change kind, each turning a change into phase contributions.
 //! Pure: a recipe reads the plan and a catalog snapshot, never a connection.
 
-mod add_check;
-mod add_column;
-mod add_enum_value;
-mod add_foreign_key;
-mod add_index;
-mod add_unique;
-mod change_type;
-mod create_table;
-mod drop_column;
-mod drop_constraint;
-mod drop_default;
-mod drop_index;
-mod drop_not_null;
-mod drop_table;
 mod kind;
-mod merge_columns;
-mod registry;
-mod rename_column;
-mod rename_table;
-mod set_default;
-mod set_not_null;
 mod shared;
-mod split_column;
-mod sql;
 
 pub use kind::{ChangeKind, Context};
-pub use registry::Change;
 use shared::{footprint, planned};
+
+include!("registry.rs");
 
 use sha2::{Digest, Sha256};
 
