@@ -34,6 +34,7 @@ pub struct RenameTable {
 }
 
 impl RenameTable {
+    #[allow(clippy::wrong_self_convention)] // the `from:` table, not a conversion
     pub fn from_name(&self) -> QualifiedName {
         QualifiedName::parse(&self.from).expect("validated at load")
     }
