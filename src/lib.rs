@@ -24,6 +24,7 @@ pub mod pgserver;
 #[cfg(not(feature = "testkit"))]
 #[allow(dead_code)]
 mod pgserver;
+pub mod phase;
 pub mod plan;
 pub mod pooler;
 pub mod program;

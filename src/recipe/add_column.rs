@@ -3,14 +3,184 @@
 //! constraints (NOT VALID → VALIDATE), its unique index (CONCURRENTLY) and NOT NULL
 //! (through a validated check). The application reads it once the plan completed.
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::{footprint, planned};
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Catalog, Table};
-use crate::plan::{AddColumn, Pos};
-use crate::program::{
-    Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
-};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
+use crate::sql::QualifiedName;
 use crate::sql::{derived_name, quote_ident, Ident};
+
+/// `add_column: { table, column: { name, type, nullable, default, unique, check, references }, backfill }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumn {
+    pub table: At<String>,
+    pub column: At<NewColumn>,
+    /// SQL expression over the row, evaluated for existing rows (batched backfill).
+    pub backfill: Option<At<String>>,
+}
+
+impl AddColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewColumn {
+    pub name: At<String>,
+    /// SQL type, passed through as written (`text`, `varchar(20)`, `numeric(10,2)`).
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    /// Defaults to true.
+    pub nullable: Option<At<bool>>,
+    /// SQL expression, passed through as written.
+    pub default: Option<At<String>>,
+    #[serde(default)]
+    pub unique: bool,
+    /// SQL boolean expression, passed through as written.
+    pub check: Option<At<String>>,
+    pub references: Option<At<References>>,
+}
+
+impl NewColumn {
+    pub fn nullable(&self) -> bool {
+        self.nullable.as_ref().is_none_or(|n| n.value)
+    }
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct References {
+    pub table: At<String>,
+    pub column: At<String>,
+    /// `cascade`, `restrict`, `no action` (default), `set null`, `set default`.
+    pub on_delete: Option<At<String>>,
+}
+
+impl References {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+    /// The `ON DELETE` action as SQL keywords (validated at load).
+    pub fn on_delete_sql(&self) -> &'static str {
+        check::on_delete_keywords(
+            self.on_delete
+                .as_ref()
+                .map_or("no action", |o| o.value.as_str()),
+        )
+        .expect("validated at load")
+    }
+}
+
+impl ChangeKind for AddColumn {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(cx.plan, cx.batch_size, self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let ac = self;
+        QualifiedName::parse(&ac.table).map_err(|m| err(ac.table.pos, m))?;
+        let col = &ac.column.value;
+        check::check_ident(&col.name).map_err(|m| err(col.name.pos, m))?;
+        check::check_sql_text(&col.type_sql, "type").map_err(|m| err(col.type_sql.pos, m))?;
+        for (e, what) in [
+            (&col.default, "default"),
+            (&col.check, "check"),
+            (&ac.backfill, "backfill"),
+        ] {
+            if let Some(e) = e {
+                check::check_sql_text(e, what).map_err(|m| err(e.pos, m))?;
+            }
+        }
+        if let Some(r) = &col.references {
+            QualifiedName::parse(&r.table).map_err(|m| err(r.table.pos, m))?;
+            check::check_ident(&r.column).map_err(|m| err(r.column.pos, m))?;
+            if let Some(o) = &r.on_delete {
+                if check::on_delete_keywords(o).is_none() {
+                    return Err(err(
+                                o.pos,
+                                format!("`{}` is not an ON DELETE action; use cascade, restrict, no action, set null or set default", o.value),
+                            ));
+                }
+            }
+        }
+        if !col.nullable() && col.default.is_none() && ac.backfill.is_none() {
+            let pos = col.nullable.as_ref().map_or(ac.column.pos, |n| n.pos);
+            return Err(err(
+                        pos,
+                        format!(
+                            "`{}` is NOT NULL but has neither `default` nor `backfill`: existing rows would have no value; give one of them (or make it nullable)",
+                            col.name.value
+                        ),
+                    ));
+        }
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let ac = self;
+        vec![(ac.table_name(), &ac.column.name)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let ac = self;
+        let mut t = vec![ac.table_name()];
+        if let Some(r) = &ac.column.references {
+            t.push(r.table_name());
+        }
+        t
+    }
+
+    fn column_types(&self) -> Vec<String> {
+        let ac = self;
+        vec![ac.column.type_sql.value.clone()]
+    }
+
+    fn uses(&self, cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let ac = self;
+        let t = ac.table_name();
+        let mut u = vec![footprint::col(&t, &ac.column.name)];
+        if let Some(b) = &ac.backfill {
+            u.extend(footprint::in_expression(cat, &t, b));
+        }
+        if let Some(r) = &ac.column.references {
+            u.push(footprint::col(&r.table_name(), &r.column));
+        }
+        u
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let ac = self;
+        let spec = &ac.column.value;
+        if let Some(t) = planned::table(cat, &ac.table_name()) {
+            if t.column(&spec.name).is_none() {
+                t.columns.push(crate::catalog::Column {
+                    name: spec.name.value.clone(),
+                    type_sql: spec.type_sql.value.trim().to_string(),
+                    not_null: !spec.nullable(),
+                    default: spec.default.as_ref().map(|d| d.value.trim().to_string()),
+                    has_equality: true,
+                    ..Default::default()
+                });
+            }
+        };
+    }
+
+    fn creates_columns(&self) -> Vec<(QualifiedName, String)> {
+        vec![(self.table_name(), self.column.name.value.clone())]
+    }
+
+    fn added_column(&self) -> Option<(QualifiedName, String)> {
+        Some((self.table_name(), self.column.name.value.clone()))
+    }
+}
 
 pub(super) fn expand(
     plan: &str,
@@ -41,7 +211,7 @@ pub(super) fn expand(
 
     let mut out = RecipeOutput::default();
     if let Some(t) = t {
-        out.notes.extend(super::around::publication_note(
+        out.notes.extend(super::shared::around::publication_note(
             t,
             &format!("`{}`", col.as_str()),
         ));
@@ -97,7 +267,7 @@ pub(super) fn expand(
     // 2. backfill existing rows, then constraints, index and NOT NULL.
     let mut c = Contribution::default();
     if let Some(expr) = backfill_expr {
-        let key = super::common::backfill_key(t);
+        let key = super::shared::common::backfill_key(t);
         c.steps.push(Step {
             description: format!(
                 "fill {col} for existing rows with {}, in key order, one short transaction per batch with a checkpoint",
@@ -239,7 +409,8 @@ fn check<'a>(
         .as_ref()
         .is_some_and(|d| is_constant(d) && !backfill))
     {
-        if let Some(m) = super::around::null_rejecting_type(cat, &spec.type_sql, &spec.name) {
+        if let Some(m) = super::shared::around::null_rejecting_type(cat, &spec.type_sql, &spec.name)
+        {
             problems.push(Precondition {
                 pos: spec.type_sql.pos,
                 message: format!("{m} (or give it a constant default)"),

@@ -2,12 +2,136 @@
 //! with them, then `ADD … NOT VALID` (SHARE ROW EXCLUSIVE on both tables, catalog only,
 //! new writes checked) and `VALIDATE` (scan under SHARE UPDATE EXCLUSIVE).
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::{footprint, planned};
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
-use crate::plan::AddForeignKey;
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Contribution, LockLevel, RecipeOutput};
 use crate::sql::{derived_name, quote_ident, Ident, QualifiedName};
+
+/// `add_foreign_key: { table, name, columns: [..], references: { table, columns: [..] }, on_delete }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddForeignKey {
+    pub table: At<String>,
+    pub name: At<String>,
+    pub columns: At<Vec<At<String>>>,
+    pub references: At<ForeignKeyTarget>,
+    /// `cascade`, `restrict`, `no action` (default), `set null`, `set default`.
+    pub on_delete: Option<At<String>>,
+}
+
+impl AddForeignKey {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+    pub fn target_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.references.table).expect("validated at load")
+    }
+    /// The `ON DELETE` action as SQL keywords (validated at load).
+    pub fn on_delete_sql(&self) -> &'static str {
+        check::on_delete_keywords(
+            self.on_delete
+                .as_ref()
+                .map_or("no action", |o| o.value.as_str()),
+        )
+        .expect("validated at load")
+    }
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKeyTarget {
+    pub table: At<String>,
+    pub columns: At<Vec<At<String>>>,
+}
+
+impl ChangeKind for AddForeignKey {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(self, cx.knowledge, cx.added)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let fk = self;
+        QualifiedName::parse(&fk.table).map_err(|m| err(fk.table.pos, m))?;
+        check::check_ident(&fk.name).map_err(|m| err(fk.name.pos, m))?;
+        let target = &fk.references.value;
+        QualifiedName::parse(&target.table).map_err(|m| err(target.table.pos, m))?;
+        for cols in [&fk.columns, &target.columns] {
+            if cols.value.is_empty() {
+                return Err(err(
+                    cols.pos,
+                    "`columns` is empty: list the key columns".into(),
+                ));
+            }
+            for c in &cols.value {
+                check::check_ident(c).map_err(|m| err(c.pos, m))?;
+            }
+        }
+        if fk.columns.value.len() != target.columns.value.len() {
+            return Err(err(
+                target.columns.pos,
+                format!(
+                    "{} referencing column(s) but {} referenced column(s): they must pair up",
+                    fk.columns.value.len(),
+                    target.columns.value.len()
+                ),
+            ));
+        }
+        if let Some(o) = &fk.on_delete {
+            if check::on_delete_keywords(o).is_none() {
+                return Err(err(
+                            o.pos,
+                            format!("`{}` is not an ON DELETE action; use cascade, restrict, no action, set null or set default", o.value),
+                        ));
+            }
+        }
+        Ok(())
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let fk = self;
+        vec![fk.table_name(), fk.target_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let fk = self;
+        let t = fk.table_name();
+        let rt = fk.target_name();
+        let mut u: Vec<footprint::Use> = fk
+            .columns
+            .value
+            .iter()
+            .map(|c| footprint::col(&t, c))
+            .collect();
+        u.extend(
+            fk.references
+                .columns
+                .value
+                .iter()
+                .map(|c| footprint::col(&rt, c)),
+        );
+        u
+    }
+
+    fn builds_on_new_columns(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let fk = self;
+        let cols: Vec<String> = fk.columns.value.iter().map(|c| c.value.clone()).collect();
+        planned::add_constraint(cat, &fk.table_name(), &fk.name.value, "f", &cols);
+    }
+
+    fn needs_column(&self, table: &QualifiedName, column: &str) -> bool {
+        self.table_name() == *table && self.columns.value.iter().any(|c| c.value == column)
+    }
+}
 
 pub(super) fn expand(
     fk: &AddForeignKey,

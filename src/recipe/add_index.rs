@@ -1,12 +1,131 @@
 //! `add_index`: `CREATE [UNIQUE] INDEX CONCURRENTLY` (reads and writes continue); an
 //! invalid index left by an interrupted build is dropped and rebuilt by the executor.
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::{footprint, planned};
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
-use crate::plan::AddIndex;
-use crate::program::{Contribution, PhaseKind, RecipeOutput};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Contribution, RecipeOutput};
 use crate::sql::{Ident, QualifiedName};
+
+/// Index access methods an `add_index` may name.
+pub const INDEX_METHODS: [&str; 6] = ["btree", "hash", "gist", "spgist", "gin", "brin"];
+
+/// `add_index: { table, name, columns: [..], unique, where, method }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddIndex {
+    pub table: At<String>,
+    /// The index name (created in the table's schema).
+    pub name: At<String>,
+    pub columns: At<Vec<At<String>>>,
+    #[serde(default)]
+    pub unique: bool,
+    /// Partial-index predicate, an SQL expression passed through as written.
+    #[serde(rename = "where")]
+    pub predicate: Option<At<String>>,
+    /// Access method; `btree` when omitted.
+    pub method: Option<At<String>>,
+}
+
+impl AddIndex {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+    pub fn method(&self) -> &str {
+        self.method.as_ref().map_or("btree", |m| m.value.as_str())
+    }
+}
+
+impl ChangeKind for AddIndex {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(self, cx.knowledge, cx.added)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let ai = self;
+        QualifiedName::parse(&ai.table).map_err(|m| err(ai.table.pos, m))?;
+        check::check_ident(&ai.name).map_err(|m| err(ai.name.pos, m))?;
+        if ai.columns.value.is_empty() {
+            return Err(err(
+                ai.columns.pos,
+                "`columns` is empty: list the columns to index".into(),
+            ));
+        }
+        for c in &ai.columns.value {
+            check::check_ident(c).map_err(|m| err(c.pos, m))?;
+        }
+        if let Some(p) = &ai.predicate {
+            check::check_sql_text(p, "where").map_err(|m| err(p.pos, m))?;
+        }
+        if let Some(m) = &ai.method {
+            if !INDEX_METHODS.contains(&m.value.as_str()) {
+                return Err(err(
+                    m.pos,
+                    format!(
+                        "`{}` is not an index method; use one of: {}",
+                        m.value,
+                        INDEX_METHODS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let ai = self;
+        vec![ai.table_name()]
+    }
+
+    fn uses(&self, cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let ai = self;
+        let t = ai.table_name();
+        let mut u: Vec<footprint::Use> = ai
+            .columns
+            .value
+            .iter()
+            .map(|c| footprint::col(&t, c))
+            .collect();
+        if let Some(p) = &ai.predicate {
+            u.extend(footprint::in_expression(cat, &t, p));
+        }
+        u
+    }
+
+    fn builds_on_new_columns(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let ai = self;
+        let cols: Vec<String> = ai.columns.value.iter().map(|c| c.value.clone()).collect();
+        planned::add_index(
+            cat,
+            &ai.table_name(),
+            &ai.name.value,
+            ai.unique,
+            ai.predicate.is_some(),
+            &cols,
+            None,
+        );
+    }
+
+    fn needs_column(&self, table: &QualifiedName, column: &str) -> bool {
+        self.table_name() == *table && self.columns.value.iter().any(|c| c.value == column)
+    }
+
+    fn index_changed(&self) -> Option<(QualifiedName, Pos)> {
+        Some((
+            QualifiedName::new(self.table_name().schema.as_str(), self.name.value.clone()),
+            self.name.pos,
+        ))
+    }
+}
 
 /// The phase an index is built in: after expand, so a column added by the same plan
 /// exists (and is backfilled) before an index on it.

@@ -1,11 +1,91 @@
 //! `add_unique`: build the unique index concurrently, then attach it as the constraint
 //! (`ADD CONSTRAINT … UNIQUE USING INDEX`, catalog only).
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::{footprint, planned};
 use super::{Knowledge, Precondition};
-use crate::plan::AddUnique;
+use crate::catalog::Catalog;
+use crate::plan::{check, At, Pos};
 use crate::program::{Contribution, RecipeOutput};
 use crate::sql::{Ident, QualifiedName};
+
+/// `add_unique: { table, name, columns: [..] }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUnique {
+    pub table: At<String>,
+    pub name: At<String>,
+    pub columns: At<Vec<At<String>>>,
+}
+
+impl AddUnique {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for AddUnique {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(self, cx.knowledge, cx.added)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let au = self;
+        QualifiedName::parse(&au.table).map_err(|m| err(au.table.pos, m))?;
+        check::check_ident(&au.name).map_err(|m| err(au.name.pos, m))?;
+        if au.columns.value.is_empty() {
+            return Err(err(
+                au.columns.pos,
+                "`columns` is empty: list the key columns".into(),
+            ));
+        }
+        for c in &au.columns.value {
+            check::check_ident(c).map_err(|m| err(c.pos, m))?;
+        }
+        Ok(())
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let au = self;
+        vec![au.table_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let au = self;
+        let t = au.table_name();
+        au.columns
+            .value
+            .iter()
+            .map(|c| footprint::col(&t, c))
+            .collect()
+    }
+
+    fn builds_on_new_columns(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let au = self;
+        let cols: Vec<String> = au.columns.value.iter().map(|c| c.value.clone()).collect();
+        let t = au.table_name();
+        planned::add_index(
+            cat,
+            &t,
+            &au.name.value,
+            true,
+            false,
+            &cols,
+            Some(&au.name.value),
+        );
+        planned::add_constraint(cat, &t, &au.name.value, "u", &cols);
+    }
+
+    fn needs_column(&self, table: &QualifiedName, column: &str) -> bool {
+        self.table_name() == *table && self.columns.value.iter().any(|c| c.value == column)
+    }
+}
 
 pub(super) fn expand(
     au: &AddUnique,

@@ -11,13 +11,101 @@
 //! given the column's NOT NULL / indexes / CHECKs; once the old version is drained,
 //! contract swaps it in and drops the old column in one short transaction.
 
-use super::common;
-use super::derived::{probe, Sync, SyncColumn};
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::derived::{probe, Sync, SyncColumn};
+use super::shared::{footprint, planned};
 use super::{object_tag, Knowledge, Precondition};
+use crate::catalog::Catalog;
 use crate::catalog::{Column, Table};
-use crate::plan::{ChangeType, Pos};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
+
+/// `change_type: { table, column, type, using, reverse }`: `using` computes the new
+/// type from the old value, `reverse` the old type from the new value; both are SQL
+/// expressions over the column (default: a plain cast).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeType {
+    pub table: At<String>,
+    pub column: At<String>,
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    pub using: Option<At<String>>,
+    pub reverse: Option<At<String>>,
+}
+
+impl ChangeType {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for ChangeType {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(cx.plan, cx.batch_size, self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let ct = self;
+        QualifiedName::parse(&ct.table).map_err(|m| err(ct.table.pos, m))?;
+        check::check_ident(&ct.column).map_err(|m| err(ct.column.pos, m))?;
+        check::check_sql_text(&ct.type_sql, "type").map_err(|m| err(ct.type_sql.pos, m))?;
+        for (e, what) in [(&ct.using, "using"), (&ct.reverse, "reverse")] {
+            if let Some(e) = e {
+                check::check_sql_text(e, what).map_err(|m| err(e.pos, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let ct = self;
+        vec![(ct.table_name(), &ct.column)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let ct = self;
+        vec![ct.table_name()]
+    }
+
+    fn column_types(&self) -> Vec<String> {
+        let ct = self;
+        vec![ct.type_sql.value.clone()]
+    }
+
+    fn uses(&self, cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let ct = self;
+        let t = ct.table_name();
+        let mut u = vec![footprint::col(&t, &ct.column)];
+        for e in ct.using.iter().chain(&ct.reverse) {
+            u.extend(footprint::in_expression(cat, &t, e));
+        }
+        u
+    }
+
+    fn replaced(&self) -> Vec<footprint::Replaced> {
+        let ct = self;
+        vec![footprint::Replaced {
+            table: ct.table_name(),
+            column: ct.column.value.clone(),
+            how: "retyped (replaced by a copy of the new type)".into(),
+            fix: "put that change in a plan that depends_on this one".to_string(),
+        }]
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let ct = self;
+        if let Some(t) = planned::table(cat, &ct.table_name()) {
+            if let Some(c) = t.columns.iter_mut().find(|c| c.name == ct.column.value) {
+                c.type_sql = ct.type_sql.value.trim().to_string();
+            }
+        };
+    }
+}
 
 pub(super) fn expand(
     plan: &str,
@@ -98,8 +186,11 @@ fn in_place_ok(t: &Table, col: &Column) -> bool {
 
 fn check_in_place(ct: &ChangeType, t: &Table) -> Result<(), Vec<Precondition>> {
     let mut problems: Vec<Precondition> = views_using(ct, t);
-    for message in super::around::refusals(t, &ct.column.value, super::around::Fate::RetypedInPlace)
-    {
+    for message in super::shared::around::refusals(
+        t,
+        &ct.column.value,
+        super::shared::around::Fate::RetypedInPlace,
+    ) {
         problems.push(Precondition {
             pos: ct.column.pos,
             message,
@@ -158,7 +249,7 @@ fn in_place(table: &QualifiedName, t: &Table, col: &Column, new_type: &str) -> R
         "ALTER TABLE {table} ALTER COLUMN {c} TYPE {new_type}{coll};"
     ));
     // ALTER COLUMN … TYPE resets the storage to the type's default: set it back
-    sql.push_str(&super::carry::storage_sql(table, col, &c));
+    sql.push_str(&super::shared::carry::storage_sql(table, col, &c));
     for k in &checks {
         sql.push_str(&format!(
             "\nALTER TABLE {table} ADD CONSTRAINT {} {} NOT VALID;",
@@ -308,11 +399,11 @@ fn check_shadow(
         ));
     }
     // generated columns, triggers, policies, rules, publications… naming the column
-    for m in super::around::refusals(t, name, super::around::Fate::Retyped) {
+    for m in super::shared::around::refusals(t, name, super::shared::around::Fate::Retyped) {
         refuse(m);
     }
     if let Knowledge::Live(cat) = knowledge {
-        if let Some(m) = super::around::null_rejecting_type(cat, &ct.type_sql, name) {
+        if let Some(m) = super::shared::around::null_rejecting_type(cat, &ct.type_sql, name) {
             refuse(m);
         }
     }
@@ -427,7 +518,7 @@ fn shadow(
         PhaseKind::Expand,
         Contribution {
             steps: vec![Step::sql(
-                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until contract{}", col.and_then(super::carry::column_properties_text).map(|w| format!("; with {c}'s {w}")).unwrap_or_default()),
+                format!("add the shadow column {shadow_col} {new_type} to {short}: nullable, no default, hidden from the application until contract{}", col.and_then(super::shared::carry::column_properties_text).map(|w| format!("; with {c}'s {w}")).unwrap_or_default()),
                 table,
                 LockLevel::AccessExclusive,
                 format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow_col} {new_type};{}", carried_properties(table, col, shadow_col, new_type)),
@@ -472,7 +563,7 @@ fn shadow(
             taken.push(candidate.clone());
             candidate
         };
-        copies = super::rename_column::carry_over(
+        copies = super::shared::carry_over::carry_over(
             &mut backfill,
             t,
             col,
@@ -483,7 +574,7 @@ fn shadow(
             knowledge,
         );
         let tag = names.tag.clone();
-        statistics = super::carry::statistics(
+        statistics = super::shared::carry::statistics(
             &mut backfill,
             t,
             table,
@@ -562,7 +653,7 @@ fn shadow(
     swap.push_str(&identity_sql(table, t, &copies));
     swap.push_str(&format!(
         "ALTER TABLE {table} DROP COLUMN IF EXISTS {old_copy};\n{}{}",
-        super::carry::statistics_renames(&statistics),
+        super::shared::carry::statistics_renames(&statistics),
         before.drop_function_sql()
     ));
     let shadow_gone = format!(
@@ -572,8 +663,8 @@ fn shadow(
     );
     if let Some(t) = t {
         out.drops
-            .push(super::around::contract_drop(t, Some(c.as_str())));
-        out.notes.extend(super::around::publication_note(
+            .push(super::shared::around::contract_drop(t, Some(c.as_str())));
+        out.notes.extend(super::shared::around::publication_note(
             t,
             &format!("`{shadow_col}`"),
         ));
@@ -609,7 +700,7 @@ fn carried_properties(
 ) -> String {
     col.map(|c| {
         let alike = collatable(&c.type_sql) && collatable(new_type);
-        super::carry::column_properties(table, c, shadow, alike)
+        super::shared::carry::column_properties(table, c, shadow, alike)
     })
     .unwrap_or_default()
 }
@@ -618,7 +709,7 @@ fn carried_properties(
 /// on the new column carries the original name, and becomes the replica identity
 /// before the old copy (and its index) is dropped.
 fn identity_sql(table: &QualifiedName, t: Option<&Table>, copies: &[(String, String)]) -> String {
-    t.and_then(|t| super::carry::replica_identity_copy(t, copies))
+    t.and_then(|t| super::shared::carry::replica_identity_copy(t, copies))
         .map(|(orig, _)| {
             format!(
                 "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {};\n",

@@ -2,12 +2,75 @@
 //! has no default), wait for the application that no longer reads or writes it, drop
 //! its indexes concurrently, and drop the column at contract (point of no return).
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::{footprint, planned};
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Column, DependentKind, Table};
-use crate::plan::{DropColumn, Pos};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, Ident, QualifiedName};
+
+/// `drop_column: { table, column }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropColumn {
+    pub table: At<String>,
+    pub column: At<String>,
+}
+
+impl DropColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for DropColumn {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let dc = self;
+        QualifiedName::parse(&dc.table).map_err(|m| err(dc.table.pos, m))?;
+        check::check_ident(&dc.column).map_err(|m| err(dc.column.pos, m))?;
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let dc = self;
+        vec![(dc.table_name(), &dc.column)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let dc = self;
+        vec![dc.table_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let dc = self;
+        vec![footprint::col(&dc.table_name(), &dc.column)]
+    }
+
+    fn replaced(&self) -> Vec<footprint::Replaced> {
+        let dc = self;
+        vec![footprint::Replaced {
+            table: dc.table_name(),
+            column: dc.column.value.clone(),
+            how: "dropped".into(),
+            fix: "leave the column out".into(),
+        }]
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let dc = self;
+        if let Some(t) = planned::table(cat, &dc.table_name()) {
+            t.columns.retain(|c| c.name != dc.column.value);
+        };
+    }
+}
 
 pub(super) fn expand(
     dc: &DropColumn,
@@ -97,7 +160,7 @@ pub(super) fn expand(
 
     if let Some((t, _)) = found {
         out.drops
-            .push(super::around::contract_drop(t, Some(col.as_str())));
+            .push(super::shared::around::contract_drop(t, Some(col.as_str())));
         let goes: Vec<String> = t
             .dependents_of(col.as_str())
             .filter(|d| {
@@ -185,7 +248,7 @@ fn check<'a>(
     }
     // triggers, policies, rules, publications, generated columns, functions, the
     // replica identity… that the column's drop would fail on or break
-    for m in super::around::refusals(t, name, super::around::Fate::Dropped) {
+    for m in super::shared::around::refusals(t, name, super::shared::around::Fate::Dropped) {
         refuse(m);
     }
     if problems.is_empty() {

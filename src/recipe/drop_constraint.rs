@@ -3,12 +3,69 @@
 //! (CHECK and FOREIGN KEY: NOT VALID, then VALIDATE if it was validated; UNIQUE: its
 //! index rebuilt concurrently, then attached).
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::footprint;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Constraint, Table};
-use crate::plan::DropConstraint;
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{Ident, QualifiedName};
+
+/// `drop_constraint: { table, name }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropConstraint {
+    pub table: At<String>,
+    pub name: At<String>,
+}
+
+impl DropConstraint {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for DropConstraint {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let dc = self;
+        QualifiedName::parse(&dc.table).map_err(|m| err(dc.table.pos, m))?;
+        check::check_ident(&dc.name).map_err(|m| err(dc.name.pos, m))?;
+        Ok(())
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let dc = self;
+        vec![dc.table_name()]
+    }
+
+    fn uses(&self, cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let dc = self;
+        let t = dc.table_name();
+        let cols = cat
+            .and_then(|c| c.table(&t))
+            .and_then(|tt| tt.constraints.iter().find(|k| k.name == dc.name.value))
+            .map(|k| k.columns.clone())
+            .unwrap_or_default();
+        if cols.is_empty() {
+            vec![footprint::whole(t, dc.name.pos)]
+        } else {
+            cols.into_iter()
+                .map(|c| footprint::Use {
+                    table: t.clone(),
+                    column: Some(c),
+                    pos: dc.name.pos,
+                })
+                .collect()
+        }
+    }
+}
 
 pub(super) fn expand(
     dc: &DropConstraint,

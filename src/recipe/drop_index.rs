@@ -1,12 +1,76 @@
 //! `drop_index`: `DROP INDEX CONCURRENTLY` (reads and writes continue), before contract,
 //! so rollback can rebuild it concurrently exactly as it was.
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::footprint;
 use super::{Knowledge, Precondition};
 use crate::catalog::{Catalog, Index, Table};
-use crate::plan::DropIndex;
-use crate::program::{Contribution, PhaseKind, RecipeOutput};
+use crate::phase::PhaseKind;
+use crate::plan::{At, Pos};
+use crate::program::{Contribution, RecipeOutput};
 use crate::sql::quote_ident;
+use crate::sql::QualifiedName;
+
+/// `drop_index: { name }` (`index` or `schema.index`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropIndex {
+    pub name: At<String>,
+}
+
+impl DropIndex {
+    pub fn index_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.name).expect("validated at load")
+    }
+}
+
+impl ChangeKind for DropIndex {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let di = self;
+        QualifiedName::parse(&di.name).map_err(|m| err(di.name.pos, m))?;
+        Ok(())
+    }
+
+    fn indexes(&self) -> Vec<QualifiedName> {
+        let di = self;
+        vec![di.index_name()]
+    }
+
+    fn uses(&self, cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let di = self;
+        let index = di.index_name();
+        let found = cat.and_then(|c| {
+            c.tables.values().find_map(|t| {
+                (t.name.schema == index.schema)
+                    .then(|| t.indexes.iter().find(|i| i.name == index.name.as_str()))
+                    .flatten()
+                    .map(|i| (t, i))
+            })
+        });
+        match found {
+            Some((t, i)) => i
+                .columns
+                .iter()
+                .map(|c| footprint::Use {
+                    table: t.name.clone(),
+                    column: Some(c.clone()),
+                    pos: di.name.pos,
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn index_changed(&self) -> Option<(QualifiedName, Pos)> {
+        Some((self.index_name(), self.name.pos))
+    }
+}
 
 pub(super) fn expand(
     di: &DropIndex,

@@ -1,16 +1,104 @@
 //! `rename_column`: add the new column, keep both in sync with triggers, backfill,
 //! carry over NOT NULL / indexes / constraints, switch the application, drop the old.
 
+use super::kind::{ChangeKind, Context};
+use super::shared::carry_over::{carry_over, rename_name_part};
+use super::shared::{footprint, planned};
 use super::{object_tag, Knowledge, Precondition};
-use crate::catalog::{Column, Index, Table};
-use crate::plan::{Pos, RenameColumn};
+use crate::catalog::Catalog;
+use crate::catalog::{Column, Table};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
 use crate::program::BACKFILL_GUC;
-use crate::program::{
-    Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
-};
-use crate::sql::{
-    derived_name, quote_ident, quote_literal, rename_column_refs, Ident, QualifiedName,
-};
+use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
+use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameColumn {
+    pub table: At<String>,
+    pub from: At<String>,
+    pub to: At<String>,
+}
+
+impl RenameColumn {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for RenameColumn {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(cx.plan, cx.batch_size, self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let rc = self;
+        QualifiedName::parse(&rc.table).map_err(|m| err(rc.table.pos, m))?;
+        check::check_ident(&rc.from).map_err(|m| err(rc.from.pos, m))?;
+        check::check_ident(&rc.to).map_err(|m| err(rc.to.pos, m))?;
+        if rc.from.value == rc.to.value {
+            return Err(err(
+                rc.to.pos,
+                format!(
+                    "`to` is the same as `from` (`{}`): nothing to rename",
+                    rc.to.value
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let rc = self;
+        vec![(rc.table_name(), &rc.from), (rc.table_name(), &rc.to)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let rc = self;
+        vec![rc.table_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let rc = self;
+        let t = rc.table_name();
+        vec![footprint::col(&t, &rc.from), footprint::col(&t, &rc.to)]
+    }
+
+    fn replaced(&self) -> Vec<footprint::Replaced> {
+        let rc = self;
+        vec![footprint::Replaced {
+            table: rc.table_name(),
+            column: rc.from.value.clone(),
+            how: format!("renamed to `{}`", rc.to.value),
+            fix: format!(
+                "name `{}`: a change later in the plan sees the table as the rename leaves it",
+                rc.to.value
+            ),
+        }]
+    }
+
+    fn synced(&self) -> Vec<(QualifiedName, String)> {
+        let rc = self;
+        vec![(rc.table_name(), rc.to.value.clone())]
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let rc = self;
+        if let Some(t) = planned::table(cat, &rc.table_name()) {
+            if let Some(c) = t.column(&rc.from).cloned() {
+                t.columns.retain(|c| c.name != rc.from.value);
+                t.columns.push(Column {
+                    name: rc.to.value.clone(),
+                    attnum: 0,
+                    owned_sequence: None,
+                    ..c
+                });
+            }
+        };
+    }
+}
 
 /// Names of the objects this change creates; derived from the plan so a resumed or
 /// rolled-back run finds them again.
@@ -52,7 +140,8 @@ pub(super) fn expand(
         Knowledge::Live(cat) => {
             let (t, col) = check(rc, cat.table(&table), cat.major_version())?;
             let rebuilds_index = t.indexes.iter().any(|i| i.columns.contains(&rc.from.value));
-            if let Some(m) = super::common::concurrent_index_refusal(cat).filter(|_| rebuilds_index)
+            if let Some(m) =
+                super::shared::common::concurrent_index_refusal(cat).filter(|_| rebuilds_index)
             {
                 return Err(vec![Precondition {
                     pos: rc.from.pos,
@@ -81,8 +170,8 @@ pub(super) fn expand(
     };
     let (properties, properties_text) = match col {
         Some(c) => (
-            super::carry::column_properties(&table, c, &to, true),
-            super::carry::column_properties_text(c)
+            super::shared::carry::column_properties(&table, c, &to, true),
+            super::shared::carry::column_properties_text(c)
                 .map(|w| format!("; with {from}'s {w}"))
                 .unwrap_or_default(),
         ),
@@ -201,7 +290,7 @@ END
     ));
 
     // 3. backfill, then carry over what the old column had.
-    let key = super::common::backfill_key(t);
+    let key = super::shared::common::backfill_key(t);
     let mut backfill = Contribution {
         steps: vec![Step {
             description: format!(
@@ -255,7 +344,7 @@ END
             .iter()
             .map(|s| s.name.name.to_string())
             .collect();
-        super::carry::statistics(
+        super::shared::carry::statistics(
             &mut backfill,
             t,
             &table,
@@ -278,7 +367,9 @@ END
     // then the replica identity moves to the copy of its index (the columns are equal,
     // so the rows are identified the same way), undone by moving it back.
     let mut identity = Contribution::default();
-    if let Some((orig, copy)) = t.and_then(|t| super::carry::replica_identity_copy(t, &copies)) {
+    if let Some((orig, copy)) =
+        t.and_then(|t| super::shared::carry::replica_identity_copy(t, &copies))
+    {
         identity.steps.push(Step::sql(
             format!(
                 "move the REPLICA IDENTITY of {short} to {} (catalog only): contract drops {}",
@@ -358,8 +449,8 @@ END
     };
     if let Some(t) = t {
         out.drops
-            .push(super::around::contract_drop(t, Some(from.as_str())));
-        out.notes.extend(super::around::publication_note(
+            .push(super::shared::around::contract_drop(t, Some(from.as_str())));
+        out.notes.extend(super::shared::around::publication_note(
             t,
             &format!("`{}`", to.as_str()),
         ));
@@ -474,10 +565,10 @@ fn check<'a>(
             ),
         });
     }
-    for message in super::around::refusals(
+    for message in super::shared::around::refusals(
         t,
         &rc.from.value,
-        super::around::Fate::Renamed { to: &rc.to.value },
+        super::shared::around::Fate::Renamed { to: &rc.to.value },
     ) {
         problems.push(Precondition {
             pos: rc.from.pos,
@@ -514,228 +605,5 @@ fn check<'a>(
         Ok((t, col))
     } else {
         Err(problems)
-    }
-}
-
-/// Rebuilds on column `to` what column `from` has: NOT NULL (through a validated check
-/// named `not_null_check`), indexes and the unique/primary constraints they back
-/// (CONCURRENTLY), CHECK and FOREIGN KEY constraints (NOT VALID, then VALIDATE), each
-/// under the name `new_name` gives for the original's. Returns (original, copy) name
-/// pairs of the indexes and constraints, in creation order. Shared with `change_type`,
-/// which swaps the names once the copy takes over.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn carry_over(
-    c: &mut Contribution,
-    t: &Table,
-    col: &Column,
-    table: &QualifiedName,
-    (from, to): (&Ident, &Ident),
-    not_null_check: &Ident,
-    new_name: &mut dyn FnMut(&str) -> String,
-    knowledge: Knowledge<'_>,
-) -> Vec<(String, String)> {
-    let constraint_exists = |name: &str| super::common::constraint_exists(table, name);
-    let mut copies = Vec::new();
-
-    if col.not_null {
-        // Undone before the trigger goes: old clients' inserts leave `to` NULL once
-        // nothing copies `from` into it.
-        super::common::set_not_null(
-            c,
-            table,
-            to,
-            not_null_check,
-            knowledge,
-            format!("make {to} nullable again, before the sync trigger is removed"),
-        );
-    }
-
-    // Indexes (and the unique constraints they back), rebuilt concurrently on the new column.
-    for idx in t
-        .indexes
-        .iter()
-        .filter(|i| i.columns.iter().any(|c| c == from.as_str()))
-    {
-        if idx.primary {
-            continue; // refused in check()
-        }
-        let backs = idx
-            .constraint
-            .as_ref()
-            .and_then(|n| t.constraints.iter().find(|c| &c.name == n));
-        if backs.is_some_and(|c| c.kind == "x") {
-            continue; // refused in check()
-        }
-        let name = new_name(&idx.name);
-        copies.push((idx.name.clone(), name.clone()));
-        let build = super::common::IndexBuild {
-            table,
-            live: Some(t),
-            name: &name,
-            unique: idx.unique,
-            tail: index_tail(idx, from.as_str(), to.as_str()),
-            description: format!(
-                "build {} on {to} concurrently (reads and writes continue), like {}",
-                quote_ident(&name),
-                quote_ident(&idx.name)
-            ),
-        };
-        // a unique or primary key constraint owns its index: attached as a UNIQUE
-        // constraint (primary keys are refused in check())
-        let constraint = backs.is_some();
-        c.steps.extend(build.steps(constraint));
-        // undo runs in reverse: the constraint (which owns the index) first, then the
-        // index in case the constraint was never attached
-        c.rollback.extend(build.undo(constraint));
-    }
-
-    // CHECK and FOREIGN KEY constraints: added NOT VALID, then validated.
-    for con in t.constraints.iter().filter(|k| {
-        (k.kind == "c" || k.kind == "f") && k.columns.iter().any(|c| c == from.as_str())
-    }) {
-        let name = new_name(&con.name);
-        copies.push((con.name.clone(), name.clone()));
-        let def = if con.kind == "f" {
-            rename_fk_columns(&con.definition, from.as_str(), to.as_str())
-        } else {
-            rename_column_refs(&con.definition, from.as_str(), to.as_str())
-        };
-        let def = def.trim_end_matches(" NOT VALID").to_string();
-        let what = if con.kind == "f" {
-            "foreign key"
-        } else {
-            "check"
-        };
-        c.steps.push(
-            Step::sql(
-                format!(
-                    "add {what} {} on {to} NOT VALID (new writes checked, no scan), like {}",
-                    quote_ident(&name),
-                    quote_ident(&con.name)
-                ),
-                table,
-                LockLevel::AccessExclusive,
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} {def} NOT VALID;",
-                    quote_ident(&name)
-                ),
-            )
-            .skip_if(constraint_exists(&name)),
-        );
-        if con.validated {
-            c.steps.push(Step::sql(
-                format!(
-                    "validate {} (scan; reads and writes continue)",
-                    quote_ident(&name)
-                ),
-                table,
-                LockLevel::ShareUpdateExclusive,
-                format!(
-                    "ALTER TABLE {table} VALIDATE CONSTRAINT {};",
-                    quote_ident(&name)
-                ),
-            ));
-        }
-        c.rollback.push(Step::sql(
-            format!("drop constraint {}", quote_ident(&name)),
-            table,
-            LockLevel::AccessExclusive,
-            format!(
-                "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};",
-                quote_ident(&name)
-            ),
-        ));
-    }
-    // Rollback undoes in reverse order of creation.
-    c.rollback.reverse();
-    copies
-}
-
-/// Derives a new object name: `comments_contents_idx` → `comments_body_idx`. Replaces
-/// the column name where it stands as a whole word (not inside a longer word, so `id`
-/// in `idx_comments_id` changes only at the end); appends `_<to>` when it does not occur.
-fn rename_name_part(old: &str, from: &str, to: &str) -> String {
-    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
-    let mut out = String::new();
-    let mut rest = old;
-    let mut replaced = false;
-    let mut prev: Option<char> = None;
-    while let Some(i) = rest.find(from) {
-        let before = rest[..i].chars().last().or(prev);
-        let after = rest[i + from.len()..].chars().next();
-        if !is_word(before) && !is_word(after) {
-            out.push_str(&rest[..i]);
-            out.push_str(to);
-            replaced = true;
-        } else {
-            out.push_str(&rest[..i + from.len()]);
-        }
-        prev = out.chars().last();
-        rest = &rest[i + from.len()..];
-    }
-    out.push_str(rest);
-    if replaced {
-        out
-    } else {
-        format!("{old}_{to}")
-    }
-}
-
-/// The index's definition after its table (`USING …`, with opclasses, ordering,
-/// INCLUDE, NULLS NOT DISTINCT, storage parameters and predicate as they are), with
-/// `from` renamed to `to` in everything after the access method.
-fn index_tail(idx: &Index, from: &str, to: &str) -> String {
-    let tail = super::common::index_tail(&idx.definition);
-    let method = format!("USING {} ", quote_ident(&idx.method));
-    match tail.strip_prefix(&method) {
-        Some(rest) => format!("{method}{}", rename_column_refs(rest, from, to)),
-        None => rename_column_refs(tail, from, to),
-    }
-}
-
-/// Renames the referencing columns of `FOREIGN KEY (a, b) REFERENCES t(x) …` only.
-fn rename_fk_columns(def: &str, from: &str, to: &str) -> String {
-    match def.find(')') {
-        Some(end) => format!(
-            "{}{}",
-            rename_column_refs(&def[..end], from, to),
-            &def[end..]
-        ),
-        None => def.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn derived_names_replace_whole_parts() {
-        assert_eq!(
-            rename_name_part("comments_contents_idx", "contents", "body"),
-            "comments_body_idx"
-        );
-        assert_eq!(
-            rename_name_part("idx_comments_id", "id", "key"),
-            "idx_comments_key"
-        );
-        assert_eq!(rename_name_part("ix1", "id", "key"), "ix1_key");
-        assert_eq!(
-            rename_name_part("Contents it's long", "Contents", "select"),
-            "select it's long"
-        );
-        assert_eq!(rename_name_part("id_id_x", "id", "k"), "k_k_x");
-    }
-
-    #[test]
-    fn fk_rename_touches_referencing_side_only() {
-        assert_eq!(
-            rename_fk_columns(
-                "FOREIGN KEY (contents) REFERENCES other(contents) ON DELETE CASCADE",
-                "contents",
-                "body"
-            ),
-            "FOREIGN KEY (body) REFERENCES other(contents) ON DELETE CASCADE"
-        );
     }
 }

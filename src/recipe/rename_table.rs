@@ -12,12 +12,126 @@
 //! every column of the table (`SELECT *`), so a role with only column grants could not
 //! read through it: refused then, and on 13/14 (no security_invoker) whenever RLS is on.
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::footprint;
+use super::Change;
 use super::{Knowledge, Precondition};
+use crate::catalog::Catalog;
 use crate::catalog::{Grant, Relation};
-use crate::plan::RenameTable;
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, quote_literal, QualifiedName};
+
+/// `rename_table: { from, to }`: `to` is a bare name (the table stays in its schema) or
+/// `schema.name` in the same schema.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameTable {
+    pub from: At<String>,
+    pub to: At<String>,
+}
+
+impl RenameTable {
+    #[allow(clippy::wrong_self_convention)] // the `from:` table, not a conversion
+    pub fn from_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.from).expect("validated at load")
+    }
+    /// The new name, in `from`'s schema when written bare.
+    pub fn to_name(&self) -> QualifiedName {
+        let to = QualifiedName::parse(&self.to).expect("validated at load");
+        if check::names_a_schema(&self.to) {
+            to
+        } else {
+            QualifiedName::new(self.from_name().schema.as_str(), to.name.as_str())
+        }
+    }
+}
+
+impl ChangeKind for RenameTable {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(cx.plan, self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let rt = self;
+        let from = QualifiedName::parse(&rt.from).map_err(|m| err(rt.from.pos, m))?;
+        let to = QualifiedName::parse(&rt.to).map_err(|m| err(rt.to.pos, m))?;
+        check::check_ident(to.name.as_str()).map_err(|m| err(rt.to.pos, m))?;
+        if check::names_a_schema(&rt.to) && to.schema != from.schema {
+            return Err(err(
+                        rt.to.pos,
+                        format!(
+                            "`to` is in schema `{}` but `{}` is in `{}`: rename_table keeps the table in its schema (ALTER TABLE … RENAME cannot move it, and the old name's view would resolve differently under each search_path); write the new name without a schema, and move the table in a separate change",
+                            to.schema, rt.from.value, from.schema
+                        ),
+                    ));
+        }
+        if rt.to_name() == from {
+            return Err(err(
+                rt.to.pos,
+                format!(
+                    "`to` is the same as `from` (`{}`): nothing to rename",
+                    rt.to.value
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let rt = self;
+        vec![rt.from_name(), rt.to_name()]
+    }
+
+    fn relations(&self) -> Vec<QualifiedName> {
+        let rt = self;
+        vec![rt.from_name(), rt.to_name()]
+    }
+
+    fn types(&self) -> Vec<QualifiedName> {
+        let rt = self;
+        vec![rt.to_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let rt = self;
+        vec![
+            footprint::whole(rt.from_name(), rt.from.pos),
+            footprint::whole(rt.to_name(), rt.to.pos),
+        ]
+    }
+
+    fn validate_in_plan(&self, i: usize, changes: &[At<Change>]) -> Result<(), (Pos, String)> {
+        let here = changes[i].pos;
+        let names = [self.from_name(), self.to_name()];
+        for (j, other) in changes.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let hit = other
+                .value
+                .as_kind()
+                .tables()
+                .into_iter()
+                .find(|t| names.contains(t));
+            if let Some(t) = hit {
+                return Err((
+                    if j > i { other.pos } else { here },
+                    format!(
+                        "table `{}` is renamed by the change at line {} and changed by the change at line {}: rename it in a plan of its own and make the other plan depend on it (depends_on)",
+                        t.display_short(),
+                        here.line,
+                        other.pos.line
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 pub(super) fn expand(
     plan: &str,

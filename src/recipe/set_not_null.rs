@@ -1,14 +1,69 @@
 //! `set_not_null`: wait for the application that never writes NULL, fill the NULL rows
 //! in batches (with `backfill`), then NOT NULL without a long lock (validated check).
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::footprint;
 use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::{Catalog, Table};
-use crate::plan::{Pos, SetNotNull};
-use crate::program::{
-    Action, BackfillSpec, Contribution, LockLevel, PhaseKind, RecipeOutput, Step,
-};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::Ident;
+use crate::sql::QualifiedName;
+
+/// `set_not_null: { table, column, backfill }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetNotNull {
+    pub table: At<String>,
+    pub column: At<String>,
+    /// SQL expression over the row, written into the rows where the column is NULL.
+    pub backfill: Option<At<String>>,
+}
+
+impl SetNotNull {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.table).expect("validated at load")
+    }
+}
+
+impl ChangeKind for SetNotNull {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        expand(cx.plan, cx.batch_size, self, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let sn = self;
+        QualifiedName::parse(&sn.table).map_err(|m| err(sn.table.pos, m))?;
+        check::check_ident(&sn.column).map_err(|m| err(sn.column.pos, m))?;
+        if let Some(b) = &sn.backfill {
+            check::check_sql_text(b, "backfill").map_err(|m| err(b.pos, m))?;
+        }
+        Ok(())
+    }
+
+    fn touched_columns(&self) -> Vec<(QualifiedName, &At<String>)> {
+        let sn = self;
+        vec![(sn.table_name(), &sn.column)]
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let sn = self;
+        vec![sn.table_name()]
+    }
+
+    fn uses(&self, cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let sn = self;
+        let t = sn.table_name();
+        let mut u = vec![footprint::col(&t, &sn.column)];
+        if let Some(b) = &sn.backfill {
+            u.extend(footprint::in_expression(cat, &t, b));
+        }
+        u
+    }
+}
 
 pub(super) fn expand(
     plan: &str,
@@ -36,7 +91,7 @@ pub(super) fn expand(
     ));
     let mut c = Contribution::default();
     if let Some(expr) = &sn.backfill {
-        let key = super::common::backfill_key(t);
+        let key = super::shared::common::backfill_key(t);
         c.steps.push(Step {
             description: format!(
                 "fill the rows where {col} is NULL with {}, in key order, one short transaction per batch with a checkpoint (not undone by rollback)",

@@ -6,14 +6,14 @@
 //! creates and keeps in sync until contract only gets indexes and constraints.
 
 use super::footprint;
-use super::Precondition;
 use crate::catalog::{Catalog, Column, Constraint, Index, Table};
-use crate::plan::{Change, Plan};
+use crate::plan::Plan;
+use crate::recipe::Precondition;
 use crate::sql::{quote_ident, QualifiedName};
 
 /// Refusals for changes of `plan` that name what another change of it replaces, or
 /// build more than indexes and constraints on a column another keeps in sync.
-pub(super) fn conflicts(plan: &Plan, cat: Option<&Catalog>) -> Vec<Precondition> {
+pub(in crate::recipe) fn conflicts(plan: &Plan, cat: Option<&Catalog>) -> Vec<Precondition> {
     let mut out = Vec::new();
     for (j, other) in plan.changes.iter().enumerate() {
         let line = other.pos.line;
@@ -65,107 +65,14 @@ pub(super) fn conflicts(plan: &Plan, cat: Option<&Catalog>) -> Vec<Precondition>
     out
 }
 
-/// What `change` leaves in the catalog, applied to `cat` (the tables it creates are
-/// there from the start, see `with_planned_tables`).
-pub(super) fn apply(cat: &mut Catalog, change: &Change) {
-    match change {
-        Change::AddColumn(ac) => {
-            let spec = &ac.column.value;
-            if let Some(t) = table(cat, &ac.table_name()) {
-                if t.column(&spec.name).is_none() {
-                    t.columns.push(Column {
-                        name: spec.name.value.clone(),
-                        type_sql: spec.type_sql.value.trim().to_string(),
-                        not_null: !spec.nullable(),
-                        default: spec.default.as_ref().map(|d| d.value.trim().to_string()),
-                        has_equality: true,
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-        Change::RenameColumn(rc) => {
-            if let Some(t) = table(cat, &rc.table_name()) {
-                if let Some(c) = t.column(&rc.from).cloned() {
-                    t.columns.retain(|c| c.name != rc.from.value);
-                    t.columns.push(Column {
-                        name: rc.to.value.clone(),
-                        attnum: 0,
-                        owned_sequence: None,
-                        ..c
-                    });
-                }
-            }
-        }
-        Change::DropColumn(dc) => {
-            if let Some(t) = table(cat, &dc.table_name()) {
-                t.columns.retain(|c| c.name != dc.column.value);
-            }
-        }
-        Change::ChangeType(ct) => {
-            if let Some(t) = table(cat, &ct.table_name()) {
-                if let Some(c) = t.columns.iter_mut().find(|c| c.name == ct.column.value) {
-                    c.type_sql = ct.type_sql.value.trim().to_string();
-                }
-            }
-        }
-        Change::SplitColumn(sc) => {
-            if let Some(t) = table(cat, &sc.table_name()) {
-                t.columns.retain(|c| c.name != sc.from.value);
-                for n in &sc.into.value {
-                    t.columns.push(new_column(&n.name.value, &n.type_sql.value));
-                }
-            }
-        }
-        Change::MergeColumns(mc) => {
-            if let Some(t) = table(cat, &mc.table_name()) {
-                t.columns
-                    .retain(|c| !mc.from.value.iter().any(|f| f.value == c.name));
-                t.columns
-                    .push(new_column(&mc.into.name.value, &mc.into.type_sql.value));
-            }
-        }
-        Change::AddIndex(ai) => {
-            let cols: Vec<String> = ai.columns.value.iter().map(|c| c.value.clone()).collect();
-            add_index(
-                cat,
-                &ai.table_name(),
-                &ai.name.value,
-                ai.unique,
-                ai.predicate.is_some(),
-                &cols,
-                None,
-            );
-        }
-        Change::AddUnique(au) => {
-            let cols: Vec<String> = au.columns.value.iter().map(|c| c.value.clone()).collect();
-            let t = au.table_name();
-            add_index(
-                cat,
-                &t,
-                &au.name.value,
-                true,
-                false,
-                &cols,
-                Some(&au.name.value),
-            );
-            add_constraint(cat, &t, &au.name.value, "u", &cols);
-        }
-        Change::AddCheck(ck) => add_constraint(cat, &ck.table_name(), &ck.name.value, "c", &[]),
-        Change::AddForeignKey(fk) => {
-            let cols: Vec<String> = fk.columns.value.iter().map(|c| c.value.clone()).collect();
-            add_constraint(cat, &fk.table_name(), &fk.name.value, "f", &cols);
-        }
-        Change::AddEnumValue(ev) => super::enums::plan_value(cat, ev),
-        _ => {}
-    }
-}
-
-fn table<'a>(cat: &'a mut Catalog, name: &QualifiedName) -> Option<&'a mut Table> {
+pub(in crate::recipe) fn table<'a>(
+    cat: &'a mut Catalog,
+    name: &QualifiedName,
+) -> Option<&'a mut Table> {
     cat.tables.get_mut(&name.to_string())
 }
 
-fn new_column(name: &str, type_sql: &str) -> Column {
+pub(in crate::recipe) fn new_column(name: &str, type_sql: &str) -> Column {
     Column {
         name: name.to_string(),
         type_sql: type_sql.trim().to_string(),
@@ -174,7 +81,7 @@ fn new_column(name: &str, type_sql: &str) -> Column {
     }
 }
 
-fn add_index(
+pub(in crate::recipe) fn add_index(
     cat: &mut Catalog,
     table_name: &QualifiedName,
     name: &str,
@@ -211,7 +118,7 @@ fn add_index(
     });
 }
 
-fn add_constraint(
+pub(in crate::recipe) fn add_constraint(
     cat: &mut Catalog,
     table_name: &QualifiedName,
     name: &str,

@@ -1,82 +1,51 @@
-//! `create_table` (expand: `CREATE TABLE`, undo: drop it) and `drop_table` (gate: nothing
-//! uses it, then `DROP TABLE` at contract, the point of no return).
+//! `drop_table`: gate (nothing uses the table), then `DROP TABLE` at contract, the
+//! point of no return.
 
-use super::common;
+use super::kind::{ChangeKind, Context};
+use super::shared::common;
+use super::shared::footprint;
 use super::{Knowledge, Precondition};
+use crate::catalog::Catalog;
 use crate::catalog::DependentKind;
-use crate::plan::{CreateTable, DropTable};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
-use crate::sql::Ident;
+use crate::phase::PhaseKind;
+use crate::plan::{At, Pos};
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
+use crate::sql::QualifiedName;
 
-pub(super) fn create_table(
-    ct: &CreateTable,
-    knowledge: Knowledge<'_>,
-) -> Result<RecipeOutput, Vec<Precondition>> {
-    let table = ct.table_name();
-    if let Knowledge::Live(cat) = knowledge {
-        if cat.table(&table).is_some() {
-            return Err(vec![Precondition {
-                pos: ct.name.pos,
-                message: format!(
-                    "table `{}` already exists; choose another name",
-                    ct.name.value
-                ),
-            }]);
-        }
+/// `drop_table: { name }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropTable {
+    pub name: At<String>,
+}
+
+impl DropTable {
+    pub fn table_name(&self) -> QualifiedName {
+        QualifiedName::parse(&self.name).expect("validated at load")
     }
-    let key = ct.key();
-    let mut defs: Vec<String> = ct
-        .columns
-        .value
-        .iter()
-        .map(|c| {
-            let mut d = format!(
-                "{} {}",
-                Ident::new(c.name.value.clone()),
-                c.type_sql.value.trim()
-            );
-            if c.nullable == Some(false) || key.contains(&c.name.value) {
-                d.push_str(" NOT NULL");
-            }
-            if let Some(default) = &c.default {
-                d.push_str(&format!(" DEFAULT {}", default.value.trim()));
-            }
-            d
-        })
-        .collect();
-    if !key.is_empty() {
-        let cols: Vec<String> = key
-            .iter()
-            .map(|k| Ident::new(k.clone()).to_string())
-            .collect();
-        defs.push(format!("PRIMARY KEY ({})", cols.join(", ")));
+}
+
+impl ChangeKind for DropTable {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        drop_table(self, cx.knowledge)
     }
-    let mut out = RecipeOutput::default();
-    out.phases.push((
-        PhaseKind::Expand,
-        Contribution {
-            steps: vec![Step::sql(
-                format!(
-                    "create {} (a new table: no application query waits on it)",
-                    table.display_short()
-                ),
-                &table,
-                LockLevel::AccessExclusive,
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {table} (\n  {}\n);",
-                    defs.join(",\n  ")
-                ),
-            )],
-            rollback: vec![Step::sql(
-                format!("drop {}", table.display_short()),
-                &table,
-                LockLevel::AccessExclusive,
-                format!("DROP TABLE IF EXISTS {table};"),
-            )],
-            gate_after: None,
-        },
-    ));
-    Ok(out)
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let dt = self;
+        QualifiedName::parse(&dt.name).map_err(|m| err(dt.name.pos, m))?;
+        Ok(())
+    }
+
+    fn tables(&self) -> Vec<QualifiedName> {
+        let dt = self;
+        vec![dt.table_name()]
+    }
+
+    fn uses(&self, _cat: Option<&Catalog>) -> Vec<footprint::Use> {
+        let dt = self;
+        vec![footprint::whole(dt.table_name(), dt.name.pos)]
+    }
 }
 
 pub(super) fn drop_table(
@@ -127,7 +96,7 @@ pub(super) fn drop_table(
                 })
                 .collect());
         }
-        drops.push(super::around::contract_drop(t, None));
+        drops.push(super::shared::around::contract_drop(t, None));
     }
     let mut out = RecipeOutput {
         drops,

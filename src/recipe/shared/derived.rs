@@ -30,7 +30,7 @@ use crate::sql::{quote_ident, quote_literal, Ident, QualifiedName};
 
 /// A column the sync reads or writes.
 #[derive(Clone, Debug)]
-pub(super) struct SyncColumn {
+pub(in crate::recipe) struct SyncColumn {
     pub name: Ident,
     /// The column's type, when known (offline expansion does not know old types).
     pub type_sql: Option<String>,
@@ -75,7 +75,7 @@ fn type_has_equality(type_sql: &str) -> bool {
 }
 
 /// One sync: its objects' names, columns and expressions.
-pub(super) struct Sync {
+pub(in crate::recipe) struct Sync {
     pub table: QualifiedName,
     pub function: QualifiedName,
     pub trigger: Ident,
@@ -362,7 +362,11 @@ END
 /// row — one scan under ACCESS SHARE — and plans the reverse ones (`plan_only`: queries,
 /// run with LIMIT 0): a typo, a type error or an existing value the expression cannot
 /// convert fails here, before any trigger could fail an application write.
-pub(super) fn probe(table: &QualifiedName, select: &[String], plan_only: &[String]) -> Vec<Step> {
+pub(in crate::recipe) fn probe(
+    table: &QualifiedName,
+    select: &[String],
+    plan_only: &[String],
+) -> Vec<Step> {
     let short = table.display_short();
     let mut steps = vec![Step {
         description: format!(

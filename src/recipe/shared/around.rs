@@ -11,7 +11,7 @@ use crate::sql::quote_ident;
 
 /// What a change does to the column.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Fate<'a> {
+pub(in crate::recipe) enum Fate<'a> {
     /// `rename_column`: a new column `to` takes over, contract drops the old one.
     Renamed { to: &'a str },
     /// `change_type`, shadow route: a copy of the new type takes the column's place,
@@ -45,7 +45,7 @@ impl Fate<'_> {
 
 /// Refusals for the objects around `column` of `t` that this change does not carry
 /// over (and that are not the recipe's own business: indexes, constraints, views).
-pub(super) fn refusals(t: &Table, column: &str, fate: Fate<'_>) -> Vec<String> {
+pub(in crate::recipe) fn refusals(t: &Table, column: &str, fate: Fate<'_>) -> Vec<String> {
     let col = format!("`{column}`");
     let mut out = Vec::new();
     for d in t.dependents_of(column).filter(|d| !d.is_pgphase()) {
@@ -165,7 +165,7 @@ fn structural(t: &Table, column: &str, fate: Fate<'_>) -> Vec<String> {
 
 /// A refusal for a new column of type `type_sql` that refuses NULL (a domain with NOT
 /// NULL), which a change adds nullable, with no default.
-pub(super) fn null_rejecting_type(
+pub(in crate::recipe) fn null_rejecting_type(
     cat: &crate::catalog::Catalog,
     type_sql: &str,
     column: &str,
@@ -181,7 +181,7 @@ pub(super) fn null_rejecting_type(
 /// What contract drops — a column of `t`, or `t` itself — with the identities of the
 /// objects that depend on it now, so the check before contract can tell what appeared
 /// since (see `run::check_contract`).
-pub(super) fn contract_drop(t: &Table, column: Option<&str>) -> ContractDrop {
+pub(in crate::recipe) fn contract_drop(t: &Table, column: Option<&str>) -> ContractDrop {
     let known = t
         .dependents
         .iter()
@@ -198,7 +198,7 @@ pub(super) fn contract_drop(t: &Table, column: Option<&str>) -> ContractDrop {
 
 /// A note for a change that adds columns to a published table: logical replication
 /// sends every column, and a subscriber's table without them stops replicating.
-pub(super) fn publication_note(t: &Table, columns: &str) -> Option<String> {
+pub(in crate::recipe) fn publication_note(t: &Table, columns: &str) -> Option<String> {
     (!t.publications.is_empty()).then(|| {
         format!(
             "`{}` is published ({}): a logical-replication subscriber's table needs {columns} before this plan adds them here (apply the same plan on the subscriber first); pgphase changes this database only",

@@ -7,11 +7,124 @@
 //! PostgreSQL has no `ALTER TYPE … DROP VALUE`: the undo leaves the value where it is
 //! (nothing uses it before the gate, and a re-run of the plan finds it in place).
 
+use super::kind::{ChangeKind, Context};
+use super::Change;
 use super::{Knowledge, Precondition};
 use crate::catalog::Catalog;
-use crate::plan::AddEnumValue;
-use crate::program::{Action, Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::plan::{At, Pos};
+use crate::program::{Action, Contribution, LockLevel, RecipeOutput, Step};
+use crate::sql::MAX_IDENT_BYTES;
 use crate::sql::{quote_literal, QualifiedName};
+
+/// `add_enum_value: { type, value, before | after }`
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddEnumValue {
+    /// The enum type, `type` or `schema.type`.
+    #[serde(rename = "type")]
+    pub type_name: At<String>,
+    pub value: At<String>,
+    /// The existing value the new one sorts before (exclusive with `after`).
+    pub before: Option<At<String>>,
+    /// The existing value the new one sorts after; neither: it sorts last.
+    pub after: Option<At<String>>,
+}
+
+impl AddEnumValue {
+    pub fn type_qname(&self) -> QualifiedName {
+        QualifiedName::parse(&self.type_name).expect("validated at load")
+    }
+}
+
+/// An enum label: 1 to 63 bytes (NAMEDATALEN - 1).
+fn check_enum_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("an enum value cannot be empty".into());
+    }
+    if label.len() > MAX_IDENT_BYTES {
+        return Err(format!(
+            "`{label}` is {} bytes; PostgreSQL enum values are at most {MAX_IDENT_BYTES} bytes",
+            label.len()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(format!(
+            "`{}` contains a control character; write the value without one",
+            label.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+impl ChangeKind for AddEnumValue {
+    fn expand(&self, cx: &Context<'_>) -> Result<RecipeOutput, Vec<Precondition>> {
+        let same_type: Vec<&str> = cx
+            .changes
+            .iter()
+            .filter_map(|c| match &c.value {
+                Change::AddEnumValue(o) if o.type_qname() == self.type_qname() => {
+                    Some(o.value.value.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        add_enum_value(self, &same_type, cx.knowledge)
+    }
+
+    fn validate(&self, _pos: Pos) -> Result<(), (Pos, String)> {
+        let err = |p: Pos, m: String| (p, m);
+        let ev = self;
+        QualifiedName::parse(&ev.type_name).map_err(|m| err(ev.type_name.pos, m))?;
+        check_enum_label(&ev.value).map_err(|m| err(ev.value.pos, m))?;
+        if let (Some(_), Some(after)) = (&ev.before, &ev.after) {
+            return Err(err(
+                after.pos,
+                "give either `before` or `after`, not both".into(),
+            ));
+        }
+        if let Some(n) = ev.before.as_ref().or(ev.after.as_ref()) {
+            check_enum_label(n).map_err(|m| err(n.pos, m))?;
+            if n.value == ev.value.value {
+                return Err(err(
+                            n.pos,
+                            format!(
+                                "the new value `{}` cannot be placed next to itself; name an existing value",
+                                n.value
+                            ),
+                        ));
+            }
+        }
+        Ok(())
+    }
+
+    fn types(&self) -> Vec<QualifiedName> {
+        let ev = self;
+        vec![ev.type_qname()]
+    }
+
+    fn apply(&self, cat: &mut Catalog) {
+        let ev = self;
+        plan_value(cat, ev);
+    }
+
+    fn validate_in_plan(&self, i: usize, changes: &[At<Change>]) -> Result<(), (Pos, String)> {
+        for other in &changes[..i] {
+            if let Change::AddEnumValue(o) = &other.value {
+                if o.type_qname() == self.type_qname() && o.value.value == self.value.value {
+                    return Err((
+                        self.value.pos,
+                        format!(
+                            "value `{}` of `{}` is already added by the change at line {}",
+                            self.value.value, self.type_name.value, other.pos.line
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Where the value goes: before or after a neighbour, or last.
 enum Place<'a> {

@@ -1,13 +1,13 @@
 //! Pieces several recipes share: NOT NULL without a long lock, concurrent index builds
 //! and drops, catalog probes for idempotent re-runs, server-version checks.
 
-use super::Knowledge;
 use crate::catalog::Catalog;
 use crate::program::{Action, Contribution, LockLevel, Step};
+use crate::recipe::Knowledge;
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
 
 /// The server's major version, 0 when expanding offline.
-pub(super) fn major(knowledge: Knowledge<'_>) -> i32 {
+pub(in crate::recipe) fn major(knowledge: Knowledge<'_>) -> i32 {
     match knowledge {
         Knowledge::Live(cat) => cat.major_version(),
         Knowledge::Offline => 0,
@@ -15,7 +15,7 @@ pub(super) fn major(knowledge: Knowledge<'_>) -> i32 {
 }
 
 /// A query that is true when the table has a constraint of that name.
-pub(super) fn constraint_exists(table: &QualifiedName, name: &str) -> String {
+pub(in crate::recipe) fn constraint_exists(table: &QualifiedName, name: &str) -> String {
     format!(
         "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass AND conname = {})",
         table.regclass_literal(),
@@ -34,7 +34,7 @@ fn column_not_null(table: &QualifiedName, column: &Ident) -> String {
 
 /// `CREATE INDEX CONCURRENTLY` is unsafe on PostgreSQL 14.0–14.3 (it can miss rows,
 /// fixed in 14.4): the message to refuse with, or None.
-pub(super) fn concurrent_index_refusal(cat: &Catalog) -> Option<String> {
+pub(in crate::recipe) fn concurrent_index_refusal(cat: &Catalog) -> Option<String> {
     let v = cat.server_version_num;
     (140000..140004).contains(&v).then(|| {
         format!(
@@ -50,7 +50,7 @@ pub(super) fn concurrent_index_refusal(cat: &Catalog) -> Option<String> {
 /// lets PostgreSQL skip the scan) and drop the check. The undo steps are pushed in
 /// creation order (callers that undo several things reverse their list once);
 /// `undo` describes the step that makes the column nullable again.
-pub(super) fn set_not_null(
+pub(in crate::recipe) fn set_not_null(
     c: &mut Contribution,
     table: &QualifiedName,
     column: &Ident,
@@ -132,7 +132,11 @@ pub(super) fn set_not_null(
 }
 
 /// `DROP NOT NULL` (catalog only), skipped when the column is already nullable or gone.
-pub(super) fn drop_not_null(table: &QualifiedName, column: &Ident, description: String) -> Step {
+pub(in crate::recipe) fn drop_not_null(
+    table: &QualifiedName,
+    column: &Ident,
+    description: String,
+) -> Step {
     Step::sql(
         description,
         table,
@@ -147,7 +151,7 @@ pub(super) fn drop_not_null(table: &QualifiedName, column: &Ident, description: 
 }
 
 /// A concurrent index build; `sql` is the full `CREATE … INDEX CONCURRENTLY` statement.
-pub(super) fn create_index(
+pub(in crate::recipe) fn create_index(
     description: String,
     table: &QualifiedName,
     index: QualifiedName,
@@ -163,7 +167,11 @@ pub(super) fn create_index(
 }
 
 /// A concurrent index drop (`IF EXISTS`).
-pub(super) fn drop_index(description: String, table: &QualifiedName, index: QualifiedName) -> Step {
+pub(in crate::recipe) fn drop_index(
+    description: String,
+    table: &QualifiedName,
+    index: QualifiedName,
+) -> Step {
     Step {
         description,
         action: Action::DropIndexConcurrently { index },
@@ -174,7 +182,7 @@ pub(super) fn drop_index(description: String, table: &QualifiedName, index: Qual
 }
 
 /// `DROP CONSTRAINT IF EXISTS` (catalog only).
-pub(super) fn drop_constraint(table: &QualifiedName, name: &Ident) -> Step {
+pub(in crate::recipe) fn drop_constraint(table: &QualifiedName, name: &Ident) -> Step {
     Step::sql(
         format!("drop constraint {name}"),
         table,
@@ -184,7 +192,7 @@ pub(super) fn drop_constraint(table: &QualifiedName, name: &Ident) -> Step {
 }
 
 /// A table missing from the live catalog, as a refusal message.
-pub(super) fn missing_table(written: &str) -> String {
+pub(in crate::recipe) fn missing_table(written: &str) -> String {
     format!(
         "table `{written}` does not exist in the database (check the name and schema; names are case-sensitive)"
     )
@@ -192,7 +200,7 @@ pub(super) fn missing_table(written: &str) -> String {
 
 /// `ADD CONSTRAINT … NOT VALID` (new writes checked, no scan), then `VALIDATE` (scan
 /// under SHARE UPDATE EXCLUSIVE); undo drops it.
-pub(super) fn add_not_valid_then_validate(
+pub(in crate::recipe) fn add_not_valid_then_validate(
     c: &mut Contribution,
     table: &QualifiedName,
     name: &Ident,
@@ -223,7 +231,7 @@ pub(super) fn add_not_valid_then_validate(
 
 /// The key a backfill pages by (quoted column, type), or placeholders offline. Recipes
 /// that backfill have checked in their preconditions that the table has one.
-pub(super) fn backfill_key(t: Option<&crate::catalog::Table>) -> Vec<(String, String)> {
+pub(in crate::recipe) fn backfill_key(t: Option<&crate::catalog::Table>) -> Vec<(String, String)> {
     match t {
         Some(t) => t
             .backfill_key()
@@ -240,7 +248,7 @@ pub(super) fn backfill_key(t: Option<&crate::catalog::Table>) -> Vec<(String, St
 
 /// The part of an index definition (`pg_get_indexdef`) after its table: `USING method
 /// (keys with opclasses and ordering) [INCLUDE …] [NULLS NOT DISTINCT] [WITH (…)] [WHERE …]`.
-pub(super) fn index_tail(definition: &str) -> &str {
+pub(in crate::recipe) fn index_tail(definition: &str) -> &str {
     let on = definition.find(" ON ").unwrap_or(0);
     match definition[on..].find(" USING ") {
         Some(i) => definition[on + i + 1..].trim_end_matches(';'),
@@ -251,7 +259,7 @@ pub(super) fn index_tail(definition: &str) -> &str {
 /// An index to build concurrently: on a partitioned table, where PostgreSQL cannot
 /// build one concurrently, one per partition, then the parent index `ON ONLY` with each
 /// attached in one short transaction (it becomes valid with the last one).
-pub(super) struct IndexBuild<'a> {
+pub(in crate::recipe) struct IndexBuild<'a> {
     pub table: &'a QualifiedName,
     /// The live table (None offline: a plain build is shown).
     pub live: Option<&'a crate::catalog::Table>,
@@ -442,7 +450,10 @@ impl IndexBuild<'_> {
 /// `DROP INDEX IF EXISTS` of a partitioned index (PostgreSQL cannot drop one
 /// concurrently): catalog only, ACCESS EXCLUSIVE on the table and its partitions
 /// for a moment, under lock_timeout.
-pub(super) fn drop_partitioned_index(table: &QualifiedName, index: &QualifiedName) -> Step {
+pub(in crate::recipe) fn drop_partitioned_index(
+    table: &QualifiedName,
+    index: &QualifiedName,
+) -> Step {
     Step::sql(
         format!(
             "drop the partitioned index {} with its partitions' indexes (catalog only; PostgreSQL cannot drop it concurrently)",

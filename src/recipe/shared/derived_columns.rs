@@ -1,63 +1,20 @@
-//! `split_column` (one old column → several new) and `merge_columns` (several old → one
-//! new): new columns added nullable, kept in sync with the old ones by triggers in both
-//! directions (forward `using`, `reverse`), backfilled in batches, given NOT NULL where
-//! the old columns were all NOT NULL; then the application switches, and contract drops
-//! the old columns with the triggers.
+//! New columns derived from old ones (`split_column`, `merge_columns`): added nullable,
+//! kept in sync with the old ones by triggers in both directions (forward `using`,
+//! `reverse`), backfilled in batches, given NOT NULL where the old columns were all NOT
+//! NULL; then the application switches, and contract drops the old columns with the
+//! triggers.
 
 use super::common;
 use super::derived::{probe, Sync, SyncColumn};
-use super::{object_tag, Knowledge, Precondition};
 use crate::catalog::Table;
-use crate::plan::{At, DerivedColumn, MergeColumns, Pos, SplitColumn};
-use crate::program::{Contribution, LockLevel, PhaseKind, RecipeOutput, Step};
+use crate::phase::PhaseKind;
+use crate::plan::{check, At, Pos};
+use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
+use crate::recipe::{object_tag, Knowledge, Precondition};
 use crate::sql::{Ident, QualifiedName};
 
-pub(super) fn split(
-    plan: &str,
-    batch_size: u32,
-    sc: &SplitColumn,
-    knowledge: Knowledge<'_>,
-) -> Result<RecipeOutput, Vec<Precondition>> {
-    let new: Vec<&DerivedColumn> = sc.into.value.iter().collect();
-    derived(
-        plan,
-        batch_size,
-        "split_column",
-        (&sc.table, sc.table_name()),
-        &[&sc.from],
-        &new,
-        vec![sc.reverse.value.trim().to_string()],
-        knowledge,
-    )
-}
-
-pub(super) fn merge(
-    plan: &str,
-    batch_size: u32,
-    mc: &MergeColumns,
-    knowledge: Knowledge<'_>,
-) -> Result<RecipeOutput, Vec<Precondition>> {
-    let old: Vec<&At<String>> = mc.from.value.iter().collect();
-    let reverse = mc
-        .from
-        .value
-        .iter()
-        .map(|f| mc.reverse.value[&f.value].value.trim().to_string())
-        .collect();
-    derived(
-        plan,
-        batch_size,
-        "merge_columns",
-        (&mc.table, mc.table_name()),
-        &old,
-        &[&mc.into.value],
-        reverse,
-        knowledge,
-    )
-}
-
 #[allow(clippy::too_many_arguments)]
-fn derived(
+pub(in crate::recipe) fn derived(
     plan: &str,
     batch_size: u32,
     kind: &str,
@@ -410,4 +367,43 @@ fn check<'a>(
     } else {
         Err(problems)
     }
+}
+
+/// A column derived from existing ones: `{ name, type, using, nullable }`. `using` is an
+/// SQL expression over the row (the old columns); `nullable` defaults to true unless
+/// every old column is NOT NULL.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedColumn {
+    pub name: At<String>,
+    #[serde(rename = "type")]
+    pub type_sql: At<String>,
+    pub using: At<String>,
+    pub nullable: Option<At<bool>>,
+}
+
+/// A type or an SQL expression written in the plan: passed through as written, so it
+/// must be one non-empty fragment, not a statement list.
+/// Names, types and expressions of derived columns; none may be one of `old`.
+pub(crate) fn check_derived(
+    cols: &[DerivedColumn],
+    old: &[&At<String>],
+) -> Result<(), (Pos, String)> {
+    let mut seen: Vec<&str> = Vec::new();
+    for c in cols {
+        check::check_ident(&c.name).map_err(|m| (c.name.pos, m))?;
+        check::check_sql_text(&c.type_sql, "type").map_err(|m| (c.type_sql.pos, m))?;
+        check::check_sql_text(&c.using, "using").map_err(|m| (c.using.pos, m))?;
+        if seen.contains(&c.name.value.as_str()) || old.iter().any(|o| o.value == c.name.value) {
+            return Err((
+                c.name.pos,
+                format!(
+                    "column `{}` is listed twice (a new column needs a name of its own)",
+                    c.name.value
+                ),
+            ));
+        }
+        seen.push(&c.name.value);
+    }
+    Ok(())
 }

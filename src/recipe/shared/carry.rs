@@ -11,7 +11,7 @@ use crate::sql::{quote_ident, quote_literal, rename_column_refs, Ident, Qualifie
 /// grants, statistics target and (when `storage` is true, the type being alike)
 /// storage and compression. Meant to run with the `ADD COLUMN` of `to`, so the new
 /// application version finds its grants there from the start; dropping `to` undoes them.
-pub(super) fn column_properties(
+pub(in crate::recipe) fn column_properties(
     table: &QualifiedName,
     col: &Column,
     to: &Ident,
@@ -51,7 +51,7 @@ pub(super) fn column_properties(
 
 /// `SET STORAGE` / `SET COMPRESSION` giving `to` the column's, when set (an `ALTER
 /// COLUMN … TYPE` resets the storage to the type's default).
-pub(super) fn storage_sql(table: &QualifiedName, col: &Column, to: &Ident) -> String {
+pub(in crate::recipe) fn storage_sql(table: &QualifiedName, col: &Column, to: &Ident) -> String {
     let mut sql = String::new();
     if let Some(s) = &col.storage {
         let word = match s.as_str() {
@@ -75,7 +75,7 @@ pub(super) fn storage_sql(table: &QualifiedName, col: &Column, to: &Ident) -> St
 
 /// What the column has that [`column_properties`] carries, in words, for step
 /// descriptions; None when there is nothing.
-pub(super) fn column_properties_text(col: &Column) -> Option<String> {
+pub(in crate::recipe) fn column_properties_text(col: &Column) -> Option<String> {
     let mut what = Vec::new();
     if col.comment.is_some() {
         what.push("comment");
@@ -95,7 +95,7 @@ pub(super) fn column_properties_text(col: &Column) -> Option<String> {
 /// Copies of the table's extended statistics on `from`, built on `to` (catalog only;
 /// the next ANALYZE fills them). Pushes the steps and undo into `c`, returns
 /// (original, copy) names. `name` derives each copy's name from the original's.
-pub(super) fn statistics(
+pub(in crate::recipe) fn statistics(
     c: &mut Contribution,
     t: &Table,
     table: &QualifiedName,
@@ -145,7 +145,7 @@ pub(super) fn statistics(
 
 /// `ALTER STATISTICS copy RENAME TO original` for each copy, for after the original
 /// went with its column.
-pub(super) fn statistics_renames(copies: &[(QualifiedName, QualifiedName)]) -> String {
+pub(in crate::recipe) fn statistics_renames(copies: &[(QualifiedName, QualifiedName)]) -> String {
     copies
         .iter()
         .map(|(orig, copy)| format!("ALTER STATISTICS {copy} RENAME TO {};\n", orig.name))
@@ -154,7 +154,7 @@ pub(super) fn statistics_renames(copies: &[(QualifiedName, QualifiedName)]) -> S
 
 /// The copy of the replica identity index, when the replica identity is an index on
 /// the column being replaced and `copies` (original, copy) has its copy.
-pub(super) fn replica_identity_copy<'a>(
+pub(in crate::recipe) fn replica_identity_copy<'a>(
     t: &Table,
     copies: &'a [(String, String)],
 ) -> Option<(&'a str, &'a str)> {
