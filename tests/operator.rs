@@ -229,8 +229,8 @@ async fn fence_refuses_while_old_clients_are_connected_then_passes_once_drained(
 /// application's: a server connection keeps the application_name of the last client
 /// that ran a transaction on it and takes the next client's with its next transaction.
 /// So an old instance still connected to PgBouncer can be invisible (the fence would
-/// pass), and a drained one can still show (the fence would refuse). README ›
-/// Limitations says so.
+/// pass), and a drained one can still show (the fence would refuse). docs/guarantees.md ›
+/// Application drivers and poolers says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fences_behind_a_transaction_pooler_see_server_connections_not_clients() {
     let db = common::TestDb::new().await;

@@ -9,10 +9,12 @@
 //! comment, so statements split where the server would split them, and the rules read
 //! the structure they need ([`stmt`]); anything else is `Other`, never an error.
 //!
-//! One rule per file in [`rules`]; each is data ([`Rule`]: name, why, fix) plus a
-//! check. `-- pgphase:allow <rule>` on the line of a finding, or in the comment lines
-//! right above it or above its statement, silences that one finding.
+//! One rule per file in [`rules`]; each is data ([`Rule`]: name, why, fix, summary,
+//! examples) plus a check, and [`docs`] renders `docs/lint/` from that data.
+//! `-- pgphase:allow <rule>` on the line of a finding, or in the comment lines right
+//! above it or above its statement, silences that one finding.
 
+pub mod docs;
 pub mod rules;
 pub mod stmt;
 pub mod trace;
@@ -31,6 +33,18 @@ pub struct Rule {
     pub why: &'static str,
     /// The safe way, and the pgphase change kind that does it.
     pub fix: &'static str,
+    /// What it flags, in one line (the index of `docs/lint/`).
+    #[serde(skip)]
+    pub summary: &'static str,
+    /// The pgphase change kinds (YAML keys) `fix` names; their pages are linked.
+    #[serde(skip)]
+    pub kinds: &'static [&'static str],
+    /// A file the rule flags (its snapshot in `tests/lint.rs`, its doc page's example).
+    #[serde(skip)]
+    pub bad: &'static str,
+    /// The same intent written safely: no finding (asserted in `tests/lint.rs`).
+    #[serde(skip)]
+    pub good: &'static str,
 }
 
 /// What a rule's check reports: where, and what exactly.

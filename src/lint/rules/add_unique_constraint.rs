@@ -5,7 +5,11 @@ use super::super::{
 pub const RULE: Rule = Rule {
     name: "add-unique-constraint",
     why: "adding a UNIQUE, PRIMARY KEY or EXCLUDE constraint builds its index under an ACCESS EXCLUSIVE lock: all reads and writes of the table wait for the whole build",
-    fix: "CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT … UNIQUE (or PRIMARY KEY) USING INDEX, which is instant (pgphase change kind `add_unique_constraint`)",
+    fix: "CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT … UNIQUE (or PRIMARY KEY) USING INDEX, which is instant (pgphase change kind `add_unique`)",
+    summary: "UNIQUE / PRIMARY KEY / EXCLUDE built under ACCESS EXCLUSIVE instead of `USING INDEX`",
+    kinds: &["add_unique"],
+    bad: "SET lock_timeout = '1s';\nALTER TABLE comments ADD CONSTRAINT comments_token_key UNIQUE (token);",
+    good: "CREATE UNIQUE INDEX CONCURRENTLY comments_token_key ON comments (token);\nSET lock_timeout = '1s';\nALTER TABLE comments ADD CONSTRAINT comments_token_key UNIQUE USING INDEX comments_token_key;",
 };
 
 pub fn check(_s: &Statement, k: &Kind, ctx: &Ctx) -> Vec<Hit> {

@@ -4,6 +4,10 @@ pub const RULE: Rule = Rule {
     name: "create-index-non-concurrent",
     why: "CREATE INDEX without CONCURRENTLY holds a SHARE lock for the whole build: every INSERT, UPDATE and DELETE on the table waits until the index is built",
     fix: "CREATE INDEX CONCURRENTLY, outside any transaction block, dropping an INVALID leftover before a retry (pgphase change kind `add_index`)",
+    summary: "`CREATE INDEX` without CONCURRENTLY (SHARE lock: writes wait)",
+    kinds: &["add_index"],
+    bad: "CREATE INDEX comments_post_idx ON comments (post_id);",
+    good: "CREATE INDEX CONCURRENTLY comments_post_idx ON comments (post_id);",
 };
 
 pub fn check(s: &Statement, k: &Kind, ctx: &Ctx) -> Vec<Hit> {

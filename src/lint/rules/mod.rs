@@ -52,7 +52,7 @@ pub const ALL: &[(&Rule, Check)] = &[
     (&missing_lock_timeout::RULE, missing_lock_timeout::check),
 ];
 
-/// The rules, for `pgphase lint --rules` and the README.
+/// The rules, for `pgphase lint --rules` and `docs/lint/` (`super::docs`).
 pub fn list() -> Vec<Rule> {
     ALL.iter().map(|(r, _)| **r).collect()
 }

@@ -4,6 +4,10 @@ pub const RULE: Rule = Rule {
     name: "volatile-default",
     why: "adding a column whose default is volatile (random(), clock_timestamp(), gen_random_uuid(), nextval(): serial types), or an identity or stored generated column, rewrites the whole table under an ACCESS EXCLUSIVE lock; a constant or now() default is only stored in the catalog (PostgreSQL 11+)",
     fix: "add the column nullable without the default, SET DEFAULT (new rows), backfill existing rows in batches, then add NOT NULL through a validated CHECK (pgphase change kind `add_column`)",
+    summary: "ADD COLUMN with a volatile default, a serial type, identity or stored generated column",
+    kinds: &["add_column"],
+    bad: "SET lock_timeout = '1s';\nALTER TABLE comments ADD COLUMN token uuid DEFAULT gen_random_uuid();\nALTER TABLE comments ADD COLUMN seq bigserial;",
+    good: "SET lock_timeout = '1s';\nALTER TABLE comments ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();\nALTER TABLE comments ADD COLUMN flag boolean DEFAULT false;",
 };
 
 const VOLATILE: &[&str] = &[
