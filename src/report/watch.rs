@@ -127,6 +127,16 @@ impl Watch {
         if shown.is_empty() {
             header.set_message(format!("{}  {}", header.message(), "no plan in progress"));
         }
+        // a plan that left the view (completed while watched): its line and bars go
+        let gone = |plan: &String| !shown.iter().any(|v| &v.plan == plan);
+        for (_, bar) in self.lines.iter().filter(|(p, _)| gone(p)) {
+            bar.finish_and_clear();
+        }
+        for (_, bar) in self.bars.iter().filter(|(k, _)| gone(&k.0)) {
+            bar.finish_and_clear();
+        }
+        self.lines.retain(|p, _| !gone(p));
+        self.bars.retain(|k, _| !gone(&k.0));
         for v in shown {
             let line = self
                 .lines

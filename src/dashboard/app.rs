@@ -1,0 +1,211 @@
+//! The dashboard's keys (pure state) and its event loop: refresh every interval,
+//! reconnect after a lost connection, redraw on keys and resizes.
+
+use std::io::Stdout;
+use std::time::Duration;
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use tokio_postgres::Client;
+
+use super::model::{Screen, Snapshot, APPLICATION_NAME};
+use crate::conn::ConnInfo;
+
+/// What the main area shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// All plans, the selected plan's summary, live work and the application side.
+    Overview,
+    /// The selected plan's phases and steps, gates and last events.
+    Details,
+    /// The selected plan's release checklist, ticked from the database.
+    Checklist,
+    /// The selected plan's event log.
+    History,
+    Help,
+}
+
+/// A key the dashboard understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Up,
+    Down,
+    Enter,
+    Esc,
+    Char(char),
+}
+
+impl Key {
+    pub fn from_event(e: &KeyEvent) -> Option<Key> {
+        if e.kind == KeyEventKind::Release {
+            return None;
+        }
+        Some(match e.code {
+            KeyCode::Up => Key::Up,
+            KeyCode::Down => Key::Down,
+            KeyCode::Enter => Key::Enter,
+            KeyCode::Esc => Key::Esc,
+            KeyCode::Char('c') if e.modifiers.contains(KeyModifiers::CONTROL) => Key::Char('q'),
+            KeyCode::Char(c) => Key::Char(c),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub selected: usize,
+    pub mode: Mode,
+    pub quit: bool,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App {
+            selected: 0,
+            mode: Mode::Overview,
+            quit: false,
+        }
+    }
+}
+
+impl App {
+    /// Applies a key, with `plans` plans on screen.
+    pub fn key(&mut self, key: Key, plans: usize) {
+        let toggle = |current: Mode, m: Mode| {
+            if current == m {
+                Mode::Overview
+            } else {
+                m
+            }
+        };
+        match key {
+            Key::Char('q') => self.quit = true,
+            Key::Up | Key::Char('k') => self.selected = self.selected.saturating_sub(1),
+            Key::Down | Key::Char('j') => {
+                self.selected = (self.selected + 1).min(plans.saturating_sub(1))
+            }
+            Key::Enter => self.mode = toggle(self.mode, Mode::Details),
+            Key::Char('c') => self.mode = toggle(self.mode, Mode::Checklist),
+            Key::Char('h') => self.mode = toggle(self.mode, Mode::History),
+            Key::Char('?') => self.mode = toggle(self.mode, Mode::Help),
+            Key::Esc => self.mode = Mode::Overview,
+            Key::Char(_) => {}
+        }
+        self.clamp(plans);
+    }
+
+    /// Keeps the selection on a plan when the list shrinks.
+    pub fn clamp(&mut self, plans: usize) {
+        self.selected = self.selected.min(plans.saturating_sub(1));
+    }
+}
+
+/// Restores the terminal when dropped (also on an error or a panic's unwinding).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = crossterm::terminal::disable_raw_mode();
+        let _ = crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::LeaveAlternateScreen,
+            crossterm::cursor::Show
+        );
+    }
+}
+
+/// One refresh: connects when there is no connection, reads a snapshot, and drops the
+/// connection when that fails (the next refresh reconnects).
+pub async fn refresh(conn: &ConnInfo, client: &mut Option<Client>) -> anyhow::Result<Snapshot> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        let c = conn.connect().await?;
+        // the dashboard changes nothing: its session could not even if it tried
+        c.batch_execute("SET default_transaction_read_only = on")
+            .await?;
+        *client = Some(c);
+    }
+    let c = client.as_ref().expect("connected above");
+    let r = tokio::time::timeout(Duration::from_secs(10), Snapshot::load(c))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the database did not answer within 10s")));
+    if r.is_err() {
+        *client = None;
+    }
+    r
+}
+
+/// Runs the dashboard on the terminal until `q` (or Ctrl-C).
+pub async fn run(conn: &ConnInfo, interval: Duration, color: bool) -> anyhow::Result<()> {
+    let conn = conn.with_application_name(APPLICATION_NAME);
+    let mut screen = Screen {
+        target: conn.redacted(),
+        interval,
+        ..Screen::default()
+    };
+    let mut client = None;
+    let r = refresh(&conn, &mut client).await;
+    screen.apply(r, chrono::Utc::now());
+
+    crossterm::terminal::enable_raw_mode()?;
+    let _guard = TerminalGuard;
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        crossterm::cursor::Hide
+    )?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+
+    // crossterm's reads block: a thread forwards the terminal's events
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        while let Ok(e) = crossterm::event::read() {
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut app = App::default();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        draw(&mut terminal, &screen, &app, color)?;
+        tokio::select! {
+            _ = tick.tick() => {
+                let r = refresh(&conn, &mut client).await;
+                screen.apply(r, chrono::Utc::now());
+            }
+            e = rx.recv() => match e {
+                Some(Event::Key(k)) => {
+                    if let Some(key) = Key::from_event(&k) {
+                        let n = screen.snapshot.as_ref().map_or(0, |s| s.plans.len());
+                        app.key(key, n);
+                    }
+                }
+                Some(_) => {} // a resize: redrawn at the top of the loop
+                None => break,
+            },
+        }
+        if app.quit {
+            break;
+        }
+        app.clamp(screen.snapshot.as_ref().map_or(0, |s| s.plans.len()));
+    }
+    Ok(())
+}
+
+fn draw(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    screen: &Screen,
+    app: &App,
+    color: bool,
+) -> anyhow::Result<()> {
+    terminal.draw(|f| {
+        let area = f.area();
+        super::view::render(screen, app, color, chrono::Utc::now(), area, f.buffer_mut())
+    })?;
+    Ok(())
+}
