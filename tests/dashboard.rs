@@ -8,9 +8,10 @@
 mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
+use common::terminal;
 use common::{LockHolder, TestDb};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use pgphase::dashboard::app::{self, App, Key, Mode};
+use pgphase::dashboard::app::{self, App, Drawn, Key, Mode};
 use pgphase::dashboard::model::{Screen, Snapshot};
 use pgphase::dashboard::view;
 use pgphase::pgserver::{PgServer, ServerOptions};
@@ -24,25 +25,40 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
 }
 
-fn screen(snapshot: Snapshot) -> Screen {
+fn empty_screen() -> Screen {
     Screen {
         target: "postgres@db:5432/app".into(),
         interval: std::time::Duration::from_secs(1),
-        snapshot: Some(snapshot.with_fixed_times(t0())),
-        lost: None,
+        ..Screen::default()
     }
 }
 
-fn render_buffer(s: &Screen, app: &App, color: bool, w: u16, h: u16) -> Buffer {
+/// A screen that has read `snapshot` (times fixed at t0) as its only refresh.
+fn screen(snapshot: Snapshot) -> Screen {
+    let mut s = empty_screen();
+    s.apply(Ok(snapshot.with_fixed_times(t0())), t0());
+    s
+}
+
+fn draw(s: &Screen, app: &App, color: bool, w: u16, h: u16) -> (Buffer, Drawn) {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| view::render(s, app, color, t0(), f.area(), f.buffer_mut()))
+    let mut drawn = Drawn::default();
+    term.draw(|f| drawn = view::render(s, app, color, t0(), f.area(), f.buffer_mut()))
         .unwrap();
-    term.backend().buffer().clone()
+    (term.backend().buffer().clone(), drawn)
+}
+
+fn render_buffer(s: &Screen, app: &App, color: bool, w: u16, h: u16) -> Buffer {
+    draw(s, app, color, w, h).0
 }
 
 /// The screen as text, one line per row, trailing blanks trimmed.
 fn render(s: &Screen, app: &App, w: u16, h: u16) -> String {
-    let buf = render_buffer(s, app, false, w, h);
+    text(&render_buffer(s, app, false, w, h))
+}
+
+fn text(buf: &Buffer) -> String {
+    let (w, h) = (buf.area.width, buf.area.height);
     let mut out = String::new();
     for y in 0..h {
         let mut line = String::new();
@@ -59,7 +75,7 @@ fn app(selected: usize, mode: Mode) -> App {
     App {
         selected,
         mode,
-        quit: false,
+        ..App::default()
     }
 }
 
@@ -102,7 +118,32 @@ async fn running_backfill_waiting_for_a_lock() {
     holder.release().await;
     started.await.unwrap().unwrap();
 
-    let s = screen(snap);
+    // The rate shown is measured between the snapshots the dashboard read: none after
+    // the first (the stored one is an average since the start) ...
+    let b = &snap.plans[0].view.backfill[0].progress;
+    let (rows, batches) = (b.rows_done, b.batches);
+    let first = screen(snap.clone());
+    let label = render(&first, &app(0, Mode::Overview), 80, 24);
+    assert!(label.contains("rate: measuring"), "{label}");
+    // ... then rows/s, rows and time per batch over the last seconds, and the ETA at
+    // that rate: 10 s earlier the backfill had done 1 000 rows (10 batches) fewer
+    let mut s = empty_screen();
+    let mut earlier = snap.clone().with_fixed_times(t0() - chrono::Duration::seconds(10));
+    earlier.plans[0].view.backfill[0].progress.rows_done = rows - 1000;
+    earlier.plans[0].view.backfill[0].progress.batches = batches - 10;
+    s.apply(Ok(earlier), t0());
+    s.apply(Ok(snap.clone().with_fixed_times(t0())), t0());
+    let v = &s.snapshot.as_ref().unwrap().plans[0].view.backfill[0];
+    assert_eq!(v.rows_per_sec, Some(100.0));
+    let total = v.progress.rows_total.unwrap();
+    assert_eq!(v.eta_seconds, Some((total - rows) as f64 / 100.0));
+    // 10 s later nothing moved (the batch waits for the lock): 0 rows/s over the last
+    // 10 s, no ETA
+    let mut stalled = s.clone();
+    let later = snap.clone().with_fixed_times(t0() + chrono::Duration::seconds(10));
+    stalled.apply(Ok(later), t0());
+    let v = &stalled.snapshot.as_ref().unwrap().plans[0].view.backfill[0];
+    assert_eq!((v.rows_per_sec, v.eta_seconds), (Some(0.0), None));
     insta::assert_snapshot!(
         "backfill_80x24",
         render(&s, &app(0, Mode::Overview), 80, 24)
@@ -205,6 +246,54 @@ async fn gate_completed_failed_and_several_plans() {
     );
     insta::assert_snapshot!("help_80x24", render(&s, &app(1, Mode::Help), 80, 24));
 
+    // at 80×24 the overview keeps what an operator acts on: the next command, the
+    // confirmed gate and the fence (the long explanation of the gate goes last)
+    let overview = render(&s, &app(0, Mode::Overview), 80, 24);
+    for shown in [
+        "next: pgphase phase advance rename-comments-contents-to-body --gate",
+        "✓ gate after backfill: api@v2 by test",
+        "✓ fence before the gate after switch_reads",
+    ] {
+        assert!(overview.contains(shown), "{shown}\n{overview}");
+    }
+
+    // the panes are longer than 80×24 and scroll: j/k a line, PgDn/PgUp a page,
+    // End/Home to either end; the selected plan stays
+    for mode in [Mode::Details, Mode::Checklist, Mode::History] {
+        let mut a = app(0, mode);
+        let (_, d) = draw(&s, &a, false, 80, 24);
+        assert!(d.scroll_max > 0, "{mode:?} is longer than 80×24");
+        assert_eq!(d.page, 21, "{mode:?}: 24 rows less the header, title and footer");
+        a.drawn(d);
+        let top = render(&s, &a, 80, 24);
+        a.key(Key::Char('j'), 3);
+        assert_eq!(a.scroll, 1);
+        let down = render(&s, &a, 80, 24);
+        assert_eq!(
+            pane_rows(&top)[1],
+            pane_rows(&down)[0],
+            "{mode:?}: j moves the pane up a line"
+        );
+        a.key(Key::Char('k'), 3);
+        assert_eq!(render(&s, &a, 80, 24), top, "{mode:?}: k back");
+        a.key(Key::PageDown, 3);
+        assert_eq!(a.scroll, 20.min(d.scroll_max), "{mode:?}: a page less a line");
+        a.key(Key::End, 3);
+        assert_eq!(a.scroll, d.scroll_max);
+        let end = render(&s, &a, 80, 24);
+        a.key(Key::Down, 3);
+        assert_eq!(a.scroll, d.scroll_max, "{mode:?}: stops at the end");
+        assert_eq!(render(&s, &a, 80, 24), end);
+        a.key(Key::PageUp, 3);
+        assert_eq!(a.scroll, d.scroll_max.saturating_sub(20));
+        a.key(Key::Home, 3);
+        assert_eq!((a.scroll, a.selected, a.mode), (0, 0, mode));
+        if mode != Mode::History {
+            let name = format!("{}_end_80x24", if mode == Mode::Details { "gate_details" } else { "gate_checklist" });
+            insta::assert_snapshot!(name, end);
+        }
+    }
+
     // NO_COLOR: not one cell with a colour; with colours allowed, the statuses have them
     let plain = render_buffer(&s, &app(0, Mode::Overview), false, 80, 24);
     assert!(
@@ -241,11 +330,7 @@ async fn lost_connection_shows_a_banner_and_recovers() {
         .unwrap();
     let conn = pgphase::conn::ConnInfo::parse(&server.url("postgres")).unwrap();
     let mut client = None;
-    let mut s = Screen {
-        target: "postgres@db:5432/app".into(),
-        interval: std::time::Duration::from_secs(1),
-        ..Screen::default()
-    };
+    let mut s = empty_screen();
     s.apply(app::refresh(&conn, &mut client).await, t0());
     assert!(s.lost.is_none());
     let ro: String = client
@@ -289,6 +374,81 @@ async fn lost_connection_shows_a_banner_and_recovers() {
     assert!(s.lost.is_none());
     assert!(!render(&s, &App::default(), 80, 24).contains("connection lost"));
     server.stop();
+}
+
+/// The rows of a pane: below the header and the pane's title, above the footer.
+fn pane_rows(screen: &str) -> Vec<&str> {
+    let rows: Vec<&str> = screen.lines().collect();
+    rows[2..rows.len() - 1].to_vec()
+}
+
+/// The binary in a real terminal (tmux, 80×24) against a real database with a plan at
+/// its deploy gate: it shows the plan, its phase bar and the next command; the keys
+/// open the details (and scroll them), the checklist, the history and the help; `q`
+/// leaves the terminal as it was and exits 0; the database is unchanged. Screens are
+/// polled (a kill guard, no timing expectation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_in_a_terminal_shows_a_plan_at_its_gate_and_quits_on_q() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    common::rich_comments(&client, 200).await;
+    let s = db.session();
+    run::start(&s, &common::rename_plan("1s", 3, 100))
+        .await
+        .unwrap();
+    let state = || async {
+        let c = db.client().await;
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM pgphase.events), (SELECT max(revision) FROM pgphase.plans)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get::<_, i64>(0), r.get::<_, i64>(1))
+    };
+    let before = state().await;
+
+    let t = terminal::Terminal::spawn(
+        80,
+        24,
+        &["dashboard", "--interval", "200ms"],
+        &[("DATABASE_URL", db.url.as_str())],
+    );
+    let screen = t.wait_for_text("awaiting_deploy").await;
+    for shown in [
+        "▸ rename-comments-contents-to-body awaiting_deploy  exp✓ dw✓ bf✓ ⏸sr· ║ct·",
+        "next: pgphase phase advance rename-comments-contents-to-body --gate backfill",
+        "↑↓/jk plan  Enter details",
+    ] {
+        assert!(screen.contains(shown), "{shown}\n{screen}");
+    }
+    // one plan: j and k keep it selected
+    t.keys(&["j", "k"]);
+    t.keys(&["Enter"]);
+    t.wait_for_text("— details (Enter: back)").await;
+    let top = t.wait_for_text(" 1–21 of ").await;
+    t.keys(&["j"]);
+    let down = t.wait_for_text(" 2–22 of ").await;
+    assert_ne!(top, down);
+    t.keys(&["PageDown"]);
+    t.wait_for_text(" 22–42 of ").await;
+    t.keys(&["c"]);
+    t.wait_for_text("— release checklist (c: back)").await;
+    t.keys(&["h"]);
+    t.wait_for_text("— events, newest first (h: back)").await;
+    t.keys(&["?"]);
+    t.wait_for_text(" help (?: back)").await;
+    t.keys(&["Escape"]);
+    t.wait_for_text("↑↓/jk plan  Enter details").await;
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit().await, 0);
+    let after = t.screen();
+    assert!(
+        !after.contains("awaiting_deploy"),
+        "the alternate screen is left:\n{after}"
+    );
+    assert_eq!(state().await, before, "the dashboard changed nothing");
 }
 
 // The keys drive the pure app state.

@@ -13,9 +13,10 @@ use super::model::{Screen, Snapshot, APPLICATION_NAME};
 use crate::conn::ConnInfo;
 
 /// What the main area shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     /// All plans, the selected plan's summary, live work and the application side.
+    #[default]
     Overview,
     /// The selected plan's phases and steps, gates and last events.
     Details,
@@ -31,6 +32,10 @@ pub enum Mode {
 pub enum Key {
     Up,
     Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
     Enter,
     Esc,
     Char(char),
@@ -44,6 +49,10 @@ impl Key {
         Some(match e.code {
             KeyCode::Up => Key::Up,
             KeyCode::Down => Key::Down,
+            KeyCode::PageUp => Key::PageUp,
+            KeyCode::PageDown => Key::PageDown,
+            KeyCode::Home => Key::Home,
+            KeyCode::End => Key::End,
             KeyCode::Enter => Key::Enter,
             KeyCode::Esc => Key::Esc,
             KeyCode::Char('c') if e.modifiers.contains(KeyModifiers::CONTROL) => Key::Char('q'),
@@ -53,26 +62,32 @@ impl Key {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the last drawing of a scrolling pane (details, checklist, history, help) found:
+/// how far it can scroll and how many lines it shows at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drawn {
+    /// The largest scroll offset (lines beyond one screenful); 0 in the overview.
+    pub scroll_max: usize,
+    /// Lines the pane shows at once.
+    pub page: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct App {
     pub selected: usize,
     pub mode: Mode,
     pub quit: bool,
-}
-
-impl Default for App {
-    fn default() -> Self {
-        App {
-            selected: 0,
-            mode: Mode::Overview,
-            quit: false,
-        }
-    }
+    /// The first line shown of the pane (details, checklist, history, help).
+    pub scroll: usize,
+    /// The pane as last drawn, for the scrolling keys.
+    pub drawn: Drawn,
 }
 
 impl App {
-    /// Applies a key, with `plans` plans on screen.
+    /// Applies a key, with `plans` plans on screen. In the overview ↑/↓ (j/k) select a
+    /// plan; in a pane they scroll it, PgUp/PgDn a page, Home/End (g/G) to either end.
     pub fn key(&mut self, key: Key, plans: usize) {
+        let before = self.mode;
         let toggle = |current: Mode, m: Mode| {
             if current == m {
                 Mode::Overview
@@ -80,8 +95,16 @@ impl App {
                 m
             }
         };
+        let page = self.drawn.page.saturating_sub(1).max(1);
+        let pane = self.mode != Mode::Overview;
         match key {
             Key::Char('q') => self.quit = true,
+            Key::Up | Key::Char('k') if pane => self.scroll = self.scroll.saturating_sub(1),
+            Key::Down | Key::Char('j') if pane => self.scroll += 1,
+            Key::PageUp => self.scroll = self.scroll.saturating_sub(page),
+            Key::PageDown | Key::Char(' ') => self.scroll += page,
+            Key::Home | Key::Char('g') => self.scroll = 0,
+            Key::End | Key::Char('G') => self.scroll = self.drawn.scroll_max,
             Key::Up | Key::Char('k') => self.selected = self.selected.saturating_sub(1),
             Key::Down | Key::Char('j') => {
                 self.selected = (self.selected + 1).min(plans.saturating_sub(1))
@@ -93,7 +116,18 @@ impl App {
             Key::Esc => self.mode = Mode::Overview,
             Key::Char(_) => {}
         }
+        if self.mode != before || !pane {
+            self.scroll = 0;
+        }
+        self.scroll = self.scroll.min(self.drawn.scroll_max);
         self.clamp(plans);
+    }
+
+    /// Records what was drawn; the scroll stays within the pane (a pane that got
+    /// shorter, or a larger terminal, pulls it back).
+    pub fn drawn(&mut self, d: Drawn) {
+        self.drawn = d;
+        self.scroll = self.scroll.min(d.scroll_max);
     }
 
     /// Keeps the selection on a plan when the list shrinks.
@@ -172,7 +206,8 @@ pub async fn run(conn: &ConnInfo, interval: Duration, color: bool) -> anyhow::Re
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        draw(&mut terminal, &screen, &app, color)?;
+        let drawn = draw(&mut terminal, &screen, &app, color)?;
+        app.drawn(drawn);
         tokio::select! {
             _ = tick.tick() => {
                 let r = refresh(&conn, &mut client).await;
@@ -202,10 +237,11 @@ fn draw(
     screen: &Screen,
     app: &App,
     color: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Drawn> {
+    let mut drawn = Drawn::default();
     terminal.draw(|f| {
         let area = f.area();
-        super::view::render(screen, app, color, chrono::Utc::now(), area, f.buffer_mut())
+        drawn = super::view::render(screen, app, color, chrono::Utc::now(), area, f.buffer_mut())
     })?;
-    Ok(())
+    Ok(drawn)
 }

@@ -7,14 +7,15 @@ use tokio_postgres::Client;
 
 use crate::exec::Blocker;
 use crate::report::checklist::{self, Checklist};
+use crate::report::rate::{BackfillKey, Recent, RecentRates};
 use crate::report::{self, PlanView};
 use super::activity::{self, AppSessions, Health, Statement};
 use crate::state::store::{self, EventRow};
 
 /// The `application_name` of the dashboard's own connection (so it does not list itself).
 pub const APPLICATION_NAME: &str = "pgphase-dashboard";
-/// How many events of each plan the dashboard keeps.
-pub const EVENTS: i64 = 30;
+/// How many events of each plan the dashboard keeps (the history pane scrolls them).
+pub const EVENTS: i64 = 100;
 
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -51,7 +52,8 @@ pub struct Work {
     pub blockers: Vec<Blocker>,
 }
 
-/// What the screen shows: the last snapshot, and whether the connection is lost.
+/// What the screen shows: the last snapshot, whether the connection is lost, and the
+/// backfills' recent rates measured across the snapshots.
 #[derive(Clone, Debug, Default)]
 pub struct Screen {
     /// The database, as `user@host:port/db` (no password).
@@ -59,6 +61,8 @@ pub struct Screen {
     pub interval: std::time::Duration,
     pub snapshot: Option<Snapshot>,
     pub lost: Option<Lost>,
+    /// Each backfill's rate over the last seconds, from successive snapshots.
+    pub rates: RecentRates,
 }
 
 #[derive(Clone, Debug)]
@@ -68,11 +72,19 @@ pub struct Lost {
 }
 
 impl Screen {
-    /// A refresh's result: a new snapshot clears the banner; an error keeps the last
+    /// A refresh's result: a new snapshot clears the banner, and its backfills' rates
+    /// and ETAs become the ones measured over the last snapshots (none until two were
+    /// read: the stored rate is an average since the start); an error keeps the last
     /// snapshot on screen under a banner (the time it was first lost is kept).
     pub fn apply(&mut self, result: anyhow::Result<Snapshot>, now: DateTime<Utc>) {
         match result {
-            Ok(s) => {
+            Ok(mut s) => {
+                let mut views: Vec<PlanView> = s.plans.iter().map(|p| p.view.clone()).collect();
+                self.rates.observe(&views, s.taken_at);
+                self.rates.apply(&mut views, false);
+                for (p, v) in s.plans.iter_mut().zip(views) {
+                    p.view = v;
+                }
                 self.snapshot = Some(s);
                 self.lost = None;
             }
@@ -84,6 +96,12 @@ impl Screen {
                 });
             }
         }
+    }
+
+    /// The recent rate of a plan's backfill.
+    pub fn recent(&self, plan: &str, phase: i32, step: i32) -> Option<Recent> {
+        let key: BackfillKey = (plan.to_string(), phase, step);
+        self.rates.recent(&key)
     }
 }
 
@@ -120,7 +138,8 @@ impl Snapshot {
         })
     }
 
-    /// Every time in the snapshot set to `t`, rates and ETAs to fixed values: for
+    /// Every time in the snapshot set to `t`, the stored rates and ETAs cleared (the
+    /// screen shows the ones [`Screen::apply`] measures between snapshots): for
     /// rendering tests whose screens must not depend on the clock.
     pub fn with_fixed_times(mut self, t: DateTime<Utc>) -> Snapshot {
         self.taken_at = t;
@@ -140,8 +159,8 @@ impl Snapshot {
                 b.progress.started_at = t;
                 b.progress.updated_at = t;
                 b.progress.finished_at = b.progress.finished_at.map(|_| t);
-                b.rows_per_sec = b.rows_per_sec.map(|_| 1000.0);
-                b.eta_seconds = b.eta_seconds.map(|_| 60.0);
+                b.rows_per_sec = None;
+                b.eta_seconds = None;
             }
             p.checklist.started_at = p.checklist.started_at.map(|_| t);
             for s in &mut p.checklist.sections {

@@ -1,21 +1,27 @@
 //! Pure rendering of a [`Screen`] into a ratatui buffer: no I/O, no clock (the caller
-//! passes `now`), so tests render real snapshots into a `TestBackend`.
+//! passes `now`), so tests render real snapshots into a `TestBackend`. Text is wrapped
+//! here (continuation lines indented under their item), so a pane knows its exact
+//! length and scrolls by lines.
 
 use chrono::{DateTime, Utc};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
-use super::app::{App, Mode};
-use super::model::{PlanSnap, Screen, Snapshot};
+use super::app::{App, Drawn, Mode};
+use super::model::{FenceSnap, PlanSnap, Screen, Snapshot};
 use crate::report::checklist::ItemKind;
 use crate::report::{self, PlanView};
 use crate::state::machine::{PhaseStatus, PlanStatus};
 
 /// Width from which the selected plan and the live side sit side by side.
 const WIDE: u16 = 120;
+/// Events shown under a plan's details (the history pane has them all).
+const DETAIL_EVENTS: usize = 8;
+/// Width of an event's kind (`interrupted`, the longest).
+const KIND_W: usize = 11;
 
 /// Styles, or none at all with colour off (`NO_COLOR`): then only bold and reverse
 /// video mark things.
@@ -56,6 +62,7 @@ impl Paint {
     }
 }
 
+/// Draws the screen; returns how far the pane on screen can scroll.
 pub fn render(
     screen: &Screen,
     app: &App,
@@ -63,7 +70,7 @@ pub fn render(
     now: DateTime<Utc>,
     area: Rect,
     buf: &mut Buffer,
-) {
+) -> Drawn {
     let p = Paint { color };
     let banner = screen.lost.is_some() as u16;
     let [head, ban, body, foot] = Layout::vertical([
@@ -89,63 +96,85 @@ pub fn render(
         .style(style.add_modifier(Modifier::BOLD))
         .render(ban, buf);
     }
-    Paragraph::new(Line::from(vec![
-        Span::styled(" ↑↓/jk", p.bold()),
-        Span::raw(" plan  "),
-        Span::styled("Enter", p.bold()),
-        Span::raw(" details  "),
-        Span::styled("c", p.bold()),
-        Span::raw(" checklist  "),
-        Span::styled("h", p.bold()),
-        Span::raw(" history  "),
-        Span::styled("?", p.bold()),
-        Span::raw(" help  "),
-        Span::styled("q", p.bold()),
-        Span::raw(" quit"),
-    ]))
-    .style(p.dim())
-    .render(foot, buf);
+    footer(app.mode, p, foot, buf);
 
     let Some(snap) = &screen.snapshot else {
         Paragraph::new(" no data yet: waiting for the database").render(body, buf);
-        return;
+        return Drawn::default();
     };
-    if app.mode == Mode::Help {
-        return help(p, body, buf);
-    }
     let selected = snap.plans.get(app.selected);
-    match (app.mode, selected) {
-        (Mode::Details, Some(s)) => return details(s, p, now, body, buf),
-        (Mode::Checklist, Some(s)) => return checklist(s, p, body, buf),
-        (Mode::History, Some(s)) => return history(s, p, body, buf),
-        _ => {}
-    }
-    let list_height = (snap.plans.len().max(1) as u16 + 2).min(body.height / 3 + 1);
-    let [list, rest] =
-        Layout::vertical([Constraint::Length(list_height), Constraint::Min(0)]).areas(body);
-    plans(snap, app.selected, p, list, buf);
-    let (left, right) = if rest.width >= WIDE {
-        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-            .areas(rest);
-        (l, r)
-    } else {
-        let [l, r] =
-            Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(rest);
-        (l, r)
-    };
-    match selected {
-        Some(s) => summary(s, p, now, left, buf),
-        None => {
-            Paragraph::new(" no plans in this database yet (start one with `pgphase start FILE`)")
-                .block(titled(" plan "))
-                .render(left, buf)
+    let w = body.width as usize;
+    let (title, lines) = match (app.mode, selected) {
+        (Mode::Help, _) => (" help (?: back) ".to_string(), help_lines(p, w)),
+        (Mode::Details, Some(s)) => (
+            format!(" {} — details (Enter: back) ", s.view.plan),
+            details_lines(s, p, now, w),
+        ),
+        (Mode::Checklist, Some(s)) => (
+            format!(" {} — release checklist (c: back) ", s.view.plan),
+            checklist_lines(s, p, w),
+        ),
+        (Mode::History, Some(s)) => (
+            format!(" {} — events, newest first (h: back) ", s.view.plan),
+            history_lines(s, p, w),
+        ),
+        _ => {
+            overview(screen, snap, app.selected, p, now, body, buf);
+            return Drawn::default();
         }
-    }
-    live(snap, selected, p, right, buf);
+    };
+    pane(title, lines, app.scroll, p, body, buf)
 }
 
-fn titled(title: &str) -> Block<'_> {
+fn titled<'a>(title: impl Into<Line<'a>>) -> Block<'a> {
     Block::default().borders(Borders::TOP).title(title)
+}
+
+/// A scrolling pane: `lines` (already wrapped to the width) from line `scroll`, and
+/// where it is (`12–33 of 45`) on the right of its title when it does not fit.
+fn pane(
+    title: String,
+    lines: Vec<Line<'static>>,
+    scroll: usize,
+    p: Paint,
+    area: Rect,
+    buf: &mut Buffer,
+) -> Drawn {
+    let page = area.height.saturating_sub(1) as usize;
+    let scroll_max = lines.len().saturating_sub(page);
+    let scroll = scroll.min(scroll_max);
+    let mut block = titled(title);
+    if scroll_max > 0 {
+        block = block.title(
+            Line::styled(
+                format!(
+                    " {}–{} of {} ",
+                    scroll + 1,
+                    (scroll + page).min(lines.len()),
+                    lines.len()
+                ),
+                p.bold(),
+            )
+            .right_aligned(),
+        );
+    }
+    Paragraph::new(lines)
+        .scroll((scroll.min(u16::MAX as usize) as u16, 0))
+        .block(block)
+        .render(area, buf);
+    Drawn { scroll_max, page }
+}
+
+/// A box of `lines` cut to its height, the last row saying how much is cut and where
+/// to see it.
+fn boxed(title: String, mut lines: Vec<Line<'static>>, more: &str, p: Paint, area: Rect, buf: &mut Buffer) {
+    let rows = area.height.saturating_sub(1) as usize;
+    if lines.len() > rows && rows > 0 {
+        let cut = lines.len() - (rows - 1);
+        lines.truncate(rows - 1);
+        lines.push(Line::styled(format!("… {cut} more line(s){more}"), p.dim()));
+    }
+    Paragraph::new(lines).block(titled(title)).render(area, buf);
 }
 
 fn header(screen: &Screen, p: Paint, now: DateTime<Utc>, area: Rect, buf: &mut Buffer) {
@@ -167,9 +196,78 @@ fn header(screen: &Screen, p: Paint, now: DateTime<Utc>, area: Rect, buf: &mut B
     .render(area, buf);
 }
 
+fn footer(mode: Mode, p: Paint, area: Rect, buf: &mut Buffer) {
+    let keys: &[(&str, &str)] = if mode == Mode::Overview {
+        &[
+            ("↑↓/jk", "plan"),
+            ("Enter", "details"),
+            ("c", "checklist"),
+            ("h", "history"),
+            ("?", "help"),
+            ("q", "quit"),
+        ]
+    } else {
+        &[
+            ("↑↓/jk", "scroll"),
+            ("PgUp/PgDn", "page"),
+            ("Enter/c/h", "switch"),
+            ("Esc", "back"),
+            ("q", "quit"),
+        ]
+    };
+    let mut spans = vec![Span::raw(" ")];
+    for (k, what) in keys {
+        spans.push(Span::styled(*k, p.bold()));
+        spans.push(Span::raw(format!(" {what}  ")));
+    }
+    Paragraph::new(Line::from(spans))
+        .style(p.dim())
+        .render(area, buf);
+}
+
 /// `3s`, `2m05s`.
 fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     report::short_duration((now - t).num_milliseconds() as f64 / 1000.0)
+}
+
+/// Word-wraps `spans` (their styles kept) to `width` columns; continuation lines start
+/// with `indent` spaces. A word longer than a line is cut.
+fn wrap(spans: Vec<Span<'static>>, width: usize, indent: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let indent = indent.min(width / 2);
+    let mut lines = Vec::new();
+    let mut cur: Vec<Span<'static>> = Vec::new();
+    let mut used = 0usize;
+    for span in spans {
+        let style = span.style;
+        let content = span.content.replace('\n', " ");
+        for piece in content.split_inclusive(' ') {
+            let word = piece.trim_end_matches(' ');
+            let word_w = Span::raw(word).width();
+            if used + word_w > width && used > indent {
+                lines.push(Line::from(std::mem::take(&mut cur)));
+                cur.push(Span::raw(" ".repeat(indent)));
+                used = indent;
+            }
+            let mut rest = piece.to_string();
+            // a word wider than the line: cut it across lines
+            while used + Span::raw(rest.trim_end_matches(' ')).width() > width {
+                let room = width.saturating_sub(used).max(1);
+                let head: String = rest.chars().take(room).collect();
+                rest = rest.chars().skip(room).collect();
+                cur.push(Span::styled(head, style));
+                lines.push(Line::from(std::mem::take(&mut cur)));
+                cur.push(Span::raw(" ".repeat(indent)));
+                used = indent;
+            }
+            used += Span::raw(rest.as_str()).width();
+            cur.push(Span::styled(rest, style));
+        }
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(Line::from(cur));
+    }
+    lines
 }
 
 /// The phases as `exp✓ dw✓ ║bf▶ sr· ║ct·`: a mark per phase, `║` a deploy gate
@@ -212,6 +310,68 @@ fn short(phase: &str) -> &str {
     }
 }
 
+/// The overview: every plan, then the selected plan's summary and the live side (side
+/// by side from [`WIDE`] columns, else one above the other, each given the rows it
+/// needs as far as they go).
+fn overview(
+    screen: &Screen,
+    snap: &Snapshot,
+    selected: usize,
+    p: Paint,
+    now: DateTime<Utc>,
+    body: Rect,
+    buf: &mut Buffer,
+) {
+    let wanted = snap.plans.len().max(1) as u16 + 1;
+    let list_h = wanted.min((body.height / 3).max(2));
+    let [list, rest] =
+        Layout::vertical([Constraint::Length(list_h), Constraint::Min(0)]).areas(body);
+    plans(snap, selected, p, list, buf);
+    let plan = snap.plans.get(selected);
+    let title = plan.map_or(" plan ".to_string(), |s| format!(" {} ", s.view.plan));
+    let summary = |w: usize| match plan {
+        Some(s) => summary_lines(s, p, now, w),
+        None => wrap(
+            vec![Span::raw(
+                "no plans in this database yet (start one with `pgphase start FILE`)",
+            )],
+            w,
+            0,
+        ),
+    };
+    if rest.width >= WIDE {
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(rest);
+        // room for more: the plan's phases and steps under its summary, its last
+        // events under the live side (a column's gap between the two)
+        let lw = l.width.saturating_sub(2) as usize;
+        let mut left = summary(lw);
+        let mut right = live_lines(screen, snap, plan, p, r.width as usize);
+        if let Some(s) = plan {
+            left.push(Line::raw(""));
+            left.extend(phase_lines(s, p, now, lw));
+            right.push(Line::raw(""));
+            right.extend(last_events(s, p, r.width as usize));
+        }
+        boxed(title, left, ": Enter for details", p, l, buf);
+        boxed(" live ".into(), right, "", p, r, buf);
+        return;
+    }
+    let w = rest.width as usize;
+    let (s, l) = (summary(w), live_lines(screen, snap, plan, p, w));
+    let rows = rest.height as usize;
+    let (s_need, l_need) = (s.len() + 1, l.len() + 1);
+    let s_h = if s_need + l_need <= rows {
+        s_need
+    } else {
+        s_need.min(rows.saturating_sub(l_need).max(rows / 2))
+    };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(s_h as u16), Constraint::Min(0)]).areas(rest);
+    boxed(title, s, ": Enter for details", p, top, buf);
+    boxed(" live ".into(), l, "", p, bottom, buf);
+}
+
 fn plans(snap: &Snapshot, selected: usize, p: Paint, area: Rect, buf: &mut Buffer) {
     let bar_w = snap
         .plans
@@ -228,27 +388,38 @@ fn plans(snap: &Snapshot, selected: usize, p: Paint, area: Rect, buf: &mut Buffe
         .max()
         .unwrap_or(0)
         .clamp(4, room);
+    // more plans than rows: the window that keeps the selected one in view
+    let rows = area.height.saturating_sub(1).max(1) as usize;
+    let first = selected.saturating_sub(rows - 1);
     let mut lines = Vec::new();
-    for (i, s) in snap.plans.iter().enumerate() {
+    for (i, s) in snap.plans.iter().enumerate().skip(first).take(rows) {
         let v = &s.view;
+        let name = if v.plan.chars().count() > name_w {
+            one_line(&v.plan, name_w)
+        } else {
+            v.plan.clone()
+        };
         let mut spans = vec![
             Span::raw(if i == selected { "▸ " } else { "  " }),
             Span::styled(
-                format!("{:<name_w$.name_w$} ", v.plan),
+                format!("{name:<name_w$} "),
                 if i == selected {
                     p.bold().add_modifier(Modifier::REVERSED)
                 } else {
                     Style::default()
                 },
             ),
-            Span::styled(format!("{:<16}", report::status_label(v)), p.status(v)),
+            Span::styled(format!("{:<16} ", report::status_label(v)), p.status(v)),
         ];
         spans.extend(phase_bar(v, p));
         lines.push(Line::from(spans));
     }
-    Paragraph::new(lines)
-        .block(titled(" plans "))
-        .render(area, buf);
+    let title = if snap.plans.len() > rows {
+        format!(" plans ({} of {}) ", selected + 1, snap.plans.len())
+    } else {
+        " plans ".to_string()
+    };
+    Paragraph::new(lines).block(titled(title)).render(area, buf);
 }
 
 fn duration_of(
@@ -264,67 +435,92 @@ fn duration_of(
     }
 }
 
-/// The selected plan in a few lines: where it stands, who confirmed which gate, what to do next.
-fn summary(s: &PlanSnap, p: Paint, now: DateTime<Utc>, area: Rect, buf: &mut Buffer) {
+/// The selected plan, what matters first (a short box cuts the end): where it stands,
+/// the next command, the last error, who confirmed which gate, the fences, what the
+/// open gate waits for.
+fn summary_lines(s: &PlanSnap, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Line<'static>> {
     let v = &s.view;
-    let mut lines = vec![Line::from(vec![
-        Span::styled(
-            report::status_label(v),
-            p.status(v).add_modifier(Modifier::BOLD),
-        ),
-        Span::raw(match &v.current_phase {
-            Some(ph) if v.status != PlanStatus::Completed => format!(" in {ph}"),
-            _ => String::new(),
-        }),
-        Span::styled(
-            format!(
-                ", started by {} {} ago",
-                v.started_by,
-                ago(v.started_at, now)
-            ),
-            p.dim(),
-        ),
-    ])];
-    if let Some(w) = &v.waiting_for {
-        lines.push(Line::from(vec![
+    let mut lines = wrap(
+        vec![
             Span::styled(
-                "waiting for: ",
-                p.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                report::status_label(v),
+                p.status(v).add_modifier(Modifier::BOLD),
             ),
-            Span::raw(w.clone()),
-        ]));
-    }
-    lines.extend(gate_lines(v, p, now));
+            Span::raw(match &v.current_phase {
+                Some(ph) if v.status != PlanStatus::Completed => format!(" in {ph}"),
+                _ => String::new(),
+            }),
+            Span::styled(
+                format!(
+                    ", started by {} {} ago",
+                    v.started_by,
+                    ago(v.started_at, now)
+                ),
+                p.dim(),
+            ),
+        ],
+        w,
+        2,
+    );
+    lines.extend(next_and_error(v, p, w));
+    lines.extend(gate_lines(v, p, now, w));
     for f in &s.fences {
-        lines.push(fence_line(f, p));
+        lines.extend(fence_lines(f, p, w));
     }
-    if let Some(e) = &v.last_error {
-        lines.push(Line::from(vec![
-            Span::styled(
-                "last error: ",
-                p.fg(Color::Red).add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(e.clone()),
-        ]));
-    }
-    if let Some(c) = &v.next_command {
-        lines.push(Line::from(vec![
-            Span::styled("next: ", p.bold()),
-            Span::raw(c.clone()),
-        ]));
-    }
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .block(titled(&format!(" {} ", v.plan)))
-        .render(area, buf);
+    lines.extend(waiting_lines(v, p, w));
+    lines
 }
 
-fn gate_lines(v: &PlanView, p: Paint, now: DateTime<Utc>) -> Vec<Line<'static>> {
-    v.phases
-        .iter()
-        .filter_map(|ph| {
-            let at = ph.gate_confirmed_at?;
-            Some(Line::from(vec![
+fn next_and_error(v: &PlanView, p: Paint, w: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    if let Some(c) = &v.next_command {
+        lines.extend(wrap(
+            vec![Span::styled("next: ", p.bold()), Span::raw(c.clone())],
+            w,
+            6,
+        ));
+    }
+    if let Some(e) = &v.last_error {
+        lines.extend(wrap(
+            vec![
+                Span::styled(
+                    "last error: ",
+                    p.fg(Color::Red).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(e.clone()),
+            ],
+            w,
+            2,
+        ));
+    }
+    lines
+}
+
+fn waiting_lines(v: &PlanView, p: Paint, w: usize) -> Vec<Line<'static>> {
+    match &v.waiting_for {
+        Some(text) => wrap(
+            vec![
+                Span::styled(
+                    "waiting for: ",
+                    p.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(text.clone()),
+            ],
+            w,
+            2,
+        ),
+        None => Vec::new(),
+    }
+}
+
+fn gate_lines(v: &PlanView, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for ph in &v.phases {
+        let Some(at) = ph.gate_confirmed_at else {
+            continue;
+        };
+        lines.extend(wrap(
+            vec![
                 Span::styled("✓ gate after ", p.fg(Color::Green)),
                 Span::raw(format!(
                     "{}: {} by {}, {} ago",
@@ -333,28 +529,41 @@ fn gate_lines(v: &PlanView, p: Paint, now: DateTime<Utc>) -> Vec<Line<'static>> 
                     ph.gate_confirmed_by.as_deref().unwrap_or("?"),
                     ago(at, now)
                 )),
-            ]))
-        })
-        .collect()
+            ],
+            w,
+            2,
+        ));
+    }
+    lines
 }
 
-fn fence_line(f: &super::model::FenceSnap, p: Paint) -> Line<'static> {
+fn fence_lines(f: &FenceSnap, p: Paint, w: usize) -> Vec<Line<'static>> {
     let (mark, style) = if f.sessions == 0 {
         ("✓", p.fg(Color::Green))
     } else {
         ("✗", p.fg(Color::Red))
     };
-    Line::from(vec![
-        Span::styled(format!("{mark} fence "), style),
-        Span::raw(format!(
-            "before the gate after {}: {} session(s) LIKE '{}'",
-            f.at_gate_after, f.sessions, f.pattern
-        )),
-    ])
+    wrap(
+        vec![
+            Span::styled(format!("{mark} fence "), style),
+            Span::raw(format!(
+                "before the gate after {}: {} session(s) LIKE '{}'",
+                f.at_gate_after, f.sessions, f.pattern
+            )),
+        ],
+        w,
+        2,
+    )
 }
 
 /// Live work (backfill, pgphase's statements, lock waits) and the application side.
-fn live(snap: &Snapshot, selected: Option<&PlanSnap>, p: Paint, area: Rect, buf: &mut Buffer) {
+fn live_lines(
+    screen: &Screen,
+    snap: &Snapshot,
+    selected: Option<&PlanSnap>,
+    p: Paint,
+    width: usize,
+) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     if let Some(s) = selected {
         for b in s
@@ -363,20 +572,35 @@ fn live(snap: &Snapshot, selected: Option<&PlanSnap>, p: Paint, area: Rect, buf:
             .iter()
             .filter(|b| b.progress.finished_at.is_none())
         {
-            lines.push(Line::from(vec![
-                Span::styled("backfill ", p.fg(Color::Cyan).add_modifier(Modifier::BOLD)),
-                Span::raw(format!(
-                    "{}, {} batches",
-                    report::backfill_label(b),
-                    b.progress.batches
-                )),
-            ]));
-            if let Some(pct) = b.percent() {
-                lines.push(bar(pct, area.width.saturating_sub(2) as usize, p));
+            let mut label = report::backfill_label(b);
+            if b.rows_per_sec.is_none() && b.running {
+                label.push_str(", rate: measuring");
             }
+            lines.extend(wrap(
+                vec![
+                    Span::styled("backfill ", p.fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+                    Span::raw(label),
+                ],
+                width,
+                2,
+            ));
+            if let Some(pct) = b.percent() {
+                lines.push(bar(pct, width, p));
+            }
+            let mut batches = format!("  {} batches", b.progress.batches);
+            if let Some(r) = screen.recent(&s.view.plan, b.progress.phase, b.progress.step) {
+                if let (Some(rows), Some(secs)) = (r.rows_per_batch, r.secs_per_batch) {
+                    batches.push_str(&format!(
+                        "; last {}: {} rows, {:.2}s a batch",
+                        report::short_duration(r.over_secs),
+                        report::short_count(rows),
+                        secs
+                    ));
+                }
+            }
+            lines.push(Line::styled(batches, p.dim()));
         }
     }
-    let width = area.width as usize;
     for w in &snap.work {
         let st = &w.statement;
         lines.push(Line::from(vec![
@@ -393,10 +617,10 @@ fn live(snap: &Snapshot, selected: Option<&PlanSnap>, p: Paint, area: Rect, buf:
             )),
         ]));
         if let Some(wait) = &st.lock_wait {
-            lines.push(Line::from(vec![Span::styled(
+            lines.push(Line::styled(
                 format!("  waits for a {wait} lock, held by:"),
                 p.fg(Color::Red).add_modifier(Modifier::BOLD),
-            )]));
+            ));
             for b in &w.blockers {
                 lines.push(Line::from(one_line(&format!("    {b}"), width)));
             }
@@ -406,42 +630,72 @@ fn live(snap: &Snapshot, selected: Option<&PlanSnap>, p: Paint, area: Rect, buf:
         lines.push(Line::styled("nothing running", p.dim()));
     }
     lines.push(Line::styled("sessions per application_name", p.bold()));
+    let name_w = width.saturating_sub(42).clamp(8, 32);
     for a in &snap.apps {
-        lines.push(Line::from(format!(
-            "  {:<24} {:>4} ({} active, {} idle in transaction)",
-            if a.application_name.is_empty() {
-                "(none)"
-            } else {
-                &a.application_name
-            },
-            a.total,
-            a.active,
-            a.idle_in_transaction
+        let name = if a.application_name.is_empty() {
+            "(none)"
+        } else {
+            &a.application_name
+        };
+        lines.push(Line::from(one_line(
+            &format!(
+                "  {:<name_w$} {:>4} ({} active, {} idle in transaction)",
+                one_line(name, name_w),
+                a.total,
+                a.active,
+                a.idle_in_transaction
+            ),
+            width,
         )));
     }
     for h in &snap.health {
-        lines.push(Line::from(format!("{}: {}", h.what, h.value)));
+        lines.extend(wrap(
+            vec![Span::raw(format!("{}: {}", h.what, h.value))],
+            width,
+            2,
+        ));
     }
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .block(titled(" live "))
-        .render(area, buf);
+    lines
 }
 
 fn bar(pct: f64, width: usize, p: Paint) -> Line<'static> {
-    let inner = width.saturating_sub(7);
-    let full = ((pct / 100.0) * inner as f64).round() as usize;
+    let inner = width.saturating_sub(6);
+    let full = ((pct / 100.0) * inner as f64).floor() as usize;
     Line::from(vec![
         Span::styled("█".repeat(full.min(inner)), p.fg(Color::Cyan)),
         Span::styled("░".repeat(inner - full.min(inner)), p.dim()),
-        Span::raw(format!(" {pct:>3.0}%")),
+        Span::raw(format!(" {:>3.0}%", pct.floor())),
     ])
 }
 
 /// Phases and steps, gates, fences and the last events of the selected plan.
-fn details(s: &PlanSnap, p: Paint, now: DateTime<Utc>, area: Rect, buf: &mut Buffer) {
+fn details_lines(s: &PlanSnap, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Line<'static>> {
     let v = &s.view;
     let mut lines = vec![Line::from(phase_bar(v, p))];
+    lines.extend(next_and_error(v, p, w));
+    lines.extend(waiting_lines(v, p, w));
+    lines.extend(phase_lines(s, p, now, w));
+    for f in &s.fences {
+        lines.extend(fence_lines(f, p, w));
+    }
+    lines.extend(last_events(s, p, w));
+    lines
+}
+
+/// The last events of a plan, under a title.
+fn last_events(s: &PlanSnap, p: Paint, w: usize) -> Vec<Line<'static>> {
+    let mut lines = vec![Line::styled("last events (h: all)", p.bold())];
+    let skip = s.events.len().saturating_sub(DETAIL_EVENTS);
+    for e in &s.events[skip..] {
+        lines.extend(event_lines(e, p, "%H:%M:%S", w));
+    }
+    lines
+}
+
+/// Each phase (status, steps done, duration), its steps marked, its gate.
+fn phase_lines(s: &PlanSnap, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Line<'static>> {
+    let v = &s.view;
+    let mut lines = Vec::new();
     for (i, ph) in v.phases.iter().enumerate() {
         lines.push(Line::from(vec![
             Span::styled(format!("{:<13}", ph.phase), p.bold()),
@@ -464,66 +718,69 @@ fn details(s: &PlanSnap, p: Paint, now: DateTime<Utc>, area: Rect, buf: &mut Buf
             } else {
                 ("·", p.dim())
             };
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {mark} "), style),
-                Span::raw(step.clone()),
-            ]));
+            lines.extend(wrap(
+                vec![
+                    Span::styled(format!("  {mark} "), style),
+                    Span::raw(step.clone()),
+                ],
+                w,
+                4,
+            ));
         }
         if let Some(g) = &ph.gate {
             let text = match (&ph.gate_confirmed_at, &ph.gate_confirmed_by) {
                 (Some(at), by) => format!(
-                    "  ║ gate: {} — confirmed: {} by {}, {} ago",
+                    "gate: {} — confirmed: {} by {}, {} ago",
                     g,
                     ph.gate_deployed_ref.as_deref().unwrap_or("?"),
                     by.as_deref().unwrap_or("?"),
                     ago(*at, now)
                 ),
-                (None, _) => format!("  ║ gate: {g}"),
+                (None, _) => format!("gate: {g}"),
             };
-            lines.push(Line::styled(text, p.fg(Color::Yellow)));
+            lines.extend(wrap(
+                vec![
+                    Span::styled("  ║ ", p.fg(Color::Yellow)),
+                    Span::styled(text, p.fg(Color::Yellow)),
+                ],
+                w,
+                4,
+            ));
         }
     }
-    for f in &s.fences {
-        lines.push(fence_line(f, p));
-    }
-    if let Some(e) = &v.last_error {
-        lines.push(Line::styled(format!("last error: {e}"), p.fg(Color::Red)));
-    }
-    lines.push(Line::styled("last events", p.bold()));
-    lines.extend(event_lines(s, p, 8, area.width as usize));
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .block(titled(&format!(" {} — details (Enter: back) ", v.plan)))
-        .render(area, buf);
+    lines
 }
 
-/// The last `last` events, one line each (cut to `width`), newest at the bottom.
-fn event_lines(s: &PlanSnap, p: Paint, last: usize, width: usize) -> Vec<Line<'static>> {
-    let skip = s.events.len().saturating_sub(last);
-    s.events[skip..]
-        .iter()
-        .map(|e| {
-            let style = match e.kind.as_str() {
-                k if k.contains("fail") || k.contains("error") => p.fg(Color::Red),
-                k if k.contains("refus") || k.contains("retry") || k.contains("force") => {
-                    p.fg(Color::Yellow)
-                }
-                _ => Style::default(),
-            };
-            Line::from(vec![
-                Span::styled(format!("{} ", e.at.format("%H:%M:%S")), p.dim()),
-                Span::styled(format!("{:<16} ", e.kind), style),
-                Span::raw(one_line(&e.message, width.saturating_sub(26))),
-            ])
-        })
-        .collect()
+/// One event: its time, kind and message, wrapped under the message.
+fn event_lines(
+    e: &crate::state::store::EventRow,
+    p: Paint,
+    time_format: &str,
+    w: usize,
+) -> Vec<Line<'static>> {
+    let style = match e.kind.as_str() {
+        "error" | "interrupted" => p.fg(Color::Red),
+        "refused" | "retry" | "wait" | "fence" => p.fg(Color::Yellow),
+        _ => Style::default(),
+    };
+    let time = e.at.format(time_format).to_string();
+    let indent = time.chars().count() + 1 + KIND_W + 1;
+    wrap(
+        vec![
+            Span::styled(format!("{time} "), p.dim()),
+            Span::styled(format!("{:<KIND_W$} ", e.kind), style),
+            Span::raw(e.message.clone()),
+        ],
+        w,
+        indent,
+    )
 }
 
-fn checklist(s: &PlanSnap, p: Paint, area: Rect, buf: &mut Buffer) {
+fn checklist_lines(s: &PlanSnap, p: Paint, w: usize) -> Vec<Line<'static>> {
     let c = &s.checklist;
     let mut lines = Vec::new();
     for sec in &c.sections {
-        lines.push(Line::styled(sec.title.clone(), p.bold()));
+        lines.extend(wrap(vec![Span::styled(sec.title.clone(), p.bold())], w, 2));
         for i in &sec.items {
             let mark = if i.done { "[x]" } else { "[ ]" };
             let mut spans = vec![
@@ -545,7 +802,8 @@ fn checklist(s: &PlanSnap, p: Paint, area: Rect, buf: &mut Buffer) {
                 ),
             ];
             if let Some(cmd) = &i.command {
-                spans.push(Span::styled(format!(": {cmd}"), p.dim()));
+                spans.push(Span::raw(": "));
+                spans.push(Span::styled(cmd.clone(), p.bold()));
             }
             if let (true, Some(by)) = (i.done, &i.done_by) {
                 spans.push(Span::styled(
@@ -562,55 +820,59 @@ fn checklist(s: &PlanSnap, p: Paint, area: Rect, buf: &mut Buffer) {
                     p.dim(),
                 ));
             }
-            lines.push(Line::from(spans));
+            lines.extend(wrap(spans, w, 4));
         }
     }
-    lines.push(Line::from(format!("rollback: {}", c.rollback)));
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .block(titled(&format!(
-            " {} — release checklist (c: back) ",
-            c.plan
-        )))
-        .render(area, buf);
+    lines.extend(wrap(
+        vec![
+            Span::styled("rollback: ", p.bold()),
+            Span::raw(c.rollback.clone()),
+        ],
+        w,
+        2,
+    ));
+    lines
 }
 
-fn history(s: &PlanSnap, p: Paint, area: Rect, buf: &mut Buffer) {
-    let rows = area.height.saturating_sub(1) as usize;
-    Paragraph::new(event_lines(s, p, rows, area.width as usize))
-        .block(titled(&format!(
-            " {} — last events (h: back) ",
-            s.view.plan
-        )))
-        .render(area, buf);
+fn history_lines(s: &PlanSnap, p: Paint, w: usize) -> Vec<Line<'static>> {
+    if s.events.is_empty() {
+        return vec![Line::styled("no events", p.dim())];
+    }
+    s.events
+        .iter()
+        .rev()
+        .flat_map(|e| event_lines(e, p, "%m-%d %H:%M:%S", w))
+        .collect()
 }
 
-fn help(p: Paint, area: Rect, buf: &mut Buffer) {
+fn help_lines(p: Paint, w: usize) -> Vec<Line<'static>> {
     let k = |key: &'static str, what: &'static str| {
-        Line::from(vec![
-            Span::styled(format!("  {key:<8}"), p.bold()),
-            Span::raw(what),
-        ])
+        wrap(
+            vec![
+                Span::styled(format!("  {key:<11}"), p.bold()),
+                Span::raw(what),
+            ],
+            w,
+            13,
+        )
     };
-    Paragraph::new(vec![
-        k("↑ ↓ j k", "select a plan"),
-        k("Enter", "the plan's phases, steps, gates and last events"),
-        k(
-            "c",
-            "the plan's release checklist, ticked from the database",
-        ),
-        k("h", "the plan's last events"),
-        k("Esc", "back to the overview"),
+    let text = |t: &'static str| wrap(vec![Span::raw(t)], w, 2);
+    [
+        k("↑ ↓ j k", "select a plan (in a pane: scroll it by a line)"),
+        k("PgUp PgDn", "scroll a pane by a page (Space too); Home/End or g/G: top, bottom"),
+        k("Enter", "the plan's phases, steps, gates, fences and last events"),
+        k("c", "the plan's release checklist, ticked from the database"),
+        k("h", "the plan's events, newest first"),
+        k("Esc", "back to the overview (or the pane's key again)"),
         k("q", "quit (Ctrl-C too)"),
-        Line::raw(""),
-        Line::raw("  Phase bar: exp dw bf sr ct = expand, dual_write, backfill,"),
-        Line::raw("  switch_reads, contract; ✓ done ▶ running ✗ failed · pending;"),
-        Line::raw("  ║ a deploy gate (green: confirmed), ⏸ the gate the plan waits at."),
-        Line::raw("  The dashboard only reads: advancing stays a `pgphase phase advance`."),
-    ])
-    .wrap(Wrap { trim: false })
-    .block(titled(" help (?: back) "))
-    .render(area, buf);
+        vec![Line::raw("")],
+        text("Phase bar: exp dw bf sr ct = expand, dual_write, backfill, switch_reads, contract; ✓ done ▶ running ✗ failed ↺ rolled back · pending; ║ a deploy gate (green: confirmed), ⏸ the gate the plan waits at."),
+        text("The backfill's rate and ETA are measured over the last seconds of refreshes."),
+        text("The dashboard only reads (its session is read-only): advancing stays a `pgphase phase advance`."),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// `text` cut to `width` characters, `…` marking the cut (a statement stays on its line).
