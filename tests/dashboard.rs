@@ -128,7 +128,9 @@ async fn running_backfill_waiting_for_a_lock() {
     // ... then rows/s, rows and time per batch over the last seconds, and the ETA at
     // that rate: 10 s earlier the backfill had done 1 000 rows (10 batches) fewer
     let mut s = empty_screen();
-    let mut earlier = snap.clone().with_fixed_times(t0() - chrono::Duration::seconds(10));
+    let mut earlier = snap
+        .clone()
+        .with_fixed_times(t0() - chrono::Duration::seconds(10));
     earlier.plans[0].view.backfill[0].progress.rows_done = rows - 1000;
     earlier.plans[0].view.backfill[0].progress.batches = batches - 10;
     s.apply(Ok(earlier), t0());
@@ -140,7 +142,9 @@ async fn running_backfill_waiting_for_a_lock() {
     // 10 s later nothing moved (the batch waits for the lock): 0 rows/s over the last
     // 10 s, no ETA
     let mut stalled = s.clone();
-    let later = snap.clone().with_fixed_times(t0() + chrono::Duration::seconds(10));
+    let later = snap
+        .clone()
+        .with_fixed_times(t0() + chrono::Duration::seconds(10));
     stalled.apply(Ok(later), t0());
     let v = &stalled.snapshot.as_ref().unwrap().plans[0].view.backfill[0];
     assert_eq!((v.rows_per_sec, v.eta_seconds), (Some(0.0), None));
@@ -263,7 +267,10 @@ async fn gate_completed_failed_and_several_plans() {
         let mut a = app(0, mode);
         let (_, d) = draw(&s, &a, false, 80, 24);
         assert!(d.scroll_max > 0, "{mode:?} is longer than 80×24");
-        assert_eq!(d.page, 21, "{mode:?}: 24 rows less the header, title and footer");
+        assert_eq!(
+            d.page, 21,
+            "{mode:?}: 24 rows less the header, title and footer"
+        );
         a.drawn(d);
         let top = render(&s, &a, 80, 24);
         a.key(Key::Char('j'), 3);
@@ -277,7 +284,11 @@ async fn gate_completed_failed_and_several_plans() {
         a.key(Key::Char('k'), 3);
         assert_eq!(render(&s, &a, 80, 24), top, "{mode:?}: k back");
         a.key(Key::PageDown, 3);
-        assert_eq!(a.scroll, 20.min(d.scroll_max), "{mode:?}: a page less a line");
+        assert_eq!(
+            a.scroll,
+            20.min(d.scroll_max),
+            "{mode:?}: a page less a line"
+        );
         a.key(Key::End, 3);
         assert_eq!(a.scroll, d.scroll_max);
         let end = render(&s, &a, 80, 24);
@@ -289,10 +300,30 @@ async fn gate_completed_failed_and_several_plans() {
         a.key(Key::Home, 3);
         assert_eq!((a.scroll, a.selected, a.mode), (0, 0, mode));
         if mode != Mode::History {
-            let name = format!("{}_end_80x24", if mode == Mode::Details { "gate_details" } else { "gate_checklist" });
+            let name = format!(
+                "{}_end_80x24",
+                if mode == Mode::Details {
+                    "gate_details"
+                } else {
+                    "gate_checklist"
+                }
+            );
             insta::assert_snapshot!(name, end);
         }
     }
+
+    // a refresh that fails keeps the last screen under a banner that says why
+    let mut lost = s.clone();
+    lost.apply(
+        Err(anyhow::anyhow!(
+            "cannot connect to postgres://postgres@db:5432/app: error connecting to server: Connection refused (os error 111)"
+        )),
+        t0(),
+    );
+    insta::assert_snapshot!(
+        "plans_gate_lost_80x24",
+        render(&lost, &app(0, Mode::Overview), 80, 24)
+    );
 
     // NO_COLOR: not one cell with a colour; with colours allowed, the statuses have them
     let plain = render_buffer(&s, &app(0, Mode::Overview), false, 80, 24);

@@ -696,7 +696,9 @@ async fn status_watch_on_a_terminal_stays_through_a_gate_unless_until_done() {
     };
     let shown = clock(&first);
     let second = t
-        .wait_for("a later refresh", |s| clock(s).is_some() && clock(s) != shown)
+        .wait_for("a later refresh", |s| {
+            clock(s).is_some() && clock(s) != shown
+        })
         .await;
     assert!(second.contains(PLAN), "{second}");
     assert_eq!(t.exit_code(), None, "still watching at the gate:\n{second}");

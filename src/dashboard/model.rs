@@ -5,11 +5,11 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
+use super::activity::{self, AppSessions, Health, Statement};
 use crate::exec::Blocker;
 use crate::report::checklist::{self, Checklist};
 use crate::report::rate::{BackfillKey, Recent, RecentRates};
 use crate::report::{self, PlanView};
-use super::activity::{self, AppSessions, Health, Statement};
 use crate::state::store::{self, EventRow};
 
 /// The `application_name` of the dashboard's own connection (so it does not list itself).

@@ -72,29 +72,46 @@ pub fn render(
     buf: &mut Buffer,
 ) -> Drawn {
     let p = Paint { color };
-    let banner = screen.lost.is_some() as u16;
+    // the banner wraps (the reason matters), up to three rows
+    let banner = screen.lost.as_ref().map_or(Vec::new(), |l| {
+        let mut lines = wrap(
+            vec![Span::raw(format!(
+                "connection lost {} ago, reconnecting every {}: {}",
+                ago(l.since, now),
+                humantime::format_duration(screen.interval),
+                l.error
+            ))],
+            area.width.saturating_sub(1) as usize,
+            0,
+        );
+        lines.truncate(3);
+        lines
+    });
     let [head, ban, body, foot] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(banner),
+        Constraint::Length(banner.len() as u16),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
     .areas(area);
     header(screen, p, now, head, buf);
-    if let Some(l) = &screen.lost {
+    if !banner.is_empty() {
         let style = if color {
             Style::default().fg(Color::White).bg(Color::Red)
         } else {
             Style::default().add_modifier(Modifier::REVERSED)
         };
-        Paragraph::new(format!(
-            " connection lost {} ago, reconnecting every {}: {}",
-            ago(l.since, now),
-            humantime::format_duration(screen.interval),
-            l.error
-        ))
-        .style(style.add_modifier(Modifier::BOLD))
-        .render(ban, buf);
+        let lines: Vec<Line> = banner
+            .into_iter()
+            .map(|l| {
+                let mut spans = vec![Span::raw(" ")];
+                spans.extend(l.spans);
+                Line::from(spans)
+            })
+            .collect();
+        Paragraph::new(lines)
+            .style(style.add_modifier(Modifier::BOLD))
+            .render(ban, buf);
     }
     footer(app.mode, p, foot, buf);
 
@@ -167,7 +184,14 @@ fn pane(
 
 /// A box of `lines` cut to its height, the last row saying how much is cut and where
 /// to see it.
-fn boxed(title: String, mut lines: Vec<Line<'static>>, more: &str, p: Paint, area: Rect, buf: &mut Buffer) {
+fn boxed(
+    title: String,
+    mut lines: Vec<Line<'static>>,
+    more: &str,
+    p: Paint,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let rows = area.height.saturating_sub(1) as usize;
     if lines.len() > rows && rows > 0 {
         let cut = lines.len() - (rows - 1);
@@ -465,7 +489,7 @@ fn summary_lines(s: &PlanSnap, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Li
     lines.extend(next_and_error(v, p, w));
     lines.extend(gate_lines(v, p, now, w));
     for f in &s.fences {
-        lines.extend(fence_lines(f, p, w));
+        lines.extend(fence_lines(f, v, p, w));
     }
     lines.extend(waiting_lines(v, p, w));
     lines
@@ -537,18 +561,34 @@ fn gate_lines(v: &PlanView, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Line<
     lines
 }
 
-fn fence_lines(f: &FenceSnap, p: Paint, w: usize) -> Vec<Line<'static>> {
-    let (mark, style) = if f.sessions == 0 {
-        ("✓", p.fg(Color::Green))
-    } else {
-        ("✗", p.fg(Color::Red))
+/// A deploy fence and the sessions it matches now: a failure only at its gate (where
+/// `phase advance` would refuse); before, sessions still connected are expected.
+fn fence_lines(f: &FenceSnap, v: &PlanView, p: Paint, w: usize) -> Vec<Line<'static>> {
+    if matches!(v.status, PlanStatus::Completed | PlanStatus::RolledBack) {
+        return Vec::new();
+    }
+    let at_gate =
+        v.waiting_for.is_some() && v.current_phase.as_deref() == Some(f.at_gate_after.as_str());
+    let (mark, style, tail) = match (f.sessions, at_gate) {
+        (0, _) => ("✓", p.fg(Color::Green), String::new()),
+        (_, true) => (
+            "✗",
+            p.fg(Color::Red).add_modifier(Modifier::BOLD),
+            ": `phase advance` refuses until they are gone".to_string(),
+        ),
+        (_, false) => ("·", p.dim(), " (to be drained by then)".to_string()),
+    };
+    let sessions = match f.sessions {
+        0 => "no session".to_string(),
+        1 => "1 session".to_string(),
+        n => format!("{n} sessions"),
     };
     wrap(
         vec![
             Span::styled(format!("{mark} fence "), style),
             Span::raw(format!(
-                "before the gate after {}: {} session(s) LIKE '{}'",
-                f.at_gate_after, f.sessions, f.pattern
+                "before the gate after {}: {sessions} LIKE '{}' connected{tail}",
+                f.at_gate_after, f.pattern
             )),
         ],
         w,
@@ -601,28 +641,45 @@ fn live_lines(
             lines.push(Line::styled(batches, p.dim()));
         }
     }
+    // a statement and its blockers wrap over a few rows: the query says what it is
+    let cut = |mut l: Vec<Line<'static>>, rows: usize, p: Paint| {
+        if l.len() > rows {
+            l.truncate(rows);
+            if let Some(last) = l.last_mut() {
+                last.spans.push(Span::styled("…", p.dim()));
+            }
+        }
+        l
+    };
     for w in &snap.work {
         let st = &w.statement;
-        lines.push(Line::from(vec![
-            Span::styled("running ", p.bold()),
-            Span::raw(one_line(
-                &format!(
+        let running = wrap(
+            vec![
+                Span::styled("running ", p.bold()),
+                Span::raw(format!(
                     "{}s pid {} {}: {}",
                     st.running_secs.map_or("?".into(), |s| format!("{s:.1}")),
                     st.pid,
                     st.state.as_deref().unwrap_or("?"),
                     st.query
-                ),
-                width.saturating_sub(8),
-            )),
-        ]));
+                )),
+            ],
+            width.saturating_sub(1),
+            2,
+        );
+        lines.extend(cut(running, 2, p));
         if let Some(wait) = &st.lock_wait {
             lines.push(Line::styled(
                 format!("  waits for a {wait} lock, held by:"),
                 p.fg(Color::Red).add_modifier(Modifier::BOLD),
             ));
             for b in &w.blockers {
-                lines.push(Line::from(one_line(&format!("    {b}"), width)));
+                let blocker = wrap(
+                    vec![Span::raw(format!("    {b}"))],
+                    width.saturating_sub(1),
+                    6,
+                );
+                lines.extend(cut(blocker, 3, p));
             }
         }
     }
@@ -676,7 +733,7 @@ fn details_lines(s: &PlanSnap, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Li
     lines.extend(waiting_lines(v, p, w));
     lines.extend(phase_lines(s, p, now, w));
     for f in &s.fences {
-        lines.extend(fence_lines(f, p, w));
+        lines.extend(fence_lines(f, v, p, w));
     }
     lines.extend(last_events(s, p, w));
     lines
