@@ -150,27 +150,42 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// One refresh: connects when there is no connection, reads a snapshot, and drops the
-/// connection when that fails (the next refresh reconnects).
+/// Longest a refresh (connecting, then reading) may take before it counts as lost.
+pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One refresh: connects when there is no connection (a read-only session), reads a
+/// snapshot, and drops the connection when either fails or takes longer than
+/// [`REFRESH_TIMEOUT`] (the next refresh reconnects).
 pub async fn refresh(conn: &ConnInfo, client: &mut Option<Client>) -> anyhow::Result<Snapshot> {
-    if client.as_ref().is_none_or(|c| c.is_closed()) {
-        let c = conn.connect().await?;
-        // the dashboard changes nothing: its session could not even if it tried
-        c.batch_execute("SET default_transaction_read_only = on")
-            .await?;
-        *client = Some(c);
-    }
-    let c = client.as_ref().expect("connected above");
-    let r = tokio::time::timeout(Duration::from_secs(10), Snapshot::load(c))
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the database did not answer within 10s")));
+    let r = tokio::time::timeout(REFRESH_TIMEOUT, async {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            *client = None;
+            let c = conn.connect().await?;
+            // the dashboard changes nothing: its session could not even if it tried
+            c.batch_execute("SET default_transaction_read_only = on")
+                .await?;
+            *client = Some(c);
+        }
+        let c = client.as_ref().expect("connected above");
+        Snapshot::load(c).await
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "the database did not answer within {}",
+            humantime::format_duration(REFRESH_TIMEOUT)
+        ))
+    });
     if r.is_err() {
         *client = None;
     }
     r
 }
 
-/// Runs the dashboard on the terminal until `q` (or Ctrl-C).
+/// Runs the dashboard on the terminal until `q` (or Ctrl-C). A task refreshes every
+/// `interval` and sends each result; the screen redraws on a result, a key, a resize
+/// and every second (the "refreshed … ago" clock), so keys answer while a refresh waits
+/// on a slow database.
 pub async fn run(conn: &ConnInfo, interval: Duration, color: bool) -> anyhow::Result<()> {
     let conn = conn.with_application_name(APPLICATION_NAME);
     let mut screen = Screen {
@@ -178,9 +193,6 @@ pub async fn run(conn: &ConnInfo, interval: Duration, color: bool) -> anyhow::Re
         interval,
         ..Screen::default()
     };
-    let mut client = None;
-    let r = refresh(&conn, &mut client).await;
-    screen.apply(r, chrono::Utc::now());
 
     crossterm::terminal::enable_raw_mode()?;
     let _guard = TerminalGuard;
@@ -192,7 +204,7 @@ pub async fn run(conn: &ConnInfo, interval: Duration, color: bool) -> anyhow::Re
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
 
     // crossterm's reads block: a thread forwards the terminal's events
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         while let Ok(e) = crossterm::event::read() {
             if tx.send(e).is_err() {
@@ -200,20 +212,32 @@ pub async fn run(conn: &ConnInfo, interval: Duration, color: bool) -> anyhow::Re
             }
         }
     });
+    let (snap_tx, mut snapshots) = tokio::sync::mpsc::channel(1);
+    let refresher = tokio::spawn(async move {
+        let mut client = None;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let r = refresh(&conn, &mut client).await;
+            if snap_tx.send((r, chrono::Utc::now())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut app = App::default();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        let drawn = draw(&mut terminal, &screen, &app, color)?;
-        app.drawn(drawn);
+    let result = loop {
+        match draw(&mut terminal, &screen, &app, color) {
+            Ok(drawn) => app.drawn(drawn),
+            Err(e) => break Err(e),
+        }
         tokio::select! {
-            _ = tick.tick() => {
-                let r = refresh(&conn, &mut client).await;
-                screen.apply(r, chrono::Utc::now());
-            }
-            e = rx.recv() => match e {
+            Some((r, at)) = snapshots.recv() => screen.apply(r, at),
+            _ = clock.tick() => {}
+            e = events.recv() => match e {
                 Some(Event::Key(k)) => {
                     if let Some(key) = Key::from_event(&k) {
                         let n = screen.snapshot.as_ref().map_or(0, |s| s.plans.len());
@@ -221,15 +245,16 @@ pub async fn run(conn: &ConnInfo, interval: Duration, color: bool) -> anyhow::Re
                     }
                 }
                 Some(_) => {} // a resize: redrawn at the top of the loop
-                None => break,
+                None => break Ok(()),
             },
         }
         if app.quit {
-            break;
+            break Ok(());
         }
         app.clamp(screen.snapshot.as_ref().map_or(0, |s| s.plans.len()));
-    }
-    Ok(())
+    };
+    refresher.abort();
+    result
 }
 
 fn draw(
