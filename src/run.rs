@@ -812,8 +812,15 @@ async fn advance_locked(
         Some(g) => check_fences(l, &stored, g, opts.force).await?,
         None => Vec::new(),
     };
-    check_contract_ahead(l, &stored, from).await?;
+    let evidence_event = if check_contract_ahead(l, &stored, from).await? {
+        crate::evidence::before_contract(&l.control, &stored, opts.force).await?
+    } else {
+        None
+    };
     confirm_destructive(s, &stored.program, from)?;
+    if let Some((message, detail)) = evidence_event {
+        record_evidence(s, l, &stored, plan, deployed, message, detail).await?;
+    }
     for (kind, message, detail) in fence_events {
         if message.contains("OVERRIDDEN") {
             s.observer.note(&message);
@@ -1008,7 +1015,7 @@ async fn check_contract_ahead(
     l: &Locked,
     stored: &StoredPlan,
     from: usize,
-) -> Result<(), CmdError> {
+) -> Result<bool, CmdError> {
     let ahead = phases_until_gate(&stored.program, from)
         .enumerate()
         .any(|(k, p)| {
@@ -1021,6 +1028,40 @@ async fn check_contract_ahead(
     if ahead {
         crate::catalog_guard::check_contract(&l.control, stored).await?;
     }
+    Ok(ahead)
+}
+
+/// Records the `evidence` event of the check before contract (an override is also told).
+async fn record_evidence(
+    s: &Session,
+    l: &Locked,
+    stored: &StoredPlan,
+    plan: &str,
+    deployed: &str,
+    message: String,
+    detail: serde_json::Value,
+) -> Result<(), CmdError> {
+    if message.contains("OVERRIDDEN") {
+        s.observer.note(&message);
+    }
+    let phase = stored
+        .state()
+        .open_gate()
+        .map(|g| stored.program.phases[g].kind.as_str());
+    store::record(
+        &*l.control,
+        plan,
+        &s.actor,
+        Event {
+            phase,
+            kind: "evidence",
+            message,
+            deployed_ref: Some(deployed),
+            detail: Some(detail),
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -1255,6 +1296,9 @@ async fn run_phases_from(
                     None,
                 )
                 .await?;
+                if program.phases[i + 1].point_of_no_return {
+                    note_drain_gate(s, l, &stored).await;
+                }
                 return Ok(Outcome::AwaitingDeploy {
                     phase: kind.to_string(),
                     gate: gate.text(),
@@ -1284,6 +1328,18 @@ async fn run_phases_from(
     )
     .await?;
     Ok(Outcome::Completed)
+}
+
+/// At the gate before contract: the first evidence snapshot (see [`crate::evidence`]).
+/// The phase is done whatever happens here: a problem is told, never an error.
+async fn note_drain_gate(s: &Session, l: &Locked, stored: &StoredPlan) {
+    match crate::evidence::at_drain_gate(&l.control, stored).await {
+        Ok(Some(note)) => s.observer.note(&note),
+        Ok(None) => {}
+        Err(e) => s.observer.note(&format!(
+            "evidence before contract: no snapshot at the gate ({e}); the check before contract counts from its own"
+        )),
+    }
 }
 
 async fn record_retries(

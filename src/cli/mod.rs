@@ -18,7 +18,8 @@ use crate::state::store;
     version,
     about = "Zero-downtime PostgreSQL schema changes: YAML plans expanded into gated expand/contract phases",
     after_help = "Exit codes: 0 ok (also when stopped at a deploy gate), 1 a step failed (re-run to resume), \
-2 invalid input (nothing changed), 3 refused by the plan's state (nothing changed)."
+2 invalid input (nothing changed), 3 refused by the plan's state (nothing changed), \
+4 `check`/`check-drain`/`lint`: the check did not pass."
 )]
 pub struct Cli {
     /// Database URL (postgres://user:password@host:port/db). Also DATABASE_URL, or libpq's PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD and ~/.pgpass.
@@ -110,6 +111,19 @@ pub enum Cmd {
         #[arg(long, value_name = "PHASE")]
         at_least: String,
     },
+    /// Run the checks `phase advance` runs before a contract — statements, sessions and
+    /// index/table usage that still name what it drops, since the last check — without
+    /// advancing. Exit 0 when nothing uses it, 4 when something does.
+    CheckDrain {
+        /// The plan's name (or its file).
+        plan: String,
+        /// Check again until clean or this long has passed (e.g. 10m), then exit 4.
+        #[arg(long, value_parser = parse_wait)]
+        wait: Option<std::time::Duration>,
+        /// Time between checks with --wait.
+        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
     /// The order to start plan files in, by their `depends_on` (dependencies first, then
     /// by name). A dependency cycle is an error that names every plan of it. With a
     /// database, each plan's status, and the next one to start.
@@ -186,6 +200,10 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
         return Err("the interval must be at least 100ms".into());
     }
     Ok(d)
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write it like 30s or 10m"))
 }
 
 fn actor(cli: &Cli) -> String {
@@ -291,7 +309,14 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             let f = load(file)?;
             let conn = ConnInfo::resolve(cli.database_url.as_deref())
                 .map_err(|e| CmdError::Invalid(format!("{e:#}")))?;
-            let program = run::expand(conn.as_ref(), &f).await?;
+            let mut program = run::expand(conn.as_ref(), &f).await?;
+            if let Some(c) = &conn {
+                let client = c.connect().await?;
+                let drops = &program.contract_drops;
+                if let Some(note) = crate::evidence::plan_note(&client, drops).await? {
+                    program.notes.push(note);
+                }
+            }
             let fences: Vec<crate::plan::Fence> =
                 f.plan.fences.iter().map(|x| x.value.clone()).collect();
             let mut json = report::plan_json(&program);
@@ -412,6 +437,11 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             );
         }
         Cmd::Check { plan, at_least } => return check(&cli, plan, at_least).await,
+        Cmd::CheckDrain {
+            plan,
+            wait,
+            interval,
+        } => return check_drain(&cli, plan, *wait, *interval).await,
         Cmd::Lint {
             files,
             trace,
@@ -557,7 +587,14 @@ async fn checklist(cli: &Cli, arg: &str) -> Result<report::checklist::Checklist,
             Ok(c)
         }
         (None, Some(f)) => {
-            let program = run::expand(conn.as_ref(), &f).await?;
+            let mut program = run::expand(conn.as_ref(), &f).await?;
+            if let Some(c) = &conn {
+                let client = c.connect().await?;
+                let drops = &program.contract_drops;
+                if let Some(note) = crate::evidence::plan_note(&client, drops).await? {
+                    program.notes.push(note);
+                }
+            }
             let fences: Vec<crate::plan::Fence> =
                 f.plan.fences.iter().map(|x| x.value.clone()).collect();
             Ok(build(
@@ -707,6 +744,34 @@ async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, CmdError> {
         crate::error::exit::OK
     } else {
         crate::error::exit::NOT_REACHED
+    })
+}
+
+/// `check-drain PLAN [--wait D]`: exit 0 when clean, 4 when not (after waiting).
+async fn check_drain(
+    cli: &Cli,
+    arg: &str,
+    wait: Option<std::time::Duration>,
+    interval: std::time::Duration,
+) -> Result<i32, CmdError> {
+    let (plan, _) = plan_arg(arg)?;
+    let client = connection(cli)?.connect().await?;
+    let quiet = cli.quiet;
+    let ev = crate::evidence::drain::wait(&client, &plan, wait, interval, |ev| {
+        if !quiet {
+            eprintln!("{}", report::evidence_progress(ev));
+        }
+    })
+    .await?;
+    emit(
+        cli,
+        report::evidence_text(&ev),
+        serde_json::to_value(&ev).unwrap_or_default(),
+    );
+    Ok(if ev.clean() {
+        crate::error::exit::OK
+    } else {
+        crate::error::exit::NOT_DRAINED
     })
 }
 

@@ -193,6 +193,7 @@ pub(super) fn contract_drop(t: &Table, column: Option<&str>) -> ContractDrop {
         column: column.map(str::to_string),
         attnum: column.and_then(|c| t.column(c)).map(|c| c.attnum),
         known,
+        name_stays: false,
     }
 }
 

@@ -672,6 +672,26 @@ pub fn check_text(r: &CheckResult) -> String {
     )
 }
 
+/// `pgphase check-drain`: the verdict, then each finding and limit.
+pub fn evidence_text(ev: &crate::evidence::Evidence) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}: {}",
+        if ev.clean() { "drained" } else { "NOT drained" },
+        ev.summary()
+    );
+    for l in ev.lines() {
+        let _ = writeln!(o, "  {l}");
+    }
+    o
+}
+
+/// One stderr line per check of `check-drain --wait` that was not clean.
+pub fn evidence_progress(ev: &crate::evidence::Evidence) -> String {
+    format!("not drained yet: {}; checking again", ev.summary())
+}
+
 /// The deploy fences of a plan, after `pgphase plan`'s phases.
 pub fn fences_text(fences: &[crate::plan::Fence]) -> String {
     let mut o = String::new();

@@ -10,7 +10,7 @@ use super::machine::{PhaseState, PhaseStatus, PlanState, PlanStatus, Refusal};
 use crate::program::Program;
 
 /// Current version of the `pgphase` schema. Each entry of [`MIGRATIONS`] moves it by one.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial
@@ -82,6 +82,19 @@ CREATE TABLE pgphase.backfill_progress (
     // rollback compares the schema with it before saying it is as before
     r#"
 ALTER TABLE pgphase.plans ADD COLUMN schema_before jsonb;
+"#,
+    // 3: counters of what a contract drops (statements, index and table usage), taken
+    // when a plan reaches the gate before its contract and at every check since: the
+    // next check counts only what ran after the latest one (see `crate::evidence`)
+    r#"
+CREATE TABLE pgphase.evidence_snapshots (
+    id          bigserial PRIMARY KEY,
+    plan_name   text NOT NULL,
+    taken_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    reason      text NOT NULL,
+    counters    jsonb NOT NULL
+);
+CREATE INDEX ON pgphase.evidence_snapshots (plan_name, id);
 "#,
 ];
 
@@ -868,4 +881,34 @@ pub async fn fence_stragglers<C: GenericClient>(
         state: r.get(5),
     })
     .collect())
+}
+
+/// The latest evidence snapshot of a plan: when it was taken and its counters.
+pub async fn latest_evidence_snapshot<C: GenericClient>(
+    c: &C,
+    plan: &str,
+) -> Result<Option<(DateTime<Utc>, serde_json::Value)>, tokio_postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT taken_at, counters FROM pgphase.evidence_snapshots
+              WHERE plan_name = $1 ORDER BY id DESC LIMIT 1",
+        &[&plan],
+    )
+    .await?
+    .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Stores an evidence snapshot (`reason`: why it was taken); returns when.
+pub async fn save_evidence_snapshot<C: GenericClient>(
+    c: &C,
+    plan: &str,
+    reason: &str,
+    counters: &serde_json::Value,
+) -> Result<DateTime<Utc>, tokio_postgres::Error> {
+    Ok(c.query_one(
+        "INSERT INTO pgphase.evidence_snapshots (plan_name, reason, counters)
+             VALUES ($1, $2, $3) RETURNING taken_at",
+        &[&plan, &reason, counters],
+    )
+    .await?
+    .get(0))
 }
