@@ -12,6 +12,7 @@ pub mod cli;
 pub mod conn;
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod exec;
 pub mod interrupt;
 pub mod lint;
