@@ -25,6 +25,8 @@ pub mod exit {
     pub const REFUSED: i32 = 3;
     /// `pgphase check`: the database has not reached the requested phase.
     pub const NOT_REACHED: i32 = 4;
+    /// `pgphase check-drain`: something still uses what the contract drops.
+    pub const NOT_DRAINED: i32 = 4;
     /// `pgphase lint`: hazardous statements were found (the same code as
     /// [`NOT_REACHED`]: the check asked for did not pass).
     pub const FINDINGS: i32 = 4;

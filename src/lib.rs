@@ -13,6 +13,7 @@ pub mod conn;
 pub mod dashboard;
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod exec;
 pub mod interrupt;
 pub mod lint;

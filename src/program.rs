@@ -379,6 +379,10 @@ pub struct ContractDrop {
     /// The column's `attnum`, which a rename or a swap does not change.
     pub attnum: Option<i16>,
     pub known: Vec<(u32, u32)>,
+    /// The name lives on after contract (a shadow column takes it): statements naming
+    /// it are the new version's too, so they are no evidence of the old one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_stays: bool,
 }
 
 /// One change's part of a phase.

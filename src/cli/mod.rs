@@ -22,7 +22,8 @@ mod plans;
     version,
     about = "Zero-downtime PostgreSQL schema changes: YAML plans expanded into gated expand/contract phases",
     after_help = "Exit codes: 0 ok (also when stopped at a deploy gate), 1 a step failed (re-run to resume), \
-2 invalid input (nothing changed), 3 refused by the plan's state (nothing changed)."
+2 invalid input (nothing changed), 3 refused by the plan's state (nothing changed), \
+4 `check`/`check-drain`/`lint`: the check did not pass."
 )]
 pub struct Cli {
     /// Database URL (postgres://user:password@host:port/db). Also DATABASE_URL, or libpq's PGHOST/PGPORT/PGUSER/PGDATABASE/PGPASSWORD and ~/.pgpass.
@@ -126,6 +127,19 @@ pub enum Cmd {
         #[arg(long, value_name = "PHASE")]
         at_least: String,
     },
+    /// Run the checks `phase advance` runs before a contract — statements, sessions and
+    /// index/table usage that still name what it drops, since the last check — without
+    /// advancing. Exit 0 when nothing uses it, 4 when something does.
+    CheckDrain {
+        /// The plan's name (or its file).
+        plan: String,
+        /// Check again until clean or this long has passed (e.g. 10m), then exit 4.
+        #[arg(long, value_parser = parse_wait)]
+        wait: Option<std::time::Duration>,
+        /// Time between checks with --wait.
+        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
     /// The order to start plan files in, by their `depends_on` (dependencies first, then
     /// by name). A dependency cycle is an error that names every plan of it. With a
     /// database, each plan's status, and the next one to start.
@@ -220,6 +234,10 @@ fn required_database(cli: &Cli) -> Result<ConnInfo, CmdError> {
     })
 }
 
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write it like 30s or 10m"))
+}
+
 fn load(file: &Path) -> Result<PlanFile, CmdError> {
     PlanFile::load(file).map_err(|e| CmdError::Invalid(e.to_string()))
 }
@@ -290,6 +308,11 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
         Cmd::Dashboard { interval } => dashboard::dashboard(&cli, *interval).await?,
         Cmd::History { plan } => observe::history(&cli, plan.as_deref()).await?,
         Cmd::Check { plan, at_least } => return observe::check(&cli, plan, at_least).await,
+        Cmd::CheckDrain {
+            plan,
+            wait,
+            interval,
+        } => return observe::check_drain(&cli, plan, *wait, *interval).await,
         Cmd::Lint {
             files,
             trace,

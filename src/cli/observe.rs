@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use super::{emit, required_database, unknown_plan, Cli, Output};
+use super::{emit, plan_arg, required_database, unknown_plan, Cli, Output};
 use crate::error::CmdError;
 use crate::report;
 use crate::state::store;
@@ -140,5 +140,38 @@ pub(super) async fn check(cli: &Cli, plan: &str, phase: &str) -> Result<i32, Cmd
         crate::error::exit::OK
     } else {
         crate::error::exit::NOT_REACHED
+    })
+}
+
+/// `check-drain PLAN [--wait D]`: exit 0 when clean, 4 when not (after waiting).
+pub(super) async fn check_drain(
+    cli: &Cli,
+    arg: &str,
+    wait: Option<std::time::Duration>,
+    interval: std::time::Duration,
+) -> Result<i32, CmdError> {
+    let (plan, _) = plan_arg(arg)?;
+    let client = required_database(cli)?.connect().await?;
+    let quiet = cli.quiet;
+    let note = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let ev = crate::evidence::drain::wait(&client, &plan, wait, interval, &note, |ev| {
+        if !quiet {
+            eprintln!("{}", report::evidence_progress(ev));
+        }
+    })
+    .await?;
+    emit(
+        cli,
+        report::evidence_text(&ev),
+        serde_json::to_value(&ev).unwrap_or_default(),
+    );
+    Ok(if ev.clean() {
+        crate::error::exit::OK
+    } else {
+        crate::error::exit::NOT_DRAINED
     })
 }

@@ -491,8 +491,32 @@ fn summary_lines(s: &PlanSnap, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Li
     for f in &s.fences {
         lines.extend(fence_lines(f, v, p, w));
     }
+    lines.extend(evidence_lines(v, p, w));
     lines.extend(waiting_lines(v, p, w));
     lines
+}
+
+/// The latest check before contract (`crate::evidence`), until contract has run.
+fn evidence_lines(v: &PlanView, p: Paint, w: usize) -> Vec<Line<'static>> {
+    let Some(e) = &v.evidence else {
+        return Vec::new();
+    };
+    if matches!(v.status, PlanStatus::Completed | PlanStatus::RolledBack) {
+        return Vec::new();
+    }
+    let (mark, style) = match e.clean {
+        Some(true) => ("✓", p.fg(Color::Green)),
+        Some(false) => ("✗", p.fg(Color::Red).add_modifier(Modifier::BOLD)),
+        None => ("·", p.dim()),
+    };
+    wrap(
+        vec![
+            Span::styled(format!("{mark} evidence "), style),
+            Span::raw(report::evidence_check_label(e)),
+        ],
+        w,
+        2,
+    )
 }
 
 fn next_and_error(v: &PlanView, p: Paint, w: usize) -> Vec<Line<'static>> {
@@ -735,6 +759,7 @@ fn details_lines(s: &PlanSnap, p: Paint, now: DateTime<Utc>, w: usize) -> Vec<Li
     for f in &s.fences {
         lines.extend(fence_lines(f, v, p, w));
     }
+    lines.extend(evidence_lines(v, p, w));
     lines.extend(last_events(s, p, w));
     lines
 }
@@ -817,7 +842,7 @@ fn event_lines(
 ) -> Vec<Line<'static>> {
     let style = match e.kind.as_str() {
         "error" | "interrupted" => p.fg(Color::Red),
-        "refused" | "retry" | "wait" | "fence" => p.fg(Color::Yellow),
+        "refused" | "retry" | "wait" | "fence" | "evidence" => p.fg(Color::Yellow),
         _ => Style::default(),
     };
     let time = e.at.format(time_format).to_string();

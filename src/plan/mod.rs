@@ -130,6 +130,7 @@ pub struct Settings {
     /// Attempts for a statement that timed out waiting for its lock.
     pub lock_retries: u32,
     pub backfill: BackfillSettings,
+    pub contract: ContractSettings,
 }
 
 impl Default for Settings {
@@ -138,6 +139,53 @@ impl Default for Settings {
             lock_timeout: Duration::from_millis(500),
             lock_retries: 30,
             backfill: BackfillSettings::default(),
+            contract: ContractSettings::default(),
+        }
+    }
+}
+
+/// What happens before a contract.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContractSettings {
+    /// The check for statements, sessions and usage that still name what the contract
+    /// drops (see `crate::evidence`).
+    pub evidence: EvidenceMode,
+    /// When the last check is older than this, the check first takes a fresh snapshot
+    /// and watches this long, so that what ran before (the drain itself) does not
+    /// count. `0s`: count everything since the last check, however old.
+    #[serde(with = "duration_text")]
+    pub evidence_window: Duration,
+}
+
+impl Default for ContractSettings {
+    fn default() -> Self {
+        ContractSettings {
+            evidence: EvidenceMode::default(),
+            evidence_window: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `settings.contract.evidence`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidenceMode {
+    /// Refuse `phase advance` into contract while anything uses what it drops (the default).
+    #[default]
+    Refuse,
+    /// Check, print and record what still uses it, and run contract anyway.
+    Warn,
+    /// Do not check.
+    Off,
+}
+
+impl EvidenceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceMode::Refuse => "refuse",
+            EvidenceMode::Warn => "warn",
+            EvidenceMode::Off => "off",
         }
     }
 }

@@ -662,8 +662,10 @@ fn shadow(
         quote_literal(shadow_col.as_str())
     );
     if let Some(t) = t {
-        out.drops
-            .push(super::shared::around::contract_drop(t, Some(c.as_str())));
+        out.drops.push(crate::program::ContractDrop {
+            name_stays: true, // the shadow takes the column's name
+            ..super::shared::around::contract_drop(t, Some(c.as_str()))
+        });
         out.notes.extend(super::shared::around::publication_note(
             t,
             &format!("`{shadow_col}`"),

@@ -200,6 +200,21 @@ pub fn build(src: &Source<'_>) -> Checklist {
                 }
                 items.push(it);
             }
+            let checked = crate::evidence::checked_names(p);
+            if pnr.is_some_and(|i| seg.contains(&i)) && !checked.is_empty() {
+                let mut it = Item::new(
+                    ItemKind::Fence,
+                    format!(
+                        "nothing still uses {} since this gate was reached: statements (pg_stat_statements), sessions' queries and index/table usage (`phase advance` checks and refuses, listing them; `--force` overrides and is recorded; `settings.contract.evidence` turns it to warn or off)",
+                        checked.join(", ")
+                    ),
+                )
+                .command(format!("pgphase check-drain {name} --wait 10m"));
+                if let Some(c) = confirmed {
+                    it = it.done(c.gate_confirmed_by.clone(), c.gate_confirmed_at);
+                }
+                items.push(it);
+            }
             let mut healthy = Item::new(
                 ItemKind::Verify,
                 "the deploy is complete on every instance and healthy (error rate, latency, logs) before going on",

@@ -175,6 +175,8 @@ pub struct PlanView {
     pub backfill: Vec<BackfillView>,
     /// The most recent gate confirmation, if any.
     pub last_gate: Option<GateConfirmation>,
+    /// The latest check before contract (see `crate::evidence`), if any ran.
+    pub evidence: Option<crate::state::store::EvidenceCheck>,
 }
 
 /// A backfill's checkpoint with what it means: rate and ETA.
@@ -344,6 +346,7 @@ pub fn plan_view(p: &StoredPlan, lock_held: bool, backfill: Vec<Progress>) -> Pl
                 })
             })
             .max_by_key(|g| g.confirmed_at),
+        evidence: None,
     }
 }
 
@@ -566,10 +569,31 @@ pub fn status_detail(v: &PlanView) -> String {
     if !bf.is_empty() {
         let _ = writeln!(o, "  backfill: {bf}");
     }
+    if let Some(e) = &v.evidence {
+        let _ = writeln!(o, "  evidence before contract: {}", evidence_check_label(e));
+    }
     if let Some(c) = &v.next_command {
         let _ = writeln!(o, "  next: {c}");
     }
     o
+}
+
+/// The latest check before contract, on one line.
+pub fn evidence_check_label(e: &crate::state::store::EvidenceCheck) -> String {
+    format!(
+        "{} at {} ({}){}",
+        match e.clean {
+            Some(true) => "clean",
+            Some(false) => "STILL USED",
+            None => "checked",
+        },
+        ts(&e.checked_at),
+        e.reason,
+        e.summary
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default()
+    )
 }
 
 /// `pgphase history`.
@@ -675,6 +699,26 @@ pub fn check_text(r: &CheckResult) -> String {
         if r.reached { "reached" } else { "NOT reached" },
         r.message
     )
+}
+
+/// `pgphase check-drain`: the verdict, then each finding and limit.
+pub fn evidence_text(ev: &crate::evidence::Evidence) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}: {}",
+        if ev.clean() { "drained" } else { "NOT drained" },
+        ev.summary()
+    );
+    for l in ev.lines() {
+        let _ = writeln!(o, "  {l}");
+    }
+    o
+}
+
+/// One stderr line per check of `check-drain --wait` that was not clean.
+pub fn evidence_progress(ev: &crate::evidence::Evidence) -> String {
+    format!("not drained yet: {}; checking again", ev.summary())
 }
 
 /// The deploy fences of a plan, after `pgphase plan`'s phases.

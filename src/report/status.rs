@@ -22,7 +22,9 @@ pub async fn status_views(
         if let Some(p) = store::load_plan(client, &n).await? {
             let held = store::lock_holder(client, &n).await?.is_some();
             let progress = store::progress(client, &n).await?;
-            views.push(plan_view(&p, held, progress));
+            let mut view = plan_view(&p, held, progress);
+            view.evidence = store::latest_evidence_check(client, &n).await?;
+            views.push(view);
         }
     }
     Ok(views)

@@ -108,8 +108,22 @@ async fn advance_locked(
         Some(g) => check_fences(l, &stored, g, opts.force).await?,
         None => Vec::new(),
     };
-    check_contract_ahead(l, &stored, from).await?;
+    let evidence_event = if check_contract_ahead(l, &stored, from).await? {
+        // it may watch for a while: a signal or a lost lock stops it, nothing run
+        let lock = l.lock_stop();
+        let note = |m: &str| s.observer.note(m);
+        let check = crate::evidence::before_contract(&l.control, &stored, opts.force, &note);
+        match guarded(&lock, check).await {
+            Ok(r) => r?,
+            Err(reason) => return Err(l.stopped(s, reason).await),
+        }
+    } else {
+        None
+    };
     confirm_destructive(s, &stored.program, from)?;
+    if let Some((message, detail)) = evidence_event {
+        record_evidence(s, l, &stored, plan, deployed, message, detail).await?;
+    }
     for (kind, message, detail) in fence_events {
         if message.contains("OVERRIDDEN") {
             s.observer.note(&message);
@@ -274,4 +288,38 @@ async fn check_fences(
         }
     }
     Ok(events)
+}
+
+/// Records the `evidence` event of the check before contract (an override is also told).
+async fn record_evidence(
+    s: &Session,
+    l: &Locked,
+    stored: &StoredPlan,
+    plan: &str,
+    deployed: &str,
+    message: String,
+    detail: serde_json::Value,
+) -> Result<(), CmdError> {
+    if !message.starts_with("evidence before contract: nothing uses") {
+        s.observer.note(&message);
+    }
+    let phase = stored
+        .state()
+        .open_gate()
+        .map(|g| stored.program.phases[g].kind.as_str());
+    store::record(
+        &*l.control,
+        plan,
+        &s.actor,
+        Event {
+            phase,
+            kind: EventKind::Evidence,
+            message,
+            deployed_ref: Some(deployed),
+            detail: Some(detail),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -150,12 +150,36 @@ impl Observer for Recording {
 
 /// Expands a plan file against the live catalog (or offline when `conn` is None).
 pub async fn expand(conn: Option<&ConnInfo>, file: &PlanFile) -> Result<Program, CmdError> {
+    let mut program = expand_unchecked(conn, file).await?;
+    let checked = crate::evidence::checked_names(&program);
+    if !checked.is_empty() {
+        let what = match program.settings.contract.evidence {
+            crate::plan::EvidenceMode::Warn => "reports and records, without refusing,",
+            _ => "refuses while there are",
+        };
+        program.notes.push(format!(
+            "evidence before contract: `phase advance` into contract {what} statements (pg_stat_statements), sessions or index/table usage that still name {} since the drain gate was reached (`pgphase check-drain {}` runs the same check; settings.contract.evidence: {})",
+            checked.join(", "),
+            program.plan,
+            program.settings.contract.evidence.as_str()
+        ));
+    }
+    Ok(program)
+}
+
+async fn expand_unchecked(conn: Option<&ConnInfo>, file: &PlanFile) -> Result<Program, CmdError> {
     match conn {
         None => expand_with(None, file),
         Some(c) => {
             let client = c.connect().await?;
             let cat = load_catalog(&client, file).await?;
-            expand_with(Some(&cat), file)
+            let mut program = expand_with(Some(&cat), file)?;
+            // What the check before contract will not see on this database.
+            if let Some(note) = crate::evidence::plan_note(&client, &program.contract_drops).await?
+            {
+                program.notes.push(note);
+            }
+            Ok(program)
         }
     }
 }

@@ -31,11 +31,12 @@ pub(super) fn confirm_destructive(
 /// When the phases this command would run reach a point of no return not begun yet:
 /// re-reads the catalog and refuses (nothing run) if something has come to depend on
 /// what that contract drops since the plan started (see `catalog_guard::check_contract`).
+/// Returns whether such a contract is ahead.
 pub(super) async fn check_contract_ahead(
     l: &Locked,
     stored: &StoredPlan,
     from: usize,
-) -> Result<(), CmdError> {
+) -> Result<bool, CmdError> {
     let ahead = phases_until_gate(&stored.program, from)
         .enumerate()
         .any(|(k, p)| {
@@ -48,7 +49,7 @@ pub(super) async fn check_contract_ahead(
     if ahead {
         crate::catalog_guard::check_contract(&l.control, stored).await?;
     }
-    Ok(())
+    Ok(ahead)
 }
 
 fn phases_until_gate(program: &Program, from: usize) -> impl Iterator<Item = &Phase> {
@@ -257,6 +258,9 @@ async fn run_phases_from(
                     None,
                 )
                 .await?;
+                if program.phases[i + 1].point_of_no_return {
+                    note_drain_gate(s, l, &stored).await;
+                }
                 return Ok(Outcome::AwaitingDeploy {
                     phase: kind.to_string(),
                     gate: gate.text(),
@@ -312,4 +316,16 @@ pub(super) async fn record_retries(
         .await?;
     }
     Ok(())
+}
+
+/// At the gate before contract: the first evidence snapshot (see [`crate::evidence`]).
+/// The phase is done whatever happens here: a problem is told, never an error.
+async fn note_drain_gate(s: &Session, l: &Locked, stored: &StoredPlan) {
+    match crate::evidence::at_drain_gate(&l.control, stored).await {
+        Ok(Some(note)) => s.observer.note(&note),
+        Ok(None) => {}
+        Err(e) => s.observer.note(&format!(
+            "evidence before contract: no snapshot at the gate ({e}); the check before contract counts from its own"
+        )),
+    }
 }

@@ -136,6 +136,7 @@ async fn start_locked(s: &Session, l: &mut Locked, file: &PlanFile) -> Result<Ou
             })?
         }
     };
+    // Evidence is checked when the drain gate is confirmed (`advance`), not on a resume.
     check_contract_ahead(l, &stored, from).await?;
     if from > 0 {
         store::record(

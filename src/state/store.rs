@@ -10,7 +10,7 @@ use super::machine::{PhaseState, PhaseStatus, PlanState, PlanStatus, Refusal};
 use crate::program::Program;
 
 /// Current version of the `pgphase` schema. Each entry of [`MIGRATIONS`] moves it by one.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial
@@ -82,6 +82,21 @@ CREATE TABLE pgphase.backfill_progress (
     // rollback compares the schema with it before saying it is as before
     r#"
 ALTER TABLE pgphase.plans ADD COLUMN schema_before jsonb;
+"#,
+    // 3: counters of what a contract drops (statements, index and table usage), taken
+    // when a plan reaches the gate before its contract and at every check since: the
+    // next check counts only what ran after the latest one (see `crate::evidence`)
+    r#"
+CREATE TABLE pgphase.evidence_snapshots (
+    id          bigserial PRIMARY KEY,
+    plan_name   text NOT NULL,
+    taken_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    reason      text NOT NULL,
+    counters    jsonb NOT NULL,
+    clean       boolean,
+    summary     text
+);
+CREATE INDEX ON pgphase.evidence_snapshots (plan_name, id);
 "#,
 ];
 
@@ -675,10 +690,12 @@ pub enum EventKind {
     Fence,
     /// A command stopped by a signal or the loss of its lock.
     Interrupted,
+    /// The check before contract: what still used what it drops (or an override).
+    Evidence,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Command,
         EventKind::Refused,
         EventKind::Phase,
@@ -690,6 +707,7 @@ impl EventKind {
         EventKind::Gate,
         EventKind::Fence,
         EventKind::Interrupted,
+        EventKind::Evidence,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -705,6 +723,7 @@ impl EventKind {
             EventKind::Gate => "gate",
             EventKind::Fence => "fence",
             EventKind::Interrupted => "interrupted",
+            EventKind::Evidence => "evidence",
         }
     }
 }
@@ -976,6 +995,86 @@ pub async fn fence_stragglers<C: GenericClient>(
     .collect())
 }
 
+/// The latest evidence snapshot of a plan: when it was taken and its counters.
+pub async fn latest_evidence_snapshot<C: GenericClient>(
+    c: &C,
+    plan: &str,
+) -> Result<Option<(DateTime<Utc>, serde_json::Value)>, tokio_postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT taken_at, counters FROM pgphase.evidence_snapshots
+              WHERE plan_name = $1 ORDER BY id DESC LIMIT 1",
+        &[&plan],
+    )
+    .await?
+    .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Stores an evidence snapshot (`reason`: why it was taken) with what the check found
+/// (`clean`, a one-line `summary`); returns when.
+pub async fn save_evidence_snapshot<C: GenericClient>(
+    c: &C,
+    plan: &str,
+    reason: &str,
+    counters: &serde_json::Value,
+    clean: bool,
+    summary: &str,
+) -> Result<DateTime<Utc>, tokio_postgres::Error> {
+    Ok(c.query_one(
+        "INSERT INTO pgphase.evidence_snapshots (plan_name, reason, counters, clean, summary)
+             VALUES ($1, $2, $3, $4, $5) RETURNING taken_at",
+        &[&plan, &reason, counters, &clean, &summary],
+    )
+    .await?
+    .get(0))
+}
+
+/// How long ago the plan's latest evidence snapshot taken for one of `reasons` was
+/// taken, by the server's clock (None: there is none).
+pub async fn latest_evidence_age<C: GenericClient>(
+    c: &C,
+    plan: &str,
+    reasons: &[&str],
+) -> Result<Option<std::time::Duration>, tokio_postgres::Error> {
+    Ok(c.query_one(
+        "SELECT (extract(epoch FROM clock_timestamp() - max(taken_at)) * 1000)::bigint
+           FROM pgphase.evidence_snapshots WHERE plan_name = $1 AND reason = ANY($2)",
+        &[&plan, &reasons],
+    )
+    .await?
+    .get::<_, Option<i64>>(0)
+    .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)))
+}
+
+/// The latest check before contract of a plan, as `status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvidenceCheck {
+    pub checked_at: DateTime<Utc>,
+    /// Why it ran: `drain gate reached`, `phase advance`, `check-drain`.
+    pub reason: String,
+    /// Nothing used what contract drops since the check before it.
+    pub clean: Option<bool>,
+    pub summary: Option<String>,
+}
+
+/// [`EvidenceCheck`] of the plan's latest snapshot (None: never checked).
+pub async fn latest_evidence_check<C: GenericClient>(
+    c: &C,
+    plan: &str,
+) -> Result<Option<EvidenceCheck>, tokio_postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT taken_at, reason, clean, summary FROM pgphase.evidence_snapshots
+              WHERE plan_name = $1 ORDER BY id DESC LIMIT 1",
+        &[&plan],
+    )
+    .await?
+    .map(|r| EvidenceCheck {
+        checked_at: r.get(0),
+        reason: r.get(1),
+        clean: r.get(2),
+        summary: r.get(3),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::EventKind;
@@ -997,7 +1096,8 @@ mod tests {
                 "wait",
                 "gate",
                 "fence",
-                "interrupted"
+                "interrupted",
+                "evidence"
             ]
         );
     }

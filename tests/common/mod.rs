@@ -50,8 +50,12 @@ impl TestDb {
     }
     /// A database created with these `CREATE DATABASE` options (e.g. `ENCODING …`).
     pub async fn with_options(options: &str) -> TestDb {
-        let admin_url = admin_url();
-        let admin = connect(&admin_url).await;
+        TestDb::on(&admin_url(), options).await
+    }
+    /// A database of its own on another server (its superuser's URL), for tests that
+    /// need a server configured otherwise.
+    pub async fn on(admin_url: &str, options: &str) -> TestDb {
+        let admin = connect(admin_url).await;
         let name = format!(
             "pgphase_test_{}_{}",
             std::process::id(),
@@ -61,9 +65,7 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name} {options}"))
             .await
             .expect("create database");
-        let mut conn: tokio_postgres::Config = admin_url.parse().unwrap();
-        conn.dbname(&name);
-        let url = replace_dbname(&admin_url, &name);
+        let url = replace_dbname(admin_url, &name);
         TestDb { url, name }
     }
     pub async fn client(&self) -> Client {

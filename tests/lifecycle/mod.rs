@@ -501,6 +501,7 @@ pub async fn lifecycle(sc: Scenario) -> Report {
         if let Some(g) = old.take() {
             g.stop().await;
         }
+        drained_before_contract(&client, &name).await;
         n += 1;
         out = run::advance(&s, &name, &format!("app@v{n}"), Some(&sc.plan))
             .await
@@ -565,4 +566,36 @@ fn deepest_before_contract(program: &pgphase::program::Program) -> Deep {
         }
     }
     deep
+}
+
+/// When the plan waits at the gate before its contract: waits, as a release pipeline
+/// does (`pgphase check-drain PLAN --wait`), until the check before contract is clean;
+/// the old version has been stopped by then.
+async fn drained_before_contract(client: &Client, plan: &str) {
+    let stored = pgphase::state::store::load_plan(client, plan)
+        .await
+        .unwrap()
+        .unwrap();
+    let contract_next = stored
+        .state()
+        .open_gate()
+        .is_some_and(|g| stored.program.phases[g + 1].point_of_no_return);
+    if !contract_next {
+        return;
+    }
+    let ev = pgphase::evidence::drain::wait(
+        client,
+        plan,
+        Some(Duration::from_secs(120)),
+        Duration::from_millis(500),
+        &|_| {},
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        ev.clean(),
+        "still used after the old version stopped: {:?}",
+        ev.lines()
+    );
 }

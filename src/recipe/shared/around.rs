@@ -193,6 +193,7 @@ pub(in crate::recipe) fn contract_drop(t: &Table, column: Option<&str>) -> Contr
         column: column.map(str::to_string),
         attnum: column.and_then(|c| t.column(c)).map(|c| c.attnum),
         known,
+        name_stays: false,
     }
 }
 
