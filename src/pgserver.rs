@@ -121,7 +121,8 @@ impl PgServer {
     }
 
     /// A streaming physical standby of `primary`: `pg_basebackup -R` of it into a new
-    /// temporary directory, started on a free port with `cluster_name` set to `name`,
+    /// temporary directory (where the server's folder has no `pg_basebackup`: a copy of
+    /// its data directory taken while it is stopped for a moment), started on a free port with `cluster_name` set to `name`,
     /// which is the standby's `application_name` in the primary's
     /// `pg_stat_replication`. `hot_standby` is on: it accepts read-only sessions.
     pub fn standby_of(primary: &PgServer, name: &str, opts: &ServerOptions) -> Result<PgServer> {
@@ -129,33 +130,62 @@ impl PgServer {
             bindir: Some(primary.bindir.clone()),
             ..opts.clone()
         })?;
-        let out = run(server
-            .user
-            .command(&server.bindir.join("pg_basebackup"))
-            .arg("-D")
-            .arg(&server.data_dir)
-            .args([
-                "-R",
-                "-X",
-                "stream",
-                "-c",
-                "fast",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                SUPERUSER,
-            ])
-            .arg("-p")
-            .arg(primary.port.to_string()))?;
-        if !out.status.success() {
-            bail!(
-                "pg_basebackup of the primary on port {} failed: {}\n{}",
-                primary.port,
-                out.status,
-                output_text(&out)
-            );
-        }
+        let basebackup = server.bindir.join("pg_basebackup");
         let mut opts = opts.clone();
+        if is_executable(&basebackup) {
+            let out = run(server
+                .user
+                .command(&basebackup)
+                .arg("-D")
+                .arg(&server.data_dir)
+                .args([
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    SUPERUSER,
+                ])
+                .arg("-p")
+                .arg(primary.port.to_string()))?;
+            if !out.status.success() {
+                bail!(
+                    "pg_basebackup of the primary on port {} failed: {}\n{}",
+                    primary.port,
+                    out.status,
+                    output_text(&out)
+                );
+            }
+        } else {
+            // server packages without client programs (the CI's other majors): a cold
+            // copy of the primary's data directory, which streams the same way
+            primary.halt()?;
+            let out = run(server
+                .user
+                .command(Path::new("/bin/cp"))
+                .arg("-a")
+                .arg(&primary.data_dir)
+                .arg(&server.data_dir));
+            primary.start_again()?;
+            let out = out?;
+            if !out.status.success() {
+                bail!(
+                    "copying the primary's data directory failed: {}",
+                    output_text(&out)
+                );
+            }
+            let _ = fs::remove_file(server.data_dir.join("postmaster.pid"));
+            fs::write(server.data_dir.join("standby.signal"), "")
+                .context("could not write standby.signal")?;
+            server.user.give(&server.data_dir.join("standby.signal"))?;
+            opts.extra_conf.push((
+                "primary_conninfo".into(),
+                format!("host=127.0.0.1 port={} user={SUPERUSER}", primary.port),
+            ));
+        }
         opts.extra_conf
             .push(("cluster_name".into(), name.to_string()));
         opts.extra_conf.push(("hot_standby".into(), "on".into()));

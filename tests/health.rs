@@ -23,13 +23,18 @@ const PLAN: &str = common::RENAME_PLAN;
 const GUARD: Duration = Duration::from_secs(30);
 
 struct Cluster {
+    /// Its standby, if the test asked for one.
+    standby: Option<PgServer>,
     primary: PgServer,
     url: String,
     client: Client,
     dir: tempfile::TempDir,
 }
 
-async fn cluster(extra_conf: &[(&str, &str)], settings: &str) -> Cluster {
+/// A primary (and a standby named `standby`, made before any session connects: where the
+/// server folder has no `pg_basebackup`, the standby is a copy taken while the primary
+/// is stopped for a moment).
+async fn cluster(extra_conf: &[(&str, &str)], settings: &str, standby: Option<&str>) -> Cluster {
     let primary = PgServer::start(&ServerOptions {
         extra_conf: extra_conf
             .iter()
@@ -38,12 +43,16 @@ async fn cluster(extra_conf: &[(&str, &str)], settings: &str) -> Cluster {
         ..ServerOptions::default()
     })
     .expect("start the primary");
+    let standby = standby.map(|name| {
+        PgServer::standby_of(&primary, name, &ServerOptions::default()).expect("start the standby")
+    });
     let url = primary.url("postgres");
     let client = common::connect(&url).await;
     common::rich_comments(&client, 2_000).await;
     let dir = tempfile::tempdir().unwrap();
     common::write_rename_plan(dir.path(), settings);
     Cluster {
+        standby,
         primary,
         url,
         client,
@@ -143,10 +152,10 @@ async fn replica_lag_holds_the_backfill_until_the_standby_replays() {
     let c = cluster(
         &[],
         "  backfill: { batch_size: 100, target_batch_time: 0s, max_replica_lag: 200ms }",
+        Some("standby_a"),
     )
     .await;
-    let standby = PgServer::standby_of(&c.primary, "standby_a", &ServerOptions::default())
-        .expect("start the standby");
+    let standby = c.standby.as_ref().unwrap();
     c.standby_streaming("standby_a").await;
     let on_standby = common::connect(&standby.url("postgres")).await;
 
@@ -282,6 +291,7 @@ async fn a_replication_slot_retaining_wal_holds_the_backfill_until_it_is_dropped
     let c = cluster(
         &[("wal_level", "logical")],
         "  backfill: { batch_size: 100, target_batch_time: 0s, max_slot_lag: 1MB }",
+        None,
     )
     .await;
     c.cli(&["backfill", "pause", &c.plan_file()])
