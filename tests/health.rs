@@ -237,10 +237,10 @@ async fn a_standby_that_disappears_holds_the_backfill_until_it_is_back_or_forgot
     let c = cluster(
         &[],
         "  backfill: { batch_size: 100, target_batch_time: 0s }",
+        Some("standby_b"),
     )
     .await;
-    let standby = PgServer::standby_of(&c.primary, "standby_b", &ServerOptions::default())
-        .expect("start the standby");
+    let standby = c.standby.as_ref().unwrap();
     c.standby_streaming("standby_b").await;
 
     c.cli(&["backfill", "pause", &c.plan_file()])
