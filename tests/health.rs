@@ -25,7 +25,8 @@ const GUARD: Duration = Duration::from_secs(30);
 struct Cluster {
     /// Its standby, if the test asked for one.
     standby: Option<PgServer>,
-    primary: PgServer,
+    /// Held so that the primary lives as long as the test (dropping it stops the server).
+    _primary: PgServer,
     url: String,
     client: Client,
     dir: tempfile::TempDir,
@@ -53,7 +54,7 @@ async fn cluster(extra_conf: &[(&str, &str)], settings: &str, standby: Option<&s
     common::write_rename_plan(dir.path(), settings);
     Cluster {
         standby,
-        primary,
+        _primary: primary,
         url,
         client,
         dir,
