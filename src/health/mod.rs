@@ -284,7 +284,7 @@ pub mod limit_bytes {
     }
     pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(b) => s.serialize_str(&b.to_string()),
+            Some(b) => s.serialize_u64(*b),
             None => s.serialize_str("off"),
         }
     }
@@ -299,7 +299,7 @@ pub mod limit_count {
     }
     pub fn serialize<S: Serializer>(v: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(n) => s.serialize_str(&n.to_string()),
+            Some(n) => s.serialize_u32(*n),
             None => s.serialize_str("off"),
         }
     }
