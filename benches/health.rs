@@ -6,9 +6,13 @@
 //!   cargo bench --bench health -- --scale 20 --clients 4
 //!
 //! 1. baseline: pgbench alone;
-//! 2. unthrottled: during `pgphase start` of `change_type pgbench_accounts.abalance
-//!    int → bigint` with `max_replica_lag: off, max_slot_lag: off`;
-//! 3. throttled: the same with `max_replica_lag: 100ms` and `pause: 10ms`.
+//! 2. defaults: during `pgphase start` of `change_type pgbench_accounts.abalance
+//!    int → bigint` with the default settings (`max_replica_lag: 2s`, `max_slot_lag: 1GB`);
+//! 3. throttled: the same with `max_replica_lag: 100ms` and `pause: 10ms`;
+//! 4. naive ALTER: during `ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint`.
+//!
+//! And, on the quiet primary first, the WAL bytes per row of `pgphase start` against one
+//! `UPDATE` that fills a new bigint column.
 //!
 //! Per run: tps, p50/p99/max transaction latency (pgbench's per-transaction log, only
 //! the transactions inside the backfill's window), the backfill's time and time spent
@@ -94,12 +98,22 @@ struct Row {
     standby_lag_ms: f64,
 }
 
+/// What runs beside pgbench in one measurement.
+enum Beside {
+    Nothing,
+    /// `pgphase start` of this plan (expand, dual-write, backfill); rolled back after the
+    /// window closes.
+    Start(String),
+    /// One statement, e.g. the naive `ALTER TABLE … TYPE bigint`.
+    Sql(&'static str),
+}
+
 async fn measure(
     name: &'static str,
     primary: &PgServer,
     standby_url: &str,
     clients: u32,
-    plan_yaml: Option<String>,
+    beside: Beside,
 ) -> Row {
     let url = primary.url("postgres");
     let dir = tempfile::tempdir().unwrap();
@@ -140,23 +154,13 @@ async fn measure(
     let from = now_us();
     let t0 = Instant::now();
     let mut waited_ms = 0;
-    match &plan_yaml {
-        None => tokio::time::sleep(Duration::from_secs(10)).await,
-        Some(yaml) => {
-            let p = plan::PlanFile {
-                plan: plan::parse(yaml, "bench.yaml", name).unwrap(),
-                path: "bench.yaml".into(),
-                checksum: plan::checksum(yaml),
-                source: yaml.clone(),
-            };
-            let s = Session {
-                conn: ConnInfo::parse(&url).unwrap(),
-                actor: "bench".into(),
-                observer: Arc::new(pgphase::exec::Silent),
-                confirm: Arc::new(|_| true),
-                failpoint: None,
-            };
-            run::start(&s, &p).await.expect("start");
+    let mut undo = None;
+    match &beside {
+        Beside::Nothing => tokio::time::sleep(Duration::from_secs(10)).await,
+        Beside::Sql(sql) => connect(&url).await.batch_execute(sql).await.unwrap(),
+        Beside::Start(yaml) => {
+            let s = session(&url);
+            run::start(&s, &plan_file(name, yaml)).await.expect("start");
             let c = connect(&url).await;
             waited_ms = c
                 .query_one(
@@ -166,7 +170,7 @@ async fn measure(
                 .await
                 .unwrap()
                 .get(0);
-            run::rollback_to(&s, name, None).await.expect("rollback");
+            undo = Some(s);
         }
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -176,6 +180,9 @@ async fn measure(
     // SAFETY: kill(2) on our own child
     unsafe { libc::kill(bench.id() as i32, libc::SIGINT) };
     let _ = bench.wait();
+    if let Some(s) = undo {
+        run::rollback_to(&s, name, None).await.expect("rollback");
+    }
     let lat = latencies(dir.path(), from, to);
     Row {
         name,
@@ -187,6 +194,79 @@ async fn measure(
         waited_ms,
         standby_lag_ms,
     }
+}
+
+fn session(url: &str) -> Session {
+    Session {
+        conn: ConnInfo::parse(url).unwrap(),
+        actor: "bench".into(),
+        observer: Arc::new(pgphase::exec::Silent),
+        confirm: Arc::new(|_| true),
+        failpoint: None,
+    }
+}
+
+fn plan_file(name: &str, yaml: &str) -> plan::PlanFile {
+    plan::PlanFile {
+        plan: plan::parse(yaml, "bench.yaml", name).unwrap(),
+        path: "bench.yaml".into(),
+        checksum: plan::checksum(yaml),
+        source: yaml.to_string(),
+    }
+}
+
+/// Each statement on its own (VACUUM cannot run in the implicit transaction of a
+/// multi-statement query).
+async fn each(c: &Client, sql: &[&str]) {
+    for q in sql {
+        c.batch_execute(q).await.unwrap();
+    }
+}
+
+async fn wal_lsn(c: &Client) -> i64 {
+    c.query_one("SELECT (pg_current_wal_lsn() - '0/0')::int8", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// WAL bytes per row, on the quiet primary: `pgphase start` (expand, dual-write,
+/// backfill; rolled back after) against one `UPDATE` that fills a new bigint column.
+async fn wal_per_row(primary: &PgServer, rows: f64) -> (f64, f64) {
+    let url = primary.url("postgres");
+    let c = connect(&url).await;
+    let s = session(&url);
+    let yaml = plan_yaml("wal", "");
+    let before = wal_lsn(&c).await;
+    run::start(&s, &plan_file("wal", &yaml))
+        .await
+        .expect("start");
+    let backfill = (wal_lsn(&c).await - before) as f64 / rows;
+    run::rollback_to(&s, "wal", None).await.expect("rollback");
+    each(
+        &c,
+        &[
+            "VACUUM pgbench_accounts",
+            "ALTER TABLE pgbench_accounts ADD COLUMN wal_probe bigint",
+            "CHECKPOINT",
+        ],
+    )
+    .await;
+    let before = wal_lsn(&c).await;
+    c.batch_execute("UPDATE pgbench_accounts SET wal_probe = abalance")
+        .await
+        .unwrap();
+    let update = (wal_lsn(&c).await - before) as f64 / rows;
+    each(
+        &c,
+        &[
+            "ALTER TABLE pgbench_accounts DROP COLUMN wal_probe",
+            "VACUUM pgbench_accounts",
+            "CHECKPOINT",
+        ],
+    )
+    .await;
+    (backfill, update)
 }
 
 fn plan_yaml(name: &str, backfill: &str) -> String {
@@ -222,21 +302,17 @@ async fn main() {
         .expect("pgbench -i");
     assert!(st.success(), "pgbench -i failed");
     let c = connect(&primary.url("postgres")).await;
-    c.batch_execute("VACUUM ANALYZE pgbench_accounts; CHECKPOINT")
-        .await
-        .unwrap();
+    each(&c, &["VACUUM ANALYZE pgbench_accounts", "CHECKPOINT"]).await;
     let standby_url = standby.url("postgres");
+    let (wal_backfill, wal_update) = wal_per_row(&primary, (scale * 100_000) as f64).await;
     let rows = vec![
-        measure("baseline", &primary, &standby_url, clients, None).await,
+        measure("baseline", &primary, &standby_url, clients, Beside::Nothing).await,
         measure(
-            "unthrottled",
+            "defaults",
             &primary,
             &standby_url,
             clients,
-            Some(plan_yaml(
-                "unthrottled",
-                "max_replica_lag: off, max_slot_lag: off",
-            )),
+            Beside::Start(plan_yaml("defaults", "")),
         )
         .await,
         measure(
@@ -244,10 +320,18 @@ async fn main() {
             &primary,
             &standby_url,
             clients,
-            Some(plan_yaml(
+            Beside::Start(plan_yaml(
                 "throttled",
                 "max_replica_lag: 100ms, pause: 10ms",
             )),
+        )
+        .await,
+        measure(
+            "naive ALTER",
+            &primary,
+            &standby_url,
+            clients,
+            Beside::Sql("ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint"),
         )
         .await,
     ];
@@ -266,5 +350,9 @@ async fn main() {
             r.name, r.secs, r.tps, r.p50, r.p99, r.max, r.waited_ms, r.standby_lag_ms, r.tps / base
         );
     }
+    println!(
+        "WAL per row: pgphase start {wal_backfill:.0} B, single UPDATE of a new bigint column {wal_update:.0} B ({:.2}x)",
+        wal_backfill / wal_update
+    );
     drop(standby);
 }

@@ -361,3 +361,113 @@ async fn a_replication_slot_retaining_wal_holds_the_backfill_until_it_is_dropped
         .expect(3);
     c.cli(&["backfill", "set", PLAN]).await.expect(2);
 }
+
+/// A logical subscriber in a second cluster: while its subscription is disabled, its
+/// slot on the primary retains WAL and holds the backfill at `max_slot_lag`; enabled
+/// again, it catches up, the hold ends, and after the backfill its copy of the table
+/// equals the primary's. (DDL is not replicated: the subscriber's table has the new
+/// column before `start`, as an operator of a subscriber adds it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logical_subscriber_that_falls_behind_holds_the_backfill_until_it_catches_up() {
+    let c = cluster(
+        &[("wal_level", "logical")],
+        "  backfill: { batch_size: 100, target_batch_time: 0s, max_slot_lag: 1MB }",
+        None,
+    )
+    .await;
+    let subscriber = PgServer::start(&ServerOptions::default()).expect("start the subscriber");
+    let sub = common::connect(&subscriber.url("postgres")).await;
+    c.client
+        .batch_execute("CREATE PUBLICATION comments_pub FOR TABLE comments")
+        .await
+        .unwrap();
+    sub.batch_execute(
+        "CREATE TABLE comments (id bigint PRIMARY KEY, post_id bigint NOT NULL, user_id bigint NOT NULL,
+                                contents text, created_at timestamptz NOT NULL, body text)",
+    )
+    .await
+    .unwrap();
+    sub.batch_execute(&format!(
+        "CREATE SUBSCRIPTION comments_sub CONNECTION '{}' PUBLICATION comments_pub",
+        c.url
+    ))
+    .await
+    .unwrap();
+    // the initial copy done, and its table-sync slots gone
+    common::wait_until(
+        &sub,
+        "SELECT count(*) = 0 FROM pg_subscription_rel WHERE srsubstate <> 'r'",
+        GUARD.as_secs(),
+    )
+    .await;
+    common::wait_until(
+        &c.client,
+        "SELECT count(*) = 1 FROM pg_replication_slots",
+        GUARD.as_secs(),
+    )
+    .await;
+
+    c.cli(&["backfill", "pause", &c.plan_file()])
+        .await
+        .expect(0);
+    let first = c.start();
+    c.wait_for_holds(&["paused"]).await;
+    // the subscriber stops applying: its slot retains every byte written from now
+    sub.batch_execute("ALTER SUBSCRIPTION comments_sub DISABLE")
+        .await
+        .unwrap();
+    c.client
+        .batch_execute(
+            "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g",
+        )
+        .await
+        .unwrap();
+    c.wait_for_holds(&["paused", "slot_lag:comments_sub"]).await;
+    c.cli(&["backfill", "resume", PLAN]).await.expect(0);
+    c.wait_for_holds(&["slot_lag:comments_sub"]).await;
+    assert_eq!(c.rows_done().await, 0);
+
+    // applying again: the slot advances at the next running-transactions record, which a
+    // checkpoint writes (else the background writer's, within 15 s)
+    sub.batch_execute("ALTER SUBSCRIPTION comments_sub ENABLE")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + GUARD;
+    while c.holds().await == ["slot_lag:comments_sub"] && c.rows_done().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber caught up, and the backfill still holds on its slot"
+        );
+        c.client.batch_execute("CHECKPOINT").await.unwrap();
+        common::sleep_ms(200).await;
+    }
+    first.finish(GUARD * 2).await.expect(0);
+    assert_eq!(c.rows_done().await, 2_000);
+
+    // the subscriber's copy equals the primary's
+    let primary_rows = comment_rows(&c.client).await;
+    assert_eq!(primary_rows.len(), 2_000);
+    assert!(primary_rows.iter().all(|(_, a, b)| a == b));
+    let deadline = std::time::Instant::now() + GUARD;
+    while comment_rows(&sub).await != primary_rows {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber's copy never matched the primary's"
+        );
+        common::sleep_ms(100).await;
+    }
+    sub.batch_execute("DROP SUBSCRIPTION comments_sub")
+        .await
+        .unwrap();
+}
+
+/// `comments` (id, contents, body) in key order.
+async fn comment_rows(client: &Client) -> Vec<(i64, Option<String>, Option<String>)> {
+    client
+        .query("SELECT id, contents, body FROM comments ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
