@@ -616,7 +616,7 @@ async fn warn_and_off_are_per_plan_and_the_check_shows_in_plan_checklist_and_sta
 }
 
 /// The old version ran after the gate was reached (the drain), then stopped: with the
-/// default window, `phase advance` watches for 5 s from a fresh snapshot instead of
+/// default window, `phase advance` watches for 12 s from a fresh snapshot instead of
 /// counting the drain, and proceeds; the wait is told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_before_the_check_does_not_count() {
@@ -637,7 +637,7 @@ async fn the_drain_before_the_check_does_not_count() {
     adv.expect(0);
     assert!(
         adv.stderr.contains(
-            "evidence before contract: watching comments.contents for 5s (no check ran since the gate was reached)"
+            "evidence before contract: watching comments.contents for 12s (no check ran since the gate was reached)"
         ),
         "{adv:#?}"
     );

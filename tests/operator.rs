@@ -1,7 +1,8 @@
 //! The operator's view, end to end on real PostgreSQL through the binary: `check`
 //! (exit 0 / 4), deploy fences against the workload's real `comments-api-old`
 //! sessions, the audit log, the release checklist ticked from the database, the status
-//! dashboard's rate / ETA / last gate, and `status --watch` without a terminal.
+//! dashboard's rate / ETA / last gate, and `status --watch` without a terminal and on one
+//! (tmux).
 
 mod common;
 
@@ -671,6 +672,49 @@ async fn status_watch_prints_a_line_per_refresh_and_exits_when_nothing_runs() {
     let v: Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
     assert!(v["at"].is_string());
     assert_eq!(v["plans"][0]["status"], "awaiting_deploy");
+}
+
+/// On a terminal `status --watch` keeps refreshing through a deploy gate (that is when
+/// the operator looks) until Ctrl-C; with `--until-done` it stops there as a pipe does.
+/// The binary in a real terminal (tmux); "keeps refreshing" is its clock moving on
+/// while nothing runs, where without a terminal it has already exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_on_a_terminal_stays_through_a_gate_unless_until_done() {
+    let db = common::TestDb::new().await;
+    let client = db.client().await;
+    common::rich_comments(&client, 200).await;
+    run_on(&db.url, &["start", PLAN_FILE]).await.expect(0);
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let args = ["--quiet", "status", "--watch", "--interval", "100ms"];
+
+    let t = common::terminal::Terminal::spawn(120, 30, &args, &env);
+    let first = t.wait_for_text("awaiting_deploy").await;
+    let clock = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("pgphase status --watch · "))
+            .map(str::to_string)
+    };
+    let shown = clock(&first);
+    let second = t
+        .wait_for("a later refresh", |s| {
+            clock(s).is_some() && clock(s) != shown
+        })
+        .await;
+    assert!(second.contains(PLAN), "{second}");
+    assert_eq!(t.exit_code(), None, "still watching at the gate:\n{second}");
+    t.keys(&["C-c"]);
+    assert_eq!(t.wait_exit().await, 0);
+    drop(t);
+
+    let mut until_done = args.to_vec();
+    until_done.push("--until-done");
+    let t = common::terminal::Terminal::spawn(120, 30, &until_done, &env);
+    assert_eq!(t.wait_exit().await, 0, "stops by itself: nothing runs");
+    let last = t.screen();
+    assert!(
+        last.contains(PLAN) && last.contains("awaiting_deploy"),
+        "the final status table:\n{last}"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Command-line definitions, the one place the database connection is resolved, and
 //! the dispatch to one handler per command, by group: operate.rs (start, advance,
-//! rollback), observe.rs (status, history, check), plans.rs (plan, order, checklist),
-//! lint.rs.
+//! rollback), observe.rs (status, history, check), dashboard.rs, plans.rs (plan, order,
+//! checklist), lint.rs.
 
 mod backfill;
 
@@ -12,6 +12,7 @@ use crate::conn::ConnInfo;
 use crate::error::CmdError;
 use crate::plan::PlanFile;
 
+mod dashboard;
 mod lint;
 mod observe;
 mod operate;
@@ -70,11 +71,23 @@ pub enum Cmd {
     /// Where every plan stands (or one plan's phase timeline).
     Status {
         plan: Option<String>,
-        /// Refresh until nothing is running (or Ctrl-C): live bars on a terminal, a line per
-        /// refresh elsewhere, a JSON object per refresh with --output json.
+        /// Refresh: live bars on a terminal until Ctrl-C (through deploy gates); a line per
+        /// refresh elsewhere, a JSON object per refresh with --output json, until nothing runs.
         #[arg(long, short)]
         watch: bool,
+        /// With --watch on a terminal: stop once nothing is running (at a deploy gate or
+        /// the end), as pipes do.
+        #[arg(long, requires = "watch")]
+        until_done: bool,
         /// Time between refreshes with --watch (e.g. 500ms, 2s).
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
+    /// A full-screen, read-only terminal dashboard of every plan, the live work (backfill,
+    /// statements, lock waits) and the application's sessions, to leave open during a
+    /// release. Keys: ↑/↓ or j/k, Enter, c, h, ?, q.
+    Dashboard {
+        /// Time between refreshes (e.g. 500ms, 2s).
         #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: std::time::Duration,
     },
@@ -317,11 +330,16 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
         Cmd::Status {
             plan,
             watch,
+            until_done,
             interval,
         } => {
-            let watch = watch.then_some(*interval);
+            let watch = watch.then_some(observe::WatchOptions {
+                interval: *interval,
+                until_done: *until_done,
+            });
             return observe::status(&cli, plan.as_deref(), watch).await;
         }
+        Cmd::Dashboard { interval } => dashboard::dashboard(&cli, *interval).await?,
         Cmd::History { plan } => observe::history(&cli, plan.as_deref()).await?,
         Cmd::Check { plan, at_least } => return observe::check(&cli, plan, at_least).await,
         Cmd::CheckDrain {

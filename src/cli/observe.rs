@@ -1,5 +1,5 @@
 //! The commands that read the state in the database: `status` (and `--watch`),
-//! `history`, `check`.
+//! `history`, `check`. The full-screen view is `dashboard.rs`.
 
 use std::io::IsTerminal;
 
@@ -8,19 +8,26 @@ use crate::error::CmdError;
 use crate::report;
 use crate::state::store;
 
-/// `status [PLAN]`, or with `--watch` refreshing until nothing runs.
+/// `status --watch`'s options.
+pub(super) struct WatchOptions {
+    pub interval: std::time::Duration,
+    /// On a terminal too, stop once nothing runs (pipes always do).
+    pub until_done: bool,
+}
+
+/// `status [PLAN]`, or with `--watch` refreshing.
 pub(super) async fn status(
     cli: &Cli,
     plan: Option<&str>,
-    watch_interval: Option<std::time::Duration>,
+    watch_options: Option<WatchOptions>,
 ) -> Result<i32, CmdError> {
     let client = required_database(cli)?.connect().await?;
     let views = report::status_views(&client, plan).await?;
-    if let Some(interval) = watch_interval {
+    if let Some(options) = watch_options {
         if let (Some(p), true) = (plan, views.is_empty()) {
             return Err(unknown_plan(p));
         }
-        return watch(cli, &client, plan, interval, views).await;
+        return watch(cli, &client, plan, options, views).await;
     }
     match (plan, views.first()) {
         (Some(_), Some(v)) => emit(
@@ -54,12 +61,13 @@ pub(super) async fn history(cli: &Cli, plan: Option<&str>) -> Result<(), CmdErro
     Ok(())
 }
 
-/// `status --watch`: refresh until nothing runs or Ctrl-C.
+/// `status --watch`: refresh until Ctrl-C, or until nothing runs in a pipe or with
+/// `--until-done` (on a terminal a gate does not end it: that is when the operator looks).
 async fn watch(
     cli: &Cli,
     client: &tokio_postgres::Client,
     plan: Option<&str>,
-    interval: std::time::Duration,
+    options: WatchOptions,
     mut views: Vec<report::PlanView>,
 ) -> Result<i32, CmdError> {
     use report::watch::{Watch, WatchMode};
@@ -77,11 +85,12 @@ async fn watch(
     tokio::pin!(ctrl_c);
     loop {
         w.update(&views, chrono::Utc::now());
-        if !report::anything_running(&views) {
+        if !report::anything_running(&views) && (options.until_done || mode != WatchMode::Terminal)
+        {
             break;
         }
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(options.interval) => {}
             _ = &mut ctrl_c => break,
         }
         views = report::status_views(client, plan).await?;

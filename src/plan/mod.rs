@@ -162,7 +162,7 @@ impl Default for ContractSettings {
     fn default() -> Self {
         ContractSettings {
             evidence: EvidenceMode::default(),
-            evidence_window: Duration::from_secs(5),
+            evidence_window: Duration::from_secs(12),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod checklist;
 pub mod lint;
 pub mod progress;
+pub mod rate;
 mod status;
 pub mod style;
 pub mod watch;
@@ -413,7 +414,8 @@ pub fn short_duration(secs: f64) -> String {
 pub fn backfill_label(b: &BackfillView) -> String {
     let p = &b.progress;
     let mut o = match (p.rows_total, b.percent()) {
-        (Some(t), Some(pct)) => format!("{}/{} rows ({pct:.0}%)", p.rows_done, t),
+        // rounded down: 100% only once every row is done
+        (Some(t), Some(pct)) => format!("{}/{} rows ({:.0}%)", p.rows_done, t, pct.floor()),
         _ => format!("{} rows", p.rows_done),
     };
     if let Some(r) = b.rows_per_sec {

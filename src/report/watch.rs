@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 
+use super::rate::RecentRates;
 use super::style::{self, paint};
 use super::{backfill_label, short_count, short_duration, status_label, PlanView};
 use crate::state::machine::PlanStatus;
@@ -34,8 +35,8 @@ pub struct Watch {
     header: Option<ProgressBar>,
     lines: HashMap<String, ProgressBar>,
     bars: HashMap<BarKey, ProgressBar>,
-    /// Last (rows_done, updated_at) and smoothed rate per backfill.
-    samples: HashMap<BarKey, (i64, DateTime<Utc>, Option<f64>)>,
+    /// Each backfill's rate over the last seconds, from the refreshes.
+    rates: RecentRates,
 }
 
 impl Watch {
@@ -50,7 +51,7 @@ impl Watch {
             header: None,
             lines: HashMap::new(),
             bars: HashMap::new(),
-            samples: HashMap::new(),
+            rates: RecentRates::default(),
         }
     }
 
@@ -64,41 +65,11 @@ impl Watch {
             .collect()
     }
 
-    /// Replaces each running backfill's average rate with the rate measured between
-    /// refreshes (smoothed), and its ETA accordingly.
-    fn live_rates(&mut self, views: &[PlanView]) -> Vec<PlanView> {
-        let mut out = views.to_vec();
-        for v in &mut out {
-            for b in &mut v.backfill {
-                let key = (v.plan.clone(), b.progress.phase, b.progress.step);
-                let (rows, at) = (b.progress.rows_done, b.progress.updated_at);
-                let prev = self.samples.get(&key).cloned();
-                let mut rate = prev.and_then(|p| p.2);
-                if let Some((prows, pat, _)) = prev {
-                    let secs = (at - pat).num_milliseconds() as f64 / 1000.0;
-                    if secs > 0.0 && rows >= prows {
-                        let now = (rows - prows) as f64 / secs;
-                        rate = Some(match rate {
-                            Some(r) => 0.5 * r + 0.5 * now,
-                            None => now,
-                        });
-                    }
-                }
-                self.samples.insert(key, (rows, at, rate));
-                if let (Some(r), true) = (rate, b.running) {
-                    if r > 0.0 {
-                        b.rows_per_sec = Some(r);
-                        b.eta_seconds = b.progress.rows_total.map(|t| (t - rows).max(0) as f64 / r);
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// One refresh.
     pub fn update(&mut self, views: &[PlanView], now: DateTime<Utc>) {
-        let views = self.live_rates(views);
+        self.rates.observe(views, now);
+        let mut views = views.to_vec();
+        self.rates.apply(&mut views, true);
         let shown = self.shown(&views);
         match self.mode {
             WatchMode::Json => println!("{}", serde_json::json!({ "at": now, "plans": shown })),
@@ -127,6 +98,16 @@ impl Watch {
         if shown.is_empty() {
             header.set_message(format!("{}  {}", header.message(), "no plan in progress"));
         }
+        // a plan that left the view (completed while watched): its line and bars go
+        let gone = |plan: &String| !shown.iter().any(|v| &v.plan == plan);
+        for (_, bar) in self.lines.iter().filter(|(p, _)| gone(p)) {
+            bar.finish_and_clear();
+        }
+        for (_, bar) in self.bars.iter().filter(|(k, _)| gone(&k.0)) {
+            bar.finish_and_clear();
+        }
+        self.lines.retain(|p, _| !gone(p));
+        self.bars.retain(|k, _| !gone(&k.0));
         for v in shown {
             let line = self
                 .lines

@@ -258,7 +258,7 @@ async fn run_phases_from(
                     None,
                 )
                 .await?;
-                if program.phases[i + 1].point_of_no_return {
+                if phases_until_gate(&program, i + 1).any(|p| p.point_of_no_return) {
                     note_drain_gate(s, l, &stored).await;
                 }
                 return Ok(Outcome::AwaitingDeploy {

@@ -816,7 +816,30 @@ pub async fn events<C: GenericClient>(
     )
     .await?
     .iter()
-    .map(|r| EventRow {
+    .map(event_row)
+    .collect())
+}
+
+/// The last `limit` events of a plan, oldest first.
+pub async fn recent_events<C: GenericClient>(
+    c: &C,
+    plan: &str,
+    limit: i64,
+) -> Result<Vec<EventRow>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT id, at, plan_name, phase, actor, kind, message, deployed_ref, duration_ms, detail
+           FROM (SELECT * FROM pgphase.events WHERE plan_name = $1 ORDER BY id DESC LIMIT $2) e
+          ORDER BY id",
+        &[&plan, &limit],
+    )
+    .await?
+    .iter()
+    .map(event_row)
+    .collect())
+}
+
+fn event_row(r: &tokio_postgres::Row) -> EventRow {
+    EventRow {
         id: r.get(0),
         at: r.get(1),
         plan: r.get(2),
@@ -827,8 +850,7 @@ pub async fn events<C: GenericClient>(
         deployed_ref: r.get(7),
         duration_ms: r.get(8),
         detail: r.get(9),
-    })
-    .collect())
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -4,6 +4,7 @@
 
 pub mod cells;
 pub mod cli;
+pub mod terminal;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};

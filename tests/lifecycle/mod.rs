@@ -576,10 +576,15 @@ async fn drained_before_contract(client: &Client, plan: &str) {
         .await
         .unwrap()
         .unwrap();
-    let contract_next = stored
-        .state()
-        .open_gate()
-        .is_some_and(|g| stored.program.phases[g + 1].point_of_no_return);
+    // the phases the next `phase advance` runs: up to and including the next gate
+    let contract_next = stored.state().open_gate().is_some_and(|g| {
+        let after = &stored.program.phases[g + 1..];
+        let until = after
+            .iter()
+            .position(|p| p.gate.is_some())
+            .map_or(after.len(), |i| i + 1);
+        after[..until].iter().any(|p| p.point_of_no_return)
+    });
     if !contract_next {
         return;
     }
