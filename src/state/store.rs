@@ -1142,7 +1142,10 @@ mod tests {
                 "gate",
                 "fence",
                 "interrupted",
-                "evidence"
+                "evidence",
+                "backfill_waiting",
+                "backfill_resumed",
+                "backfill_control"
             ]
         );
     }
