@@ -101,6 +101,8 @@ pub struct PgServer {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     log_file: PathBuf,
+    /// The server arguments it was started with (`pg_ctl -o`), to start it again.
+    options: String,
     /// Removed when dropped, which happens after `Drop::drop` stopped the
     /// server, since fields are dropped after the struct's own `drop`.
     temp_dir: TempDir,
@@ -113,6 +115,86 @@ impl PgServer {
     /// is [`SUPERUSER`], with trust authentication; [`PgServer::url`] gives
     /// connection strings.
     pub fn start(opts: &ServerOptions) -> Result<PgServer> {
+        let server = PgServer::prepare(opts)?;
+        server.initdb(opts.durable)?;
+        server.finish_start(opts)
+    }
+
+    /// A streaming physical standby of `primary`: `pg_basebackup -R` of it into a new
+    /// temporary directory (where the server's folder has no `pg_basebackup`: a copy of
+    /// its data directory taken while it is stopped for a moment), started on a free port with `cluster_name` set to `name`,
+    /// which is the standby's `application_name` in the primary's
+    /// `pg_stat_replication`. `hot_standby` is on: it accepts read-only sessions.
+    pub fn standby_of(primary: &PgServer, name: &str, opts: &ServerOptions) -> Result<PgServer> {
+        let server = PgServer::prepare(&ServerOptions {
+            bindir: Some(primary.bindir.clone()),
+            ..opts.clone()
+        })?;
+        let basebackup = server.bindir.join("pg_basebackup");
+        let mut opts = opts.clone();
+        if is_executable(&basebackup) {
+            let out = run(server
+                .user
+                .command(&basebackup)
+                .arg("-D")
+                .arg(&server.data_dir)
+                .args([
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    SUPERUSER,
+                ])
+                .arg("-p")
+                .arg(primary.port.to_string()))?;
+            if !out.status.success() {
+                bail!(
+                    "pg_basebackup of the primary on port {} failed: {}\n{}",
+                    primary.port,
+                    out.status,
+                    output_text(&out)
+                );
+            }
+        } else {
+            // server packages without client programs (the CI's other majors): a cold
+            // copy of the primary's data directory, which streams the same way
+            primary.halt()?;
+            let out = run(server
+                .user
+                .command(Path::new("/bin/cp"))
+                .arg("-a")
+                .arg(&primary.data_dir)
+                .arg(&server.data_dir));
+            primary.start_again()?;
+            let out = out?;
+            if !out.status.success() {
+                bail!(
+                    "copying the primary's data directory failed: {}",
+                    output_text(&out)
+                );
+            }
+            let _ = fs::remove_file(server.data_dir.join("postmaster.pid"));
+            fs::write(server.data_dir.join("standby.signal"), "")
+                .context("could not write standby.signal")?;
+            server.user.give(&server.data_dir.join("standby.signal"))?;
+            opts.extra_conf.push((
+                "primary_conninfo".into(),
+                format!("host=127.0.0.1 port={} user={SUPERUSER}", primary.port),
+            ));
+        }
+        opts.extra_conf
+            .push(("cluster_name".into(), name.to_string()));
+        opts.extra_conf.push(("hot_standby".into(), "on".into()));
+        server.finish_start(&opts)
+    }
+
+    /// A new temporary directory (and, with `watch_parent`, its watchdog) for a
+    /// cluster that is not created yet.
+    fn prepare(opts: &ServerOptions) -> Result<PgServer> {
         let bindir = match &opts.bindir {
             Some(dir) if has_server_programs(dir) => dir.clone(),
             Some(dir) => bail!(
@@ -135,7 +217,7 @@ impl PgServer {
         user.give(&socket_dir)?;
 
         // From here on, dropping `server` cleans up whatever was done so far.
-        let mut server = PgServer {
+        let server = PgServer {
             bindir,
             major_version,
             port: 0,
@@ -143,15 +225,19 @@ impl PgServer {
             data_dir: temp_dir.path().join("data"),
             socket_dir,
             log_file: temp_dir.path().join("server.log"),
+            options: String::new(),
             temp_dir,
         };
         if opts.watch_parent {
             server.spawn_watchdog()?;
         }
-        server.initdb(opts.durable)?;
-        server.write_data_files(&opts.data_files)?;
-        server.launch(opts)?;
         Ok(server)
+    }
+
+    fn finish_start(mut self, opts: &ServerOptions) -> Result<PgServer> {
+        self.write_data_files(&opts.data_files)?;
+        self.launch(opts)?;
+        Ok(self)
     }
 
     /// The TCP port the server listens on, on `127.0.0.1`.
@@ -206,6 +292,45 @@ impl PgServer {
             let log = fs::read_to_string(&self.log_file).unwrap_or_default();
             bail!(
                 "pg_ctl restart failed: {}\n{}\nlast lines of the server log:\n{}",
+                out.status,
+                output_text(&out),
+                tail(&log, LOG_TAIL_LINES)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops the server but keeps its data (`pg_ctl stop -m fast`), as an operator's
+    /// shutdown or a crashed standby; [`PgServer::start_again`] brings it back.
+    pub fn halt(&self) -> Result<()> {
+        let out = run(self
+            .user
+            .command(&self.pg_ctl())
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-w", "-t", "60", "-m", "fast", "stop"]))?;
+        if !out.status.success() {
+            bail!("pg_ctl stop failed: {}\n{}", out.status, output_text(&out));
+        }
+        Ok(())
+    }
+
+    /// Starts a [`PgServer::halt`]ed server again on its port, with its settings.
+    pub fn start_again(&self) -> Result<()> {
+        let out = run(self
+            .user
+            .command(&self.pg_ctl())
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .args(["-w", "-t", "60", "-o"])
+            .arg(&self.options)
+            .arg("start"))?;
+        if !out.status.success() {
+            let log = fs::read_to_string(&self.log_file).unwrap_or_default();
+            bail!(
+                "pg_ctl start failed: {}\n{}\nlast lines of the server log:\n{}",
                 out.status,
                 output_text(&out),
                 tail(&log, LOG_TAIL_LINES)
@@ -335,17 +460,19 @@ impl PgServer {
             let port = free_port()?;
             // A fresh log per attempt, so that its tail is about this attempt.
             let _ = fs::remove_file(&self.log_file);
+            let options = self.server_options(port, opts);
             let mut cmd = self.user.command(&self.pg_ctl());
             cmd.arg("-D")
                 .arg(&self.data_dir)
                 .arg("-l")
                 .arg(&self.log_file)
                 .args(["-w", "-t", "60", "-o"])
-                .arg(self.server_options(port, opts))
+                .arg(&options)
                 .arg("start");
             let out = run(&mut cmd)?;
             if out.status.success() {
                 self.port = port;
+                self.options = options;
                 return Ok(());
             }
             let log = fs::read(&self.log_file)

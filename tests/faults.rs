@@ -431,6 +431,7 @@ async fn failed_concurrent_index_build_never_leaves_an_invalid_index() {
         lock_retries: 3,
         batch_pause: Duration::ZERO,
         target_batch_time: Duration::ZERO,
+        ..StepSettings::default()
     };
     let cp = CheckpointKey {
         plan: "x".into(),

@@ -64,6 +64,7 @@ fn settings() -> StepSettings {
         lock_retries: 3,
         batch_pause: Duration::ZERO,
         target_batch_time: Duration::ZERO,
+        ..StepSettings::default()
     }
 }
 

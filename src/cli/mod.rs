@@ -3,6 +3,8 @@
 //! rollback), observe.rs (status, history, check), dashboard.rs, plans.rs (plan, order,
 //! checklist), lint.rs.
 
+mod backfill;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -63,6 +65,9 @@ pub enum Cmd {
     /// Move a started plan through its gates.
     #[command(subcommand)]
     Phase(PhaseCmd),
+    /// Live controls of a plan's backfills, from any terminal: pause, resume, set limits.
+    #[command(subcommand)]
+    Backfill(backfill::BackfillCmd),
     /// Where every plan stands (or one plan's phase timeline).
     Status {
         plan: Option<String>,
@@ -234,6 +239,35 @@ fn required_database(cli: &Cli) -> Result<ConnInfo, CmdError> {
     })
 }
 
+/// Who runs the command, as the event log records it: --actor, else PGPHASE_ACTOR, else
+/// the OS user.
+fn actor(cli: &Cli) -> String {
+    cli.actor
+        .clone()
+        .or_else(|| std::env::var("PGPHASE_ACTOR").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|s| !s.is_empty())
+        .or_else(os_user)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The login name of the process's user, from the password database.
+fn os_user() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name
+    // out immediately and do not keep the pointer.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    }
+}
+
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write it like 30s or 10m"))
 }
@@ -313,6 +347,7 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             wait,
             interval,
         } => return observe::check_drain(&cli, plan, *wait, *interval).await,
+        Cmd::Backfill(cmd) => return backfill::run(&cli, cmd).await,
         Cmd::Lint {
             files,
             trace,

@@ -4,37 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{emit, load, plan_arg, required_database, Cli};
+use super::{actor, emit, load, plan_arg, required_database, Cli};
 use crate::error::CmdError;
 use crate::report::{self, progress::StderrObserver};
 use crate::run::{self, Session};
-
-fn actor(cli: &Cli) -> String {
-    cli.actor
-        .clone()
-        .or_else(|| std::env::var("PGPHASE_ACTOR").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .filter(|s| !s.is_empty())
-        .or_else(os_user)
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The login name of the process's user, from the password database.
-fn os_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name
-    // out immediately and do not keep the pointer.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return None;
-        }
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_str()
-            .ok()
-            .map(str::to_string)
-    }
-}
 
 fn confirmer(yes: bool) -> run::Confirm {
     Arc::new(move |msg: &str| {

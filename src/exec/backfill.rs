@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
+use super::throttle::Throttle;
 use super::{
     backoff, is_lock_conflict, CheckpointKey, ExecError, Observer, StepOutcome, StepSettings,
 };
@@ -84,6 +85,7 @@ pub(super) async fn run(
     let mut last_report = Instant::now();
     let mut lock_failures = 0u32;
     let mut size = BatchSize::new(spec.batch_size, settings.target_batch_time);
+    let mut throttle = Throttle::start(work, settings, cp).await?;
     // synchronous_commit off: a batch does not wait for its WAL flush (nor make the
     // application's commits queue behind it). Safe: the checkpoint commits with its
     // batch, so a crash loses both together and the resumed run redoes that batch.
@@ -94,6 +96,9 @@ pub(super) async fn run(
         quote_literal(&format!("{}ms", settings.lock_timeout.as_millis().max(1)))
     );
     loop {
+        // no batch while paused or while the database's health holds it
+        let tuning = throttle.clear(work, observer).await?;
+        size.set_target(tuning.target_batch_time);
         let t0 = Instant::now();
         let tx = work
             .transaction()
@@ -189,8 +194,8 @@ pub(super) async fn run(
             observer.backfill_progress(rows_done, total, (rows_done - start_rows) as f64 / secs);
             last_report = Instant::now();
         }
-        if !settings.batch_pause.is_zero() {
-            tokio::time::sleep(settings.batch_pause).await;
+        if !tuning.pause.is_zero() {
+            tokio::time::sleep(tuning.pause).await;
         }
     }
     observer.backfill_finished(rows_done, started.elapsed());
@@ -276,6 +281,10 @@ impl BatchSize {
         }
         let ratio = self.target.as_secs_f64() / took.as_secs_f64().max(1e-4);
         self.rows = (self.rows * ratio.clamp(0.25, 2.0)).clamp(Self::MIN, Self::MAX);
+    }
+    /// A new target (the operator's `pgphase backfill set --batch-time`).
+    pub fn set_target(&mut self, target: Duration) {
+        self.target = target;
     }
     pub fn shrink(&mut self) {
         if !self.target.is_zero() {

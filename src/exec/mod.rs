@@ -3,6 +3,7 @@
 //! transactions, idempotent re-runs, and the batched backfill.
 
 pub mod backfill;
+pub mod throttle;
 
 use rand::Rng;
 use std::time::{Duration, Instant};
@@ -129,6 +130,25 @@ pub struct StepSettings {
     pub batch_pause: Duration,
     /// Adapt batch sizes toward this duration; zero keeps them fixed.
     pub target_batch_time: Duration,
+    /// The database-health limits a backfill waits on (before the operator's live
+    /// overrides, read from the state tables before every batch).
+    pub health: crate::health::Limits,
+    /// Who runs the command, for the backfill's wait events.
+    pub actor: String,
+}
+
+impl Default for StepSettings {
+    fn default() -> Self {
+        let plan = crate::plan::Settings::default();
+        StepSettings {
+            lock_timeout: plan.lock_timeout,
+            lock_retries: plan.lock_retries,
+            batch_pause: plan.backfill.pause,
+            target_batch_time: plan.backfill.target_batch_time,
+            health: crate::health::Limits::default(),
+            actor: "pgphase".into(),
+        }
+    }
 }
 
 pub use crate::state::checkpoint::CheckpointKey;

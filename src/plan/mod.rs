@@ -202,6 +202,18 @@ pub struct BackfillSettings {
     /// Sleep between batches, to leave room for the application.
     #[serde(with = "duration_text")]
     pub pause: Duration,
+    /// No new batch while a physical standby replays more than this far behind, or
+    /// while the lag of a standby cannot be read; `off` does not watch standbys.
+    #[serde(with = "crate::health::limit_duration")]
+    pub max_replica_lag: Option<Duration>,
+    /// No new batch while a replication slot retains more WAL than this (`64MB`,
+    /// `1GB`); `off` does not watch slots.
+    #[serde(with = "crate::health::limit_bytes")]
+    pub max_slot_lag: Option<u64>,
+    /// No new batch while more client sessions than this are running a statement
+    /// (`pg_stat_activity`, state `active`); `off` (the default) does not watch load.
+    #[serde(with = "crate::health::limit_count")]
+    pub max_active_sessions: Option<u32>,
 }
 
 impl Default for BackfillSettings {
@@ -210,6 +222,9 @@ impl Default for BackfillSettings {
             batch_size: 1000,
             target_batch_time: Duration::from_millis(100),
             pause: Duration::ZERO,
+            max_replica_lag: Some(crate::health::DEFAULT_MAX_REPLICA_LAG),
+            max_slot_lag: Some(crate::health::DEFAULT_MAX_SLOT_LAG),
+            max_active_sessions: None,
         }
     }
 }
@@ -538,6 +553,37 @@ mod tests {
         .unwrap();
         assert_eq!(p.settings.lock_timeout, Duration::from_secs(2));
         assert_eq!(p.settings.backfill.batch_size, 50);
+        assert_eq!(
+            p.settings.backfill.max_replica_lag,
+            Some(crate::health::DEFAULT_MAX_REPLICA_LAG)
+        );
+        let h = parse(
+            "settings:\n  backfill: { max_replica_lag: 5s, max_slot_lag: 64MB, max_active_sessions: 40 }\nchanges:\n  - rename_column: { table: t, from: a, to: b }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            h.settings.backfill.max_replica_lag,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(h.settings.backfill.max_slot_lag, Some(64 << 20));
+        assert_eq!(h.settings.backfill.max_active_sessions, Some(40));
+        let off = parse(
+            "settings:\n  backfill: { max_replica_lag: off, max_slot_lag: off }\nchanges:\n  - rename_column: { table: t, from: a, to: b }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(off.settings.backfill.max_replica_lag, None);
+        assert_eq!(off.settings.backfill.max_slot_lag, None);
+        let bad = parse(
+            "settings:\n  backfill: { max_slot_lag: lots }\nchanges:\n  - rename_column: { table: t, from: a, to: b }\n",
+            "f.yaml",
+            "x",
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("64MB"), "{bad}");
         let e = parse(
             "settings:\n  lock_timeout: soon\nchanges:\n  - rename_column: { table: t, from: a, to: b }\n",
             "f.yaml",

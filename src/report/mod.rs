@@ -38,6 +38,20 @@ pub fn plan_text(p: &Program) -> String {
         p.settings.backfill.batch_size,
         humantime::format_duration(p.settings.backfill.pause)
     );
+    let b = &p.settings.backfill;
+    let _ = writeln!(
+        o,
+        "  backfill waits above: replica lag {}, slot lag {}, active sessions {}",
+        b.max_replica_lag
+            .map(|d| humantime::format_duration(d).to_string())
+            .unwrap_or_else(|| "off".into()),
+        b.max_slot_lag
+            .map(crate::health::fmt_bytes)
+            .unwrap_or_else(|| "off".into()),
+        b.max_active_sessions
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "off".into()),
+    );
     for n in &p.notes {
         let _ = writeln!(o, "  note: {n}");
     }
@@ -216,9 +230,11 @@ pub struct GateConfirmation {
     pub confirmed_at: DateTime<Utc>,
 }
 
-/// Rate and ETA of a backfill from its checkpoint row.
+/// Rate and ETA of a backfill from its checkpoint row: the rate of its batches, the
+/// time it waited on the database's health or the operator excluded.
 pub fn backfill_rate(p: &Progress) -> (Option<f64>, Option<f64>) {
-    let secs = (p.updated_at - p.started_at).num_milliseconds() as f64 / 1000.0;
+    // `updated_at` is the last batch's commit; a wait still going on began after it
+    let secs = ((p.updated_at - p.started_at).num_milliseconds() - p.waited_ms) as f64 / 1000.0;
     if secs <= 0.0 || p.rows_done <= 0 {
         return (None, None);
     }
@@ -407,12 +423,30 @@ pub fn backfill_label(b: &BackfillView) -> String {
     }
     if p.finished_at.is_some() {
         o.push_str(", done");
+    } else if let (true, Some(why)) = (b.running, waiting_label(p)) {
+        o.push_str(&why);
     } else if let Some(e) = b.eta_seconds {
         let _ = write!(o, ", ETA {}", short_duration(e));
     } else if !b.running {
         o.push_str(", not running");
     }
     o
+}
+
+/// `, waiting 12s: standby s1 replays 3.2s behind …` while a backfill waits.
+fn waiting_label(p: &Progress) -> Option<String> {
+    let holds = p.waiting.as_ref()?.as_array()?;
+    let why = holds
+        .iter()
+        .filter_map(|h| h.get("message").and_then(|m| m.as_str()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let since = p
+        .waiting_since
+        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .map(|s| format!(" {}", short_duration(s)))
+        .unwrap_or_default();
+    Some(format!(", waiting{since}: {why}"))
 }
 
 fn progress_label(b: &[BackfillView]) -> String {

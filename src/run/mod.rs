@@ -284,8 +284,15 @@ pub fn stored_fences(stored: &StoredPlan) -> Result<Vec<crate::plan::Fence>, Cmd
         })
 }
 
-fn settings_of(program: &Program) -> StepSettings {
+fn settings_of(program: &Program, actor: &str) -> StepSettings {
+    let b = &program.settings.backfill;
     StepSettings {
+        health: crate::health::Limits {
+            max_replica_lag: b.max_replica_lag,
+            max_slot_lag: b.max_slot_lag,
+            max_active_sessions: b.max_active_sessions,
+        },
+        actor: actor.to_string(),
         lock_timeout: program.settings.lock_timeout,
         lock_retries: program.settings.lock_retries,
         batch_pause: program.settings.backfill.pause,

@@ -99,7 +99,7 @@ async fn run_phases_from(
 ) -> Result<Outcome, CmdError> {
     let name = stored.name.clone();
     let program = stored.program.clone();
-    let settings = settings_of(&program);
+    let settings = settings_of(&program, &s.actor);
     let obs = Recording::new(s.observer.clone());
     for i in from..program.phases.len() {
         let phase = &program.phases[i];

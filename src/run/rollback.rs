@@ -138,7 +138,7 @@ async fn undo_phases(
     reopen_gate: Option<usize>,
 ) -> Result<Outcome, CmdError> {
     let plan = stored.name.as_str();
-    let settings = settings_of(&stored.program);
+    let settings = settings_of(&stored.program, &s.actor);
     let obs = Recording::new(s.observer.clone());
     for &i in phases {
         let phase = &stored.program.phases[i];

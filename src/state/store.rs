@@ -10,7 +10,7 @@ use super::machine::{PhaseState, PhaseStatus, PlanState, PlanStatus, Refusal};
 use crate::program::Program;
 
 /// Current version of the `pgphase` schema. Each entry of [`MIGRATIONS`] moves it by one.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 1: initial
@@ -97,6 +97,30 @@ CREATE TABLE pgphase.evidence_snapshots (
     summary     text
 );
 CREATE INDEX ON pgphase.evidence_snapshots (plan_name, id);
+"#,
+    // 4: backfills that watch the database's health: why a backfill waits and since
+    // when, the time it waited, the standbys it watches, and the operator's live
+    // controls (NULL: the plan's value; -1: not watched)
+    r#"
+ALTER TABLE pgphase.backfill_progress
+    ADD COLUMN waiting jsonb,
+    ADD COLUMN waiting_since timestamptz,
+    ADD COLUMN waited_ms bigint NOT NULL DEFAULT 0,
+    ADD COLUMN standbys jsonb;
+CREATE TABLE pgphase.backfill_controls (
+    plan_name           text PRIMARY KEY,
+    paused              boolean NOT NULL DEFAULT false,
+    paused_by           text,
+    paused_at           timestamptz,
+    batch_time_ms       bigint,
+    pause_ms            bigint,
+    max_replica_lag_ms  bigint,
+    max_slot_lag_bytes  bigint,
+    max_active_sessions bigint,
+    forget_standbys_at  timestamptz,
+    updated_by          text NOT NULL,
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
 "#,
 ];
 
@@ -692,10 +716,16 @@ pub enum EventKind {
     Interrupted,
     /// The check before contract: what still used what it drops (or an override).
     Evidence,
+    /// A backfill started waiting on the database's health or a pause (and why).
+    BackfillWaiting,
+    /// A backfill went on after a wait (and how long it waited).
+    BackfillResumed,
+    /// An operator changed a plan's live backfill controls (pause, resume, set).
+    BackfillControl,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Command,
         EventKind::Refused,
         EventKind::Phase,
@@ -708,6 +738,9 @@ impl EventKind {
         EventKind::Fence,
         EventKind::Interrupted,
         EventKind::Evidence,
+        EventKind::BackfillWaiting,
+        EventKind::BackfillResumed,
+        EventKind::BackfillControl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -724,6 +757,9 @@ impl EventKind {
             EventKind::Fence => "fence",
             EventKind::Interrupted => "interrupted",
             EventKind::Evidence => "evidence",
+            EventKind::BackfillWaiting => "backfill_waiting",
+            EventKind::BackfillResumed => "backfill_resumed",
+            EventKind::BackfillControl => "backfill_control",
         }
     }
 }
@@ -827,6 +863,11 @@ pub struct Progress {
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why the backfill waits now (a list of holds), while it does.
+    pub waiting: Option<serde_json::Value>,
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// Time spent waiting in earlier, finished waits.
+    pub waited_ms: i64,
 }
 
 pub async fn progress<C: GenericClient>(
@@ -834,7 +875,8 @@ pub async fn progress<C: GenericClient>(
     plan: &str,
 ) -> Result<Vec<Progress>, tokio_postgres::Error> {
     Ok(c.query(
-        "SELECT phase, step, rows_done, rows_total, batches, started_at, updated_at, finished_at
+        "SELECT phase, step, rows_done, rows_total, batches, started_at, updated_at, finished_at,
+                waiting, waiting_since, waited_ms
            FROM pgphase.backfill_progress WHERE plan_name = $1 ORDER BY phase, step",
         &[&plan],
     )
@@ -849,6 +891,9 @@ pub async fn progress<C: GenericClient>(
         started_at: r.get(5),
         updated_at: r.get(6),
         finished_at: r.get(7),
+        waiting: r.get(8),
+        waiting_since: r.get(9),
+        waited_ms: r.get(10),
     })
     .collect())
 }
@@ -1097,7 +1142,10 @@ mod tests {
                 "gate",
                 "fence",
                 "interrupted",
-                "evidence"
+                "evidence",
+                "backfill_waiting",
+                "backfill_resumed",
+                "backfill_control"
             ]
         );
     }
