@@ -14,8 +14,14 @@ use std::time::{Duration, Instant};
 
 const PLAN_NAME: &str = RENAME_PLAN;
 
+/// The rename plan with `settings`, without the check before contract: these tests
+/// kill and resume every step, and that check's 12 s window before each contract would
+/// double their time (tests/evidence.rs and every lifecycle test run it).
 fn write_plan(dir: &tempfile::TempDir, settings: &str) -> PathBuf {
-    write_rename_plan(dir.path(), settings)
+    write_rename_plan(
+        dir.path(),
+        &format!("{settings}\n  contract: {{ evidence: off }}"),
+    )
 }
 
 fn cli(url: &str, args: &[&str], failpoint: Option<&str>) -> Command {
