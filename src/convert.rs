@@ -70,7 +70,7 @@ fn scalar(v: &str, indent: usize) -> String {
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.()".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "_.()-".contains(c))
         && !v.contains("..")
         && !["true", "false", "yes", "no", "on", "off", "null", "y", "n"]
             .contains(&v.to_ascii_lowercase().as_str());
@@ -716,7 +716,6 @@ fn create_index(st: &Statement) -> Result<Change, String> {
         None
     };
     // columns: plain names, ASC allowed (the default)
-    let group_start = p.i;
     let mut columns = Vec::new();
     {
         if !p.peek().is_some_and(|t| t.tok == Tok::LParen) {
@@ -740,7 +739,6 @@ fn create_index(st: &Statement) -> Result<Change, String> {
             }
         }
     }
-    let _ = group_start;
     let predicate = if p.eat(&["where"]) {
         Some(text(st, &st.tokens[p.i..]))
     } else {
@@ -1313,12 +1311,11 @@ pub fn convert(files: &[(String, String)], name: &str) -> Conversion {
             // the loader decides: in this plan, in the next one, or as an `sql` change
             let k = plans.len();
             let try_in = |d: &Draft, c: &Change, prefix: &str| {
-                let mut trial = Draft {
+                let trial = Draft {
                     body: format!("{}{prefix}{}", d.body, c.render()),
                     changes: d.changes + 1,
                     human: Vec::new(),
                 };
-                trial.human.clear();
                 let dep = (k > 0).then(|| plan_name_of(k - 1));
                 accepted(
                     &plan_text(&plan_name_of(k), dep.as_deref(), &[], &trial),
@@ -1347,8 +1344,10 @@ pub fn convert(files: &[(String, String)], name: &str) -> Conversion {
                         change = sql_change(&it.statement.text, &why);
                         sql_reason = Some(why);
                         if try_in(&draft, &change, &comment).is_err() {
-                            if try_in(&alone, &change, &comment).is_ok() && draft.changes > 0 {
-                                finish(&mut draft, &mut plans);
+                            if try_in(&alone, &change, &comment).is_ok() {
+                                if draft.changes > 0 {
+                                    finish(&mut draft, &mut plans);
+                                }
                             } else {
                                 let why = format!(
                                     "{} and it cannot be an `sql` change either",
