@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod catalog_guard;
 pub mod cli;
 pub mod conn;
+pub mod convert;
 pub mod dashboard;
 pub mod demo;
 pub mod error;

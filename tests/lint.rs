@@ -163,6 +163,89 @@ fn exit_4_with_findings_0_without_and_json() {
     assert_eq!(out.matches("\n    why: ").count(), rules::list().len());
 }
 
+/// `--format github`: one `::error file=…,line=…,col=…` workflow command per finding;
+/// `--format sarif`: a SARIF 2.1.0 log that validates against the SARIF 2.1.0 JSON
+/// Schema (tests/fixtures/sarif-schema-2.1.0.json, the schema as published, rtm.5),
+/// with the allowed finding as a suppressed result.
+#[test]
+fn github_annotations_and_sarif() {
+    let risky = "examples/migrations/001_risky.sql";
+    let (code, out, _) = output(pgphase(&["lint", risky, "--format", "github"]));
+    assert_eq!(code, 4, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("alter-column-type"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.starts_with(&format!(
+            "::error file={risky},line=5,col=22,title=pgphase lint%3A alter-column-type::"
+        )),
+        "{out}"
+    );
+    assert!(line.contains("%0Afix: "), "{line}");
+    assert!(line.contains("pgphase convert"), "{line}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("::error ")).count(),
+        12,
+        "{out}"
+    );
+
+    let (code, out, _) = output(pgphase(&["lint", risky, "--format", "sarif"]));
+    assert_eq!(code, 4, "{out}");
+    let log: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sarif-schema-2.1.0.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(&log)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{out}");
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    let r = &results[0];
+    assert_eq!(r["ruleId"], "alter-column-type");
+    assert_eq!(
+        r["locations"][0]["physicalLocation"]["region"]["startLine"],
+        5
+    );
+    let rules_in_log = log["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rules_in_log.len(), rules::list().len());
+    let k = r["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(rules_in_log[k]["id"], "alter-column-type");
+    assert!(
+        results
+            .iter()
+            .any(|r| r["ruleId"] == "drop-column" && r["suppressions"][0]["kind"] == "inSource"),
+        "{out}"
+    );
+
+    // a clean file: exit 0, a valid log with no results
+    let (code, out, _) = output(pgphase(&[
+        "lint",
+        "examples/migrations/002_safe.sql",
+        "--format",
+        "sarif",
+    ]));
+    assert_eq!(code, 0);
+    let log: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v.is_valid(&log));
+    assert_eq!(log["runs"][0]["results"].as_array().unwrap().len(), 0);
+    // text stays the default, --format json is --output json
+    let (_, text, _) = output(pgphase(&["lint", risky]));
+    assert!(text.contains("why: "), "{text}");
+    let (_, json, _) = output(pgphase(&["lint", risky, "--format", "json"]));
+    let (_, json2, _) = output(pgphase(&["lint", risky, "--output", "json"]));
+    assert_eq!(json, json2);
+}
+
 /// The trace on a throwaway server: each statement commits on its own, so each shows its
 /// own locks; rewrites are seen through relfilenode.
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{database, emit, Cli};
+use super::{database, emit, Cli, LintFormat};
 use crate::error::CmdError;
 use crate::report;
 
@@ -23,6 +23,7 @@ pub(super) async fn lint(
     files: &[PathBuf],
     trace: bool,
     lock_timeout: std::time::Duration,
+    format: LintFormat,
 ) -> Result<i32, CmdError> {
     let mut results = Vec::new();
     let mut sources = Vec::new();
@@ -65,16 +66,34 @@ pub(super) async fn lint(
     } else {
         None
     };
-    let color = report::style::stdout_color();
-    let mut text = report::lint::lint_text(&results, color);
-    if let Some(t) = &traced {
-        text = format!("{}\n{text}", report::lint::trace_text(t, color));
+    let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+    match format {
+        LintFormat::Text => {
+            let color = report::style::stdout_color();
+            let mut text = report::lint::lint_text(&results, color);
+            if let Some(t) = &traced {
+                text = format!("{}\n{text}", report::lint::trace_text(t, color));
+            }
+            print!("{text}");
+        }
+        LintFormat::Json => println!(
+            "{}",
+            pretty(report::lint::lint_json(&results, traced.as_ref()))
+        ),
+        LintFormat::Github => {
+            if let Some(t) = &traced {
+                print!("{}", report::lint::trace_text(t, false));
+            }
+            print!("{}", report::lint::lint_github(&results));
+        }
+        LintFormat::Sarif => println!(
+            "{}",
+            pretty(report::lint::lint_sarif(
+                &results,
+                &crate::lint::rules::list()
+            ))
+        ),
     }
-    emit(
-        cli,
-        text,
-        report::lint::lint_json(&results, traced.as_ref()),
-    );
     Ok(if results.iter().any(|r| !r.findings.is_empty()) {
         crate::error::exit::FINDINGS
     } else {

@@ -17,11 +17,12 @@ mod lint;
 mod observe;
 mod operate;
 mod plans;
+mod tools;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "pgphase",
-    version,
+    version = env!("PGPHASE_VERSION"),
     about = "Zero-downtime PostgreSQL schema changes: YAML plans expanded into gated expand/contract phases",
     after_help = "Exit codes: 0 ok (also when stopped at a deploy gate), 1 a step failed (re-run to resume), \
 2 invalid input (nothing changed), 3 refused by the plan's state (nothing changed), \
@@ -121,7 +122,36 @@ pub enum Cmd {
         /// List the rules (name, why, fix) and exit.
         #[arg(long)]
         rules: bool,
+        /// text; json (as --output json); github (workflow annotations on the lines of a
+        /// pull request); sarif (SARIF 2.1.0, for code scanning). Default: --output's.
+        #[arg(long, value_enum)]
+        format: Option<LintFormat>,
     },
+    /// Convert raw migration SQL (as Rails, Django, Prisma, Alembic or Flyway generate it)
+    /// into a plan: each statement becomes the change kind that does it safely; what no
+    /// kind does becomes an `sql` change run in contract, with a comment saying why. The
+    /// plan goes to stdout (or --out); what needs a human, to stderr.
+    Convert {
+        #[arg(required = true, value_name = "FILE.sql")]
+        files: Vec<PathBuf>,
+        /// The plan's name (default: the first file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the plan here instead of stdout; a second plan (when the changes cannot
+        /// share one) goes beside it as NAME-2.yaml, and so on.
+        #[arg(long, short = 'o', value_name = "FILE.yaml")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of plan files (for editors: the YAML language server reads
+    /// it from a `# yaml-language-server: $schema=…` line).
+    Schema,
+    /// Print a shell completion script: `pgphase completions bash > /etc/bash_completion.d/pgphase`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `pgphase man > pgphase.1; man ./pgphase.1`.
+    Man,
     /// Exit 0 when the database has reached a phase of a plan (the phase, or the whole plan,
     /// is completed); exit 4 otherwise. For deploy pipelines and application start-up.
     Check {
@@ -168,6 +198,14 @@ pub enum Cmd {
         #[arg(long, default_value_t = 2.0)]
         stage_seconds: f64,
     },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LintFormat {
+    Text,
+    Json,
+    Github,
+    Sarif,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -353,13 +391,24 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
             trace,
             lock_timeout,
             rules,
+            format,
         } => {
             if *rules {
                 lint::rules(&cli);
                 return Ok(crate::error::exit::OK);
             }
-            return lint::lint(&cli, files, *trace, *lock_timeout).await;
+            let format = format.unwrap_or(match cli.output {
+                Output::Text => LintFormat::Text,
+                Output::Json => LintFormat::Json,
+            });
+            return lint::lint(&cli, files, *trace, *lock_timeout, format).await;
         }
+        Cmd::Convert { files, name, out } => {
+            tools::convert(&cli, files, name.as_deref(), out.as_deref())?
+        }
+        Cmd::Schema => tools::schema(),
+        Cmd::Completions { shell } => tools::completions(*shell),
+        Cmd::Man => tools::man()?,
         Cmd::Demo {
             rows,
             clients,

@@ -36,7 +36,12 @@ pub fn rule_page(r: &Rule) -> String {
             .iter()
             .map(|k| format!("[`{k}`](../kinds/{k}.md)"))
             .collect();
-        let _ = writeln!(o, "pgphase change kind: {}.\n", links.join(", "));
+        let _ = writeln!(
+            o,
+            "pgphase change kind: {}. `pgphase convert FILE.sql` writes such a file as a plan \
+([converting SQL migrations](../integrations.md#converting-sql-migrations-pgphase-convert)).\n",
+            links.join(", ")
+        );
     }
     let file = format!("{}.sql", r.name);
     let found = lint_source(&file, r.bad);

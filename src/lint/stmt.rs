@@ -42,6 +42,8 @@ pub struct Action {
     pub line: usize,
     pub col: usize,
     pub what: ActionKind,
+    /// The action's tokens (for `convert`, which reads the details the rules do not need).
+    pub tokens: Vec<Token>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +137,13 @@ pub enum Kind {
         table: Name,
         has_where: bool,
     },
+    /// `ALTER TYPE name ADD VALUE [IF NOT EXISTS] 'value' [BEFORE | AFTER 'other']`.
+    AddEnumValue {
+        type_name: Name,
+        value: String,
+        before: Option<String>,
+        after: Option<String>,
+    },
     Other,
 }
 
@@ -217,7 +226,7 @@ impl<'a> P<'a> {
 }
 
 /// Splits tokens at top-level commas.
-fn split_commas(t: &[Token]) -> Vec<&[Token]> {
+pub fn split_commas(t: &[Token]) -> Vec<&[Token]> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut start = 0;
@@ -292,6 +301,41 @@ pub fn classify(s: &Statement) -> Kind {
                 what: "CREATE TRIGGER".into(),
                 table,
             };
+        }
+        return Kind::Other;
+    }
+    if p.eat(&["alter", "type"]) {
+        if let Some(type_name) = p.name() {
+            if p.eat(&["add", "value"]) {
+                p.eat(&["if", "not", "exists"]);
+                let text = |p: &mut P<'_>| match p.peek().map(|t| &t.tok) {
+                    Some(Tok::Str(v)) => {
+                        p.i += 1;
+                        Some(v.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(value) = text(&mut p) {
+                    let before = if p.eat(&["before"]) {
+                        text(&mut p)
+                    } else {
+                        None
+                    };
+                    let after = if p.eat(&["after"]) {
+                        text(&mut p)
+                    } else {
+                        None
+                    };
+                    if p.peek().is_none() {
+                        return Kind::AddEnumValue {
+                            type_name,
+                            value,
+                            before,
+                            after,
+                        };
+                    }
+                }
+            }
         }
         return Kind::Other;
     }
@@ -622,7 +666,12 @@ fn action(t: &[Token]) -> Action {
     } else {
         ActionKind::Other
     };
-    Action { line, col, what }
+    Action {
+        line,
+        col,
+        what,
+        tokens: t.to_vec(),
+    }
 }
 
 /// `col IS NOT NULL`, possibly in extra parentheses: the column.

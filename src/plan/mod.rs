@@ -58,6 +58,22 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for At<T> {
     }
 }
 
+/// In the schema a positioned value is the value itself.
+impl<T: schemars::JsonSchema> schemars::JsonSchema for At<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+}
+
 impl<T> std::ops::Deref for At<T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -97,7 +113,7 @@ pub struct Plan {
 ///   - at_gate_after: switch_reads
 ///     no_application_name_like: comments-api-old%
 /// ```
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fence {
     /// The phase whose closing gate the fence guards (`backfill`, `switch_reads`, …).
@@ -106,26 +122,41 @@ pub struct Fence {
     pub no_application_name_like: At<String>,
 }
 
-#[derive(Deserialize)]
+/// A pgphase plan file: the changes to make to a live PostgreSQL schema, expanded by
+/// `pgphase plan` into gated expand/contract phases.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "pgphase plan")]
 struct RawPlan {
+    /// The plan's name (letters, digits, `-`, `_`, `.`); default: the file name.
     name: Option<At<String>>,
     description: Option<String>,
+    /// Plans that must be completed first.
     #[serde(default)]
     depends_on: Vec<At<String>>,
     #[serde(default)]
     settings: Settings,
+    /// The changes, in order; each one change kind (docs/kinds/).
     changes: At<Vec<At<Change>>>,
+    /// Deploy fences, checked by `phase advance` when it confirms a gate.
     #[serde(default)]
     fences: Vec<At<Fence>>,
 }
 
+/// The JSON Schema of plan files, derived from the types the loader deserializes
+/// (`pgphase schema`; committed as schema/plan.schema.json).
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(RawPlan);
+    serde_json::to_value(&schema).unwrap_or_default()
+}
+
 /// Tunables; every field has a default.
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Longest time a statement may wait for a lock that would block the application.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub lock_timeout: Duration,
     /// Attempts for a statement that timed out waiting for its lock.
     pub lock_retries: u32,
@@ -145,7 +176,7 @@ impl Default for Settings {
 }
 
 /// What happens before a contract.
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContractSettings {
     /// The check for statements, sessions and usage that still name what the contract
@@ -155,6 +186,7 @@ pub struct ContractSettings {
     /// and watches this long, so that what ran before (the drain itself) does not
     /// count. `0s`: count everything since the last check, however old.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub evidence_window: Duration,
 }
 
@@ -168,7 +200,9 @@ impl Default for ContractSettings {
 }
 
 /// `settings.contract.evidence`.
-#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EvidenceMode {
     /// Refuse `phase advance` into contract while anything uses what it drops (the default).
@@ -190,7 +224,7 @@ impl EvidenceMode {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackfillSettings {
     /// Rows in the first batch (one short transaction each); later batches adapt.
@@ -198,9 +232,11 @@ pub struct BackfillSettings {
     /// Batch sizes adapt so that each batch takes about this long (row locks are held
     /// for at most about twice that). `0s` keeps `batch_size` fixed.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub target_batch_time: Duration,
     /// Sleep between batches, to leave room for the application.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub pause: Duration,
     /// No new batch while a physical standby replays more than this far behind, or
     /// while the lag of a standby cannot be read; `off` does not watch standbys.

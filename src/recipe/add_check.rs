@@ -14,7 +14,7 @@ use crate::sql::Ident;
 use crate::sql::QualifiedName;
 
 /// `add_check: { table, name, check }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddCheck {
     pub table: At<String>,

@@ -15,7 +15,7 @@ use crate::sql::QualifiedName;
 use crate::sql::{derived_name, quote_ident, Ident};
 
 /// `add_column: { table, column: { name, type, nullable, default, unique, check, references }, backfill }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddColumn {
     pub table: At<String>,
@@ -30,7 +30,7 @@ impl AddColumn {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewColumn {
     pub name: At<String>,
@@ -54,7 +54,7 @@ impl NewColumn {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct References {
     pub table: At<String>,

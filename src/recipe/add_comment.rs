@@ -11,7 +11,7 @@ use crate::plan::{check, At, Pos};
 use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, quote_literal, QualifiedName};
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddComment {
     pub table: At<String>,

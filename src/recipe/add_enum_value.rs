@@ -18,7 +18,7 @@ use crate::sql::MAX_IDENT_BYTES;
 use crate::sql::{quote_literal, QualifiedName};
 
 /// `add_enum_value: { type, value, before | after }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddEnumValue {
     /// The enum type, `type` or `schema.type`.

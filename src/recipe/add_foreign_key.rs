@@ -13,7 +13,7 @@ use crate::program::{Contribution, LockLevel, RecipeOutput};
 use crate::sql::{derived_name, quote_ident, Ident, QualifiedName};
 
 /// `add_foreign_key: { table, name, columns: [..], references: { table, columns: [..] }, on_delete }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddForeignKey {
     pub table: At<String>,
@@ -42,7 +42,7 @@ impl AddForeignKey {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForeignKeyTarget {
     pub table: At<String>,

@@ -15,7 +15,7 @@ use crate::sql::{Ident, QualifiedName};
 pub const INDEX_METHODS: [&str; 6] = ["btree", "hash", "gist", "spgist", "gin", "brin"];
 
 /// `add_index: { table, name, columns: [..], unique, where, method }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddIndex {
     pub table: At<String>,

@@ -11,7 +11,7 @@ use crate::program::{Contribution, RecipeOutput};
 use crate::sql::{Ident, QualifiedName};
 
 /// `add_unique: { table, name, columns: [..] }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddUnique {
     pub table: At<String>,

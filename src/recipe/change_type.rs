@@ -26,7 +26,7 @@ use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName}
 /// `change_type: { table, column, type, using, reverse }`: `using` computes the new
 /// type from the old value, `reverse` the old type from the new value; both are SQL
 /// expressions over the column (default: a plain cast).
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeType {
     pub table: At<String>,

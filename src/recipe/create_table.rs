@@ -11,7 +11,7 @@ use crate::sql::Ident;
 use crate::sql::QualifiedName;
 
 /// `create_table: { name, columns: [ { name, type, nullable, default, primary_key } ], primary_key: [..] }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTable {
     pub name: At<String>,
@@ -39,7 +39,7 @@ impl CreateTable {
     }
 }
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableColumn {
     pub name: At<String>,

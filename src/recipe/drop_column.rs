@@ -13,7 +13,7 @@ use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{quote_ident, Ident, QualifiedName};
 
 /// `drop_column: { table, column }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropColumn {
     pub table: At<String>,

@@ -14,7 +14,7 @@ use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{Ident, QualifiedName};
 
 /// `drop_constraint: { table, name }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropConstraint {
     pub table: At<String>,

@@ -13,7 +13,7 @@ use crate::sql::Ident;
 use crate::sql::QualifiedName;
 
 /// `drop_default: { table, column }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropDefault {
     pub table: At<String>,

@@ -13,7 +13,7 @@ use crate::sql::quote_ident;
 use crate::sql::QualifiedName;
 
 /// `drop_index: { name }` (`index` or `schema.index`).
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropIndex {
     pub name: At<String>,

@@ -14,7 +14,7 @@ use crate::sql::Ident;
 use crate::sql::QualifiedName;
 
 /// `drop_not_null: { table, column }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropNotNull {
     pub table: At<String>,

@@ -13,7 +13,7 @@ use crate::program::{Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::QualifiedName;
 
 /// `drop_table: { name }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropTable {
     pub name: At<String>,

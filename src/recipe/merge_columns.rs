@@ -11,7 +11,7 @@ use crate::program::RecipeOutput;
 use crate::sql::QualifiedName;
 
 /// `merge_columns: { table, from: [..], into: { name, type, using }, reverse: { old: expr } }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeColumns {
     pub table: At<String>,

@@ -8,7 +8,7 @@ macro_rules! kinds {
         $(mod $key;)*
 
         /// One change of a plan. Externally tagged: `- rename_column: { … }`.
-        #[derive(Clone, Debug, serde::Deserialize)]
+        #[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
         #[serde(rename_all = "snake_case", deny_unknown_fields)]
         pub enum Change {
             $($variant(Box<$key::$ty>),)*

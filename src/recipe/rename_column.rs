@@ -13,7 +13,7 @@ use crate::program::BACKFILL_GUC;
 use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
 
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameColumn {
     pub table: At<String>,

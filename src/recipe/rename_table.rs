@@ -26,7 +26,7 @@ use crate::sql::{quote_ident, quote_literal, QualifiedName};
 
 /// `rename_table: { from, to }`: `to` is a bare name (the table stays in its schema) or
 /// `schema.name` in the same schema.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameTable {
     pub from: At<String>,

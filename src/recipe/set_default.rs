@@ -12,7 +12,7 @@ use crate::sql::Ident;
 use crate::sql::QualifiedName;
 
 /// `set_default: { table, column, default }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetDefault {
     pub table: At<String>,

@@ -13,7 +13,7 @@ use crate::sql::Ident;
 use crate::sql::QualifiedName;
 
 /// `set_not_null: { table, column, backfill }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetNotNull {
     pub table: At<String>,

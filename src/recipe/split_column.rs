@@ -11,7 +11,7 @@ use crate::program::RecipeOutput;
 use crate::sql::QualifiedName;
 
 /// `split_column: { table, from, into: [ { name, type, using } ], reverse }`
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitColumn {
     pub table: At<String>,

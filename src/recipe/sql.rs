@@ -14,7 +14,7 @@ use crate::program::{Action, Contribution, LockLevel, RecipeOutput, Step};
 /// `sql: { expand, rollback, contract, gate }`: the escape hatch. Each part runs as
 /// written, in one transaction under the plan's lock_timeout with retries; the plan
 /// output flags it and shows what `pgphase lint` finds in it.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlChange {
     /// Runs in the expand phase; needs `rollback`.

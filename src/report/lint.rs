@@ -7,6 +7,20 @@ use super::style::{self, paint};
 use crate::lint::trace::{TraceReport, TracedStatement};
 use crate::lint::{FileResult, Rule};
 
+/// For a finding whose fix is a pgphase change kind: the command that writes the file
+/// as a plan.
+fn convert_hint(x: &crate::lint::Finding) -> Option<String> {
+    crate::lint::rules::ALL
+        .iter()
+        .any(|(r, _)| r.name == x.rule && !r.kinds.is_empty())
+        .then(|| {
+            format!(
+                "plan: `pgphase convert {}` writes the file as a pgphase plan (docs/integrations.md)",
+                x.file
+            )
+        })
+}
+
 /// The findings of every file, then a summary line. `color` for a terminal.
 pub fn lint_text(files: &[FileResult], color: bool) -> String {
     let mut o = String::new();
@@ -36,6 +50,9 @@ pub fn lint_text(files: &[FileResult], color: bool) -> String {
             explained.push(x.rule);
             let _ = writeln!(o, "    why: {}", x.why);
             let _ = writeln!(o, "    fix: {}", x.fix);
+            if let Some(hint) = convert_hint(x) {
+                let _ = writeln!(o, "    {hint}");
+            }
             let _ = writeln!(
                 o,
                 "    {}",
@@ -186,4 +203,132 @@ pub fn trace_text(r: &TraceReport, color: bool) -> String {
         statement_trace(&mut o, t, color);
     }
     o
+}
+
+/// GitHub Actions escaping of a workflow command's message.
+fn gh_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// GitHub Actions escaping of a workflow command's property.
+fn gh_property(s: &str) -> String {
+    gh_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `lint --format github`: one `::error` workflow command per finding (an annotation on
+/// the file's line in the pull request), `::warning` for the warnings, then the summary.
+pub fn lint_github(files: &[FileResult]) -> String {
+    let mut o = String::new();
+    for f in files {
+        for w in &f.warnings {
+            let _ = writeln!(o, "::warning title=pgphase lint::{}", gh_data(w));
+        }
+        let mut sorted: Vec<&crate::lint::Finding> = f.findings.iter().collect();
+        sorted.sort_by_key(|x| (x.line, x.column));
+        for x in sorted {
+            let _ = writeln!(
+                o,
+                "::error file={},line={},col={},title={}::{}",
+                gh_property(&x.file),
+                x.line,
+                x.column,
+                gh_property(&format!("pgphase lint: {}", x.rule)),
+                gh_data(&format!(
+                    "{}\nwhy: {}\nfix: {}\n{}(if intended: `-- pgphase:allow {}` on the line before)",
+                    x.message,
+                    x.why,
+                    x.fix,
+                    convert_hint(x).map(|h| h + "\n").unwrap_or_default(),
+                    x.rule
+                ))
+            );
+        }
+    }
+    let findings: usize = files.iter().map(|f| f.findings.len()).sum();
+    let _ = writeln!(
+        o,
+        "pgphase lint: {findings} finding{} in {} file{}",
+        if findings == 1 { "" } else { "s" },
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    );
+    o
+}
+
+/// A file path as a SARIF `uri` (a relative reference; `%` and spaces escaped).
+fn sarif_uri(path: &str) -> String {
+    path.replace('\\', "/")
+        .replace('%', "%25")
+        .replace(' ', "%20")
+}
+
+/// `lint --format sarif`: a SARIF 2.1.0 log for code-scanning tools. Findings silenced by
+/// `pgphase:allow` are results with an in-source suppression.
+pub fn lint_sarif(files: &[FileResult], rules: &[Rule]) -> serde_json::Value {
+    let rule_index = |name: &str| rules.iter().position(|r| r.name == name);
+    let result = |x: &crate::lint::Finding, suppressed: bool| {
+        let mut r = json!({
+            "ruleId": x.rule,
+            "level": "error",
+            "message": { "text": format!("{}. Fix: {}", x.message, x.fix) },
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": { "uri": sarif_uri(&x.file) },
+                    "region": { "startLine": x.line, "startColumn": x.column }
+                }
+            }],
+        });
+        if let Some(k) = rule_index(x.rule) {
+            r["ruleIndex"] = json!(k);
+        }
+        if suppressed {
+            r["suppressions"] = json!([{
+                "kind": "inSource",
+                "justification": format!("-- pgphase:allow {}", x.rule)
+            }]);
+        }
+        r
+    };
+    let results: Vec<serde_json::Value> = files
+        .iter()
+        .flat_map(|f| {
+            f.findings
+                .iter()
+                .map(|x| result(x, false))
+                .chain(f.allowed.iter().map(|x| result(x, true)))
+        })
+        .collect();
+    let notifications: Vec<serde_json::Value> = files
+        .iter()
+        .flat_map(|f| &f.warnings)
+        .map(|w| json!({ "level": "warning", "message": { "text": w } }))
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "pgphase",
+                    "semanticVersion": env!("CARGO_PKG_VERSION"),
+                    "rules": rules.iter().map(|r| json!({
+                        "id": r.name,
+                        "name": r.name,
+                        "shortDescription": { "text": r.summary },
+                        "fullDescription": { "text": r.why },
+                        "help": { "text": r.fix },
+                        "defaultConfiguration": { "level": "error" },
+                    })).collect::<Vec<_>>(),
+                }
+            },
+            "invocations": [{
+                "executionSuccessful": true,
+                "toolExecutionNotifications": notifications,
+            }],
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }]
+    })
 }

@@ -372,7 +372,7 @@ fn check<'a>(
 /// A column derived from existing ones: `{ name, type, using, nullable }`. `using` is an
 /// SQL expression over the row (the old columns); `nullable` defaults to true unless
 /// every old column is NOT NULL.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DerivedColumn {
     pub name: At<String>,
