@@ -236,9 +236,9 @@ pub fn parse_count_limit(text: &str) -> Result<Option<u32>, String> {
 }
 
 /// A limit in YAML: a string, a number, or `off` (which YAML may read as `false`).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum RawLimit {
+pub enum RawLimit {
     Bool(bool),
     Int(u64),
     Text(String),

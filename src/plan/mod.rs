@@ -241,14 +241,17 @@ pub struct BackfillSettings {
     /// No new batch while a physical standby replays more than this far behind, or
     /// while the lag of a standby cannot be read; `off` does not watch standbys.
     #[serde(with = "crate::health::limit_duration")]
+    #[schemars(with = "crate::health::RawLimit")]
     pub max_replica_lag: Option<Duration>,
     /// No new batch while a replication slot retains more WAL than this (`64MB`,
     /// `1GB`); `off` does not watch slots.
     #[serde(with = "crate::health::limit_bytes")]
+    #[schemars(with = "crate::health::RawLimit")]
     pub max_slot_lag: Option<u64>,
     /// No new batch while more client sessions than this are running a statement
     /// (`pg_stat_activity`, state `active`); `off` (the default) does not watch load.
     #[serde(with = "crate::health::limit_count")]
+    #[schemars(with = "crate::health::RawLimit")]
     pub max_active_sessions: Option<u32>,
 }
 
