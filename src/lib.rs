@@ -15,6 +15,7 @@ pub mod demo;
 pub mod error;
 pub mod evidence;
 pub mod exec;
+pub mod fleet;
 pub mod interrupt;
 pub mod lint;
 pub mod outcome;

@@ -9,7 +9,7 @@ use crate::error::CmdError;
 use crate::report::{self, progress::StderrObserver};
 use crate::run::{self, Session};
 
-fn actor(cli: &Cli) -> String {
+pub(super) fn actor(cli: &Cli) -> String {
     cli.actor
         .clone()
         .or_else(|| std::env::var("PGPHASE_ACTOR").ok())
@@ -36,7 +36,7 @@ fn os_user() -> Option<String> {
     }
 }
 
-fn confirmer(yes: bool) -> run::Confirm {
+pub(super) fn confirmer(yes: bool) -> run::Confirm {
     Arc::new(move |msg: &str| {
         if yes {
             return true;

@@ -2,6 +2,7 @@
 //! Results go to stdout; progress and logs to stderr.
 
 pub mod checklist;
+pub mod fleet;
 pub mod lint;
 pub mod progress;
 pub mod rate;
