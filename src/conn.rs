@@ -192,7 +192,11 @@ impl ConnInfo {
                     anyhow::anyhow!(
                         "service `{name}` in {} is not a valid connection (its keys: {})",
                         f.display(),
-                        pairs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                        pairs
+                            .iter()
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 });
             }
@@ -850,7 +854,8 @@ mod tests {
 
     #[test]
     fn reads_a_service_section() {
-        let text = "# fleet\n[tenant_a]\nhost=db-1\nport=6000\ndbname=tenant_a\n\n[tenant_b]\nhost=db-2\n";
+        let text =
+            "# fleet\n[tenant_a]\nhost=db-1\nport=6000\ndbname=tenant_a\n\n[tenant_b]\nhost=db-2\n";
         let a = service_section(text, "tenant_a").unwrap();
         assert_eq!(
             a,

@@ -26,7 +26,9 @@ fn fleet_confirmer(yes: bool) -> run::Confirm {
         if let Some(a) = *a {
             return a;
         }
-        let said = ask(&format!("{msg}\n(this answer holds for every database of the fleet)"));
+        let said = ask(&format!(
+            "{msg}\n(this answer holds for every database of the fleet)"
+        ));
         *a = Some(said);
         said
     })
@@ -98,7 +100,12 @@ fn finish(cli: &Cli, command: &str, plan: &str, reports: &[TargetReport]) -> i32
 }
 
 /// `fleet start FILE --targets T`.
-pub(super) async fn start(cli: &Cli, file: &Path, targets: &Path, yes: bool) -> Result<i32, CmdError> {
+pub(super) async fn start(
+    cli: &Cli,
+    file: &Path,
+    targets: &Path,
+    yes: bool,
+) -> Result<i32, CmdError> {
     let fleet = load_targets(targets)?;
     let plan = super::load(file)?.plan.name;
     let shared = Shared::new(cli, yes);
@@ -197,6 +204,10 @@ pub(super) async fn checklist(cli: &Cli, plan: &str, targets: &Path) -> Result<i
         program: &program,
         statuses: &statuses,
     };
-    emit(cli, report::fleet::checklist_text(&c), report::fleet::checklist_json(&c));
+    emit(
+        cli,
+        report::fleet::checklist_text(&c),
+        report::fleet::checklist_json(&c),
+    );
     Ok(exit::OK)
 }

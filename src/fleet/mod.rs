@@ -55,7 +55,10 @@ pub enum TargetResult {
 impl TargetResult {
     /// The database reached what the command asks.
     pub fn ok(&self) -> bool {
-        matches!(self, TargetResult::Done { .. } | TargetResult::Already { .. })
+        matches!(
+            self,
+            TargetResult::Done { .. } | TargetResult::Already { .. }
+        )
     }
     fn failed(e: CmdError) -> TargetResult {
         TargetResult::Failed {
@@ -272,8 +275,8 @@ pub async fn advance(
                         }
                         Ok(GateCheck::Proceed) => break,
                         Err(refusal) => {
-                            let busy = st.status == PlanStatus::Running
-                                && lock_held(&conn, &name).await?;
+                            let busy =
+                                st.status == PlanStatus::Running && lock_held(&conn, &name).await?;
                             if wait && busy {
                                 if let Some(r) = crate::interrupt::signals().reason() {
                                     return Err(CmdError::Failed(anyhow::anyhow!(
@@ -363,7 +366,10 @@ async fn agreed_rollback_target(fleet: &Fleet, plan: &str) -> Result<String, Cmd
     let mut by_target: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in &statuses {
         if let Some(t) = &s.rollback_to {
-            by_target.entry(t.clone()).or_default().push(s.target.clone());
+            by_target
+                .entry(t.clone())
+                .or_default()
+                .push(s.target.clone());
         }
     }
     match by_target.len() {

@@ -103,7 +103,10 @@ enum WaveRule {
 /// is not found stays in the fleet with the reason, so the rest can proceed per policy.
 pub fn load(path: &Path) -> Result<Fleet, CmdError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        CmdError::Invalid(format!("cannot read the targets file {}: {e}", path.display()))
+        CmdError::Invalid(format!(
+            "cannot read the targets file {}: {e}",
+            path.display()
+        ))
     })?;
     parse(&text, &path.display().to_string())
 }
@@ -207,7 +210,10 @@ pub fn parse(text: &str, file: &str) -> Result<Fleet, CmdError> {
 fn short(c: &ConnInfo) -> String {
     let r = c.redacted();
     let r = r.strip_prefix("postgres://").unwrap_or(&r);
-    r.split_once('@').map(|(_, rest)| rest).unwrap_or(r).to_string()
+    r.split_once('@')
+        .map(|(_, rest)| rest)
+        .unwrap_or(r)
+        .to_string()
 }
 
 /// Whether a URL or `key=value` string carries a password.
@@ -323,10 +329,14 @@ on_error: continue
     fn refuses_the_same_database_twice_and_bad_waves() {
         let twice = "targets:\n  - url: postgres://app@a/x\n  - url: postgres://app@a/x\n";
         assert!(parse(twice, "t").unwrap_err().to_string().contains("twice"));
-        let both = "targets:\n  - url: postgres://app@a/x\nwaves:\n  - { percent: 10, rest: true }\n";
+        let both =
+            "targets:\n  - url: postgres://app@a/x\nwaves:\n  - { percent: 10, rest: true }\n";
         assert!(parse(both, "t").unwrap_err().to_string().contains("wave 1"));
         let none = "targets:\n  - labels: {a: b}\n";
-        assert!(parse(none, "t").unwrap_err().to_string().contains("exactly one of `url`"));
+        assert!(parse(none, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one of `url`"));
     }
 
     #[test]
@@ -334,6 +344,10 @@ on_error: continue
         let text = "targets:\n  - service: pgphase_no_such_service_for_tests\n";
         let f = parse(text, "t.yaml").unwrap();
         assert_eq!(f.targets[0].name, "pgphase_no_such_service_for_tests");
-        assert!(f.targets[0].conn.as_ref().unwrap_err().contains("not found"));
+        assert!(f.targets[0]
+            .conn
+            .as_ref()
+            .unwrap_err()
+            .contains("not found"));
     }
 }

@@ -52,10 +52,7 @@ fn position(s: &TargetStatus) -> String {
     match (&s.waiting_at_gate, s.status.as_str()) {
         (Some(g), _) => format!("awaiting_deploy after {g}"),
         (None, "completed" | "rolled_back" | "not_started" | "unreachable") => s.status.clone(),
-        (None, st) => format!(
-            "{st} in {}",
-            s.phase.clone().unwrap_or_else(|| "?".into())
-        ),
+        (None, st) => format!("{st} in {}", s.phase.clone().unwrap_or_else(|| "?".into())),
     }
 }
 
@@ -157,7 +154,11 @@ pub fn checklist_text(c: &Checklist<'_>) -> String {
         .count();
     let tick = |done: bool| if done { "x" } else { " " };
     let mut o = String::new();
-    let _ = writeln!(o, "# Fleet release checklist: {} ({total} databases)\n", c.plan);
+    let _ = writeln!(
+        o,
+        "# Fleet release checklist: {} ({total} databases)\n",
+        c.plan
+    );
     let _ = writeln!(
         o,
         "- [{}] `pgphase fleet start {} --targets {}` — started on {started}/{total}",
@@ -184,7 +185,11 @@ pub fn checklist_text(c: &Checklist<'_>) -> String {
             c.plan_arg, g.phase, c.targets, g.confirmed, g.waiting
         );
     }
-    let completed = c.statuses.iter().filter(|s| s.status == "completed").count();
+    let completed = c
+        .statuses
+        .iter()
+        .filter(|s| s.status == "completed")
+        .count();
     let _ = writeln!(
         o,
         "- [{}] completed on {completed}/{total}; `pgphase fleet status {} --targets {}` lists the databases behind",
