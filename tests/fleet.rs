@@ -404,16 +404,22 @@ async fn failures_follow_the_policy_and_the_same_command_resumes_them() {
 
 /// A fleet start killed (SIGKILL) in the middle of its wave, two databases at a time:
 /// the same command again resumes each database from its own state and brings all to
-/// the first gate.
+/// the first gate. Then `fleet rollback` (no `--to`: every database waits at the same
+/// gate) takes every database, two schema tenants of one database among them, back to
+/// before the plan, and again does nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fleet_command_killed_mid_wave_resumes_when_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut dbs = Vec::new();
-    for s in [0, 1, 2, 0] {
+    for s in [0, 1, 2] {
         dbs.push(tenant_db(s, &["public"]).await);
     }
+    let shared = tenant_db(0, &["tenant_p", "tenant_q"]).await;
     let plan = write_plan(dir.path(), "lock_timeout: 200ms");
-    let lines: String = dbs.iter().map(|d| target(d, "")).collect();
+    let mut lines: String = dbs.iter().map(|d| target(d, "")).collect();
+    lines.push_str(&target(&shared, "    schema: tenant_p\n"));
+    lines.push_str(&target(&shared, "    schema: tenant_q\n"));
+    dbs.push(shared);
     let targets = write_targets(
         dir.path(),
         "targets.yaml",
@@ -443,6 +449,23 @@ async fn a_fleet_command_killed_mid_wave_resumes_when_run_again() {
     for s in status(&plan, &targets).await {
         assert_eq!(s["waiting_at_gate"], "backfill", "{s:#?}");
     }
+
+    let r = fleet(&["rollback", p, "--targets", t, "--yes"]).await;
+    r.expect(0);
+    for s in status(&plan, &targets).await {
+        assert_eq!(s["status"], "rolled_back", "{s:#?}");
+    }
+    let shared = connect(&dbs[3].url).await;
+    let left: i64 = shared
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid IN ('tenant_p.comments'::regclass, 'tenant_q.comments'::regclass) AND attname = 'body' AND NOT attisdropped",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the tenants' new columns were not rolled back");
+    fleet(&["rollback", p, "--targets", t, "--yes"]).await.expect(0);
 }
 
 /// Samples how many sessions pgphase has open on the three clusters together (by

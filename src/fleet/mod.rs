@@ -238,6 +238,7 @@ async fn lock_held(conn: &ConnInfo, name: &str) -> Result<bool, CmdError> {
 /// waits at it (or stopped just past it) and runs each on to its next gate, wave by
 /// wave. Databases elsewhere are left as they are (behind); with `wait`, a database a
 /// command is working on right now (its plan's lock is held) is waited for.
+#[allow(clippy::too_many_arguments)]
 pub async fn advance(
     fleet: &Fleet,
     plan: &str,

@@ -75,7 +75,7 @@ pub fn status_text(plan: &str, statuses: &[TargetStatus]) -> String {
         .filter(|s| {
             s.phases_done < furthest
                 || matches!(s.status.as_str(), "failed" | "unreachable")
-                || s.error.is_some() && s.status != "completed"
+                || (s.error.is_some() && s.status != "completed")
         })
         .collect();
     if !lagging.is_empty() {

@@ -59,6 +59,12 @@ pub async fn in_schema<F: std::future::Future>(schema: &str, fut: F) -> F::Outpu
     DEFAULT_SCHEMA.scope(schema.to_string(), fut).await
 }
 
+/// [`in_schema`] for synchronous code: `f` runs with unqualified names resolving to
+/// `schema`.
+pub fn with_schema<R>(schema: &str, f: impl FnOnce() -> R) -> R {
+    DEFAULT_SCHEMA.sync_scope(schema.to_string(), f)
+}
+
 /// A schema-qualified relation name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct QualifiedName {
