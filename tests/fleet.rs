@@ -465,7 +465,9 @@ async fn a_fleet_command_killed_mid_wave_resumes_when_run_again() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "the tenants' new columns were not rolled back");
-    fleet(&["rollback", p, "--targets", t, "--yes"]).await.expect(0);
+    fleet(&["rollback", p, "--targets", t, "--yes"])
+        .await
+        .expect(0);
 }
 
 /// Samples how many sessions pgphase has open on the three clusters together (by

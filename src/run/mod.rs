@@ -277,9 +277,9 @@ fn parse_stored(stored: &StoredPlan) -> Result<crate::plan::Plan, crate::plan::P
         .clone()
         .unwrap_or_else(|| format!("{}.yaml", stored.name));
     match stored.name.split_once('@') {
-        Some((name, schema)) => crate::sql::with_schema(schema, || {
-            crate::plan::parse(&stored.source, &path, name)
-        }),
+        Some((name, schema)) => {
+            crate::sql::with_schema(schema, || crate::plan::parse(&stored.source, &path, name))
+        }
         None => crate::plan::parse(&stored.source, &path, &stored.name),
     }
 }
