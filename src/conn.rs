@@ -163,6 +163,58 @@ impl ConnInfo {
         ConnInfo::parse_with_env(url, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
+    /// A libpq service: the section `[name]` of the connection service file
+    /// (`PGSERVICEFILE`, else `~/.pg_service.conf`, else `PGSYSCONFDIR/pg_service.conf`),
+    /// its `key=value` lines taken as a connection string, as libpq's `service=name`.
+    /// Values are never echoed in errors (a service file may hold a password).
+    pub fn from_service(name: &str) -> anyhow::Result<ConnInfo> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut files: Vec<PathBuf> = Vec::new();
+        if let Some(f) = env("PGSERVICEFILE") {
+            files.push(f.into());
+        } else if let Some(h) = env("HOME") {
+            files.push(Path::new(&h).join(".pg_service.conf"));
+        }
+        if let Some(d) = env("PGSYSCONFDIR") {
+            files.push(Path::new(&d).join("pg_service.conf"));
+        }
+        for f in &files {
+            let Ok(text) = std::fs::read_to_string(f) else {
+                continue;
+            };
+            if let Some(pairs) = service_section(&text, name) {
+                let string = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return ConnInfo::parse(&string).map_err(|_| {
+                    anyhow::anyhow!(
+                        "service `{name}` in {} is not a valid connection (its keys: {})",
+                        f.display(),
+                        pairs
+                            .iter()
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+            }
+        }
+        bail!(
+            "service `{name}` not found in {}",
+            if files.is_empty() {
+                "any service file (set PGSERVICEFILE or HOME)".to_string()
+            } else {
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            }
+        )
+    }
+
     /// [`ConnInfo::parse`] with the environment given, for tests.
     fn parse_with_env(url: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ConnInfo> {
         let (rest, tls_params) = split_tls_params(url).map_err(|e| {
@@ -715,6 +767,33 @@ fn redact_error(msg: &str, url: &str) -> String {
     }
 }
 
+/// The `key=value` lines of section `[name]` of a pg_service.conf text (`#` comments).
+fn service_section(text: &str, name: &str) -> Option<Vec<(String, String)>> {
+    let mut inside = false;
+    let mut found = false;
+    let mut pairs = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            if found {
+                break;
+            }
+            inside = section.trim() == name;
+            found = inside;
+            continue;
+        }
+        if inside {
+            if let Some((k, v)) = line.split_once('=') {
+                pairs.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    found.then_some(pairs)
+}
+
 /// `~/.pgpass` (or `PGPASSFILE`): `host:port:db:user:password`, `*` wildcards.
 /// The first matching line wins; a Unix-socket host matches `localhost`. Public so the
 /// choice can be tested.
@@ -772,6 +851,23 @@ fn split_pgpass(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_service_section() {
+        let text =
+            "# fleet\n[tenant_a]\nhost=db-1\nport=6000\ndbname=tenant_a\n\n[tenant_b]\nhost=db-2\n";
+        let a = service_section(text, "tenant_a").unwrap();
+        assert_eq!(
+            a,
+            vec![
+                ("host".to_string(), "db-1".to_string()),
+                ("port".to_string(), "6000".to_string()),
+                ("dbname".to_string(), "tenant_a".to_string())
+            ]
+        );
+        assert_eq!(service_section(text, "tenant_b").unwrap().len(), 1);
+        assert!(service_section(text, "tenant_c").is_none());
+    }
 
     #[test]
     fn redacts_password() {

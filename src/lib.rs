@@ -16,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod evidence;
 pub mod exec;
+pub mod fleet;
 pub mod health;
 pub mod interrupt;
 pub mod lint;

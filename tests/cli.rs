@@ -105,6 +105,62 @@ async fn started(rows: i64) -> (common::TestDb, Client, pgphase::plan::PlanFile)
     (db, client, file)
 }
 
+// ---------------------------------------------------------------- Citus
+
+/// `plan` (and so `start`) refuses a change to a Citus distributed or reference table,
+/// naming it, and expands the same change on a table Citus does not manage. Citus is
+/// not installable here: its catalog table `pg_catalog.pg_dist_partition` is a stand-in
+/// with Citus's columns, created in `pg_catalog` (as the extension does) under
+/// `allow_system_table_mods`; pgphase reads only that table (docs/citus.md).
+#[tokio::test]
+async fn plan_refuses_a_citus_distributed_or_reference_table() {
+    let db = common::TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "SET allow_system_table_mods = on;
+             CREATE TABLE pg_catalog.pg_dist_partition (
+               logicalrelid regclass NOT NULL, partmethod \"char\" NOT NULL, partkey text,
+               colocationid int NOT NULL DEFAULT 0, repmodel \"char\" NOT NULL DEFAULT 's');
+             RESET allow_system_table_mods;
+             CREATE TABLE events (id bigint PRIMARY KEY, contents text);
+             CREATE TABLE countries (id bigint PRIMARY KEY, contents text);
+             CREATE TABLE notes (id bigint PRIMARY KEY, contents text);
+             INSERT INTO pg_catalog.pg_dist_partition (logicalrelid, partmethod, partkey, repmodel)
+               VALUES ('events', 'h', '{VAR :varattno 1}', 's'), ('countries', 'n', NULL, 't');",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (table, kind) in [
+        ("events", "distributed"),
+        ("countries", "reference"),
+        ("notes", ""),
+    ] {
+        let plan = dir.path().join(format!("{table}.yaml"));
+        std::fs::write(
+            &plan,
+            format!(
+                "changes:\n  - rename_column: {{ table: {table}, from: contents, to: body }}\n"
+            ),
+        )
+        .unwrap();
+        let r = run_on(&db.url, &["plan", plan.to_str().unwrap()]).await;
+        if kind.is_empty() {
+            r.expect(0);
+            continue;
+        }
+        r.expect(2);
+        assert!(
+            r.stderr
+                .contains(&format!("`{table}` is a Citus {kind} table"))
+                && r.stderr.contains("docs/citus.md")
+                && r.stderr.contains(":2:"),
+            "{r:#?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- plan, offline
 
 #[tokio::test]

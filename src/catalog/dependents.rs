@@ -162,6 +162,33 @@ impl Table {
     }
 }
 
+/// What Citus made of the table `oid`, from `pg_catalog.pg_dist_partition` (which exists
+/// only where the extension is installed): `distributed` (hash, range or append
+/// distributed), `reference` (replicated to every node), `local` (a Citus local table),
+/// or None when Citus does not manage it.
+async fn citus_kind<C: GenericClient>(
+    client: &C,
+    oid: u32,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT partmethod::text, repmodel::text FROM pg_catalog.pg_dist_partition
+              WHERE logicalrelid::oid = $1",
+            &[&oid],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let (method, model): (String, String) = (r.get(0), r.get(1));
+        match (method.as_str(), model.as_str()) {
+            ("h" | "r" | "a", _) => "distributed",
+            ("n", "t") => "reference",
+            ("n", _) => "local",
+            _ => "citus",
+        }
+        .to_string()
+    }))
+}
+
 /// Reads everything above for the table `oid` into `t` (its columns already loaded).
 pub(super) async fn load<C: GenericClient>(
     client: &C,
@@ -199,7 +226,8 @@ pub(super) async fn load<C: GenericClient>(
                            WHERE i.inhparent = c.oid ORDER BY pn.nspname, p.relname),
                     ARRAY(SELECT DISTINCT pt.pubname::text FROM pg_publication_tables pt
                            JOIN pg_namespace n ON n.nspname = pt.schemaname
-                          WHERE n.oid = c.relnamespace AND pt.tablename = c.relname ORDER BY 1)
+                          WHERE n.oid = c.relnamespace AND pt.tablename = c.relname ORDER BY 1),
+                    to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
                FROM pg_class c WHERE c.oid = $1",
             &[&oid],
         )
@@ -228,6 +256,9 @@ pub(super) async fn load<C: GenericClient>(
         }
     }
     t.publications = row.get(11);
+    if row.get::<_, bool>(12) {
+        t.citus = citus_kind(client, oid).await?;
+    }
     let more = client
         .query_one(
             "SELECT ARRAY(SELECT CASE WHEN k.attnum = 0 THEN '(expression)' ELSE a.attname::text END

@@ -165,6 +165,11 @@ pub struct Table {
     /// Its extended statistics objects (`CREATE STATISTICS`).
     #[serde(default)]
     pub statistics: Vec<Statistics>,
+    /// A Citus table (a row of `pg_catalog.pg_dist_partition`, read when the extension's
+    /// catalog exists): `distributed`, `reference`, `local` (a Citus local table) or
+    /// `citus` (another method). `plan` refuses changes to it (docs/citus.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citus: Option<String>,
 }
 
 /// A view that depends on columns of a table: dropping them would fail or cascade.

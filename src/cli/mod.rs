@@ -1,7 +1,7 @@
 //! Command-line definitions, the one place the database connection is resolved, and
 //! the dispatch to one handler per command, by group: operate.rs (start, advance,
 //! rollback), observe.rs (status, history, check), dashboard.rs, plans.rs (plan, order,
-//! checklist), lint.rs.
+//! checklist), lint.rs, fleet.rs (the fleet commands).
 
 mod backfill;
 
@@ -13,6 +13,7 @@ use crate::error::CmdError;
 use crate::plan::PlanFile;
 
 mod dashboard;
+mod fleet;
 mod lint;
 mod observe;
 mod operate;
@@ -183,6 +184,11 @@ pub enum Cmd {
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<PathBuf>,
     },
+    /// One plan across many databases (a targets file), in waves, with fleet-wide gates:
+    /// each database through the same commands as alone, its state in its own `pgphase`
+    /// schema. See docs/fleets.md.
+    #[command(subcommand)]
+    Fleet(FleetCmd),
     /// The event log: every command, step, gate confirmation and rollback.
     History { plan: Option<String> },
     /// Run the whole story on a throwaway local Postgres: the rename under live old/new
@@ -249,6 +255,67 @@ pub enum PhaseCmd {
         /// cannot roll back past the gate it meant.
         #[arg(long, value_name = "PHASE|start")]
         to: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCmd {
+    /// `start` on every database of the fleet, wave by wave, up to each one's first deploy
+    /// gate. Re-running it resumes only the databases not there yet.
+    Start {
+        file: PathBuf,
+        /// The targets file (databases, waves, concurrency, on_error).
+        #[arg(long, value_name = "FILE")]
+        targets: PathBuf,
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Confirm one gate's deploy for the fleet, once: every database waiting at that gate
+    /// runs on to its next gate, wave by wave. Databases elsewhere are left as they are
+    /// and listed.
+    Advance {
+        /// Plan name, or the plan file (its checksum is then checked on each database).
+        plan: String,
+        /// The phase whose closing gate this deploy confirms (as `fleet status` shows it).
+        #[arg(long, required = true, value_name = "PHASE")]
+        gate: String,
+        /// What was deployed: a version, tag or commit, recorded in each database's log.
+        #[arg(long, required = true)]
+        deployed: String,
+        #[arg(long, value_name = "FILE")]
+        targets: PathBuf,
+        #[arg(long, short)]
+        yes: bool,
+        /// Wait for the databases a command is working on now (still backfilling toward
+        /// the gate) instead of leaving them behind.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// `phase rollback --to` on every database, last wave first. Without --to, every
+    /// database must go back to the same place, else nothing is rolled back.
+    Rollback {
+        plan: String,
+        #[arg(long, value_name = "FILE")]
+        targets: PathBuf,
+        /// Where the fleet goes back to: the phase whose deploy gate it reopens, or `start`.
+        #[arg(long, value_name = "PHASE|start")]
+        to: Option<String>,
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// How many databases stand where (phase and status), and those behind or failed;
+    /// with --output json one entry per database.
+    Status {
+        plan: String,
+        #[arg(long, value_name = "FILE")]
+        targets: PathBuf,
+    },
+    /// The fleet's release checklist: per gate, the deploy, the fleet command after it and
+    /// how many databases are past it.
+    Checklist {
+        plan: String,
+        #[arg(long, value_name = "FILE")]
+        targets: PathBuf,
     },
 }
 
@@ -379,6 +446,31 @@ pub async fn run(cli: Cli) -> Result<i32, CmdError> {
         }
         Cmd::Dashboard { interval } => dashboard::dashboard(&cli, *interval).await?,
         Cmd::History { plan } => observe::history(&cli, plan.as_deref()).await?,
+        Cmd::Fleet(f) => {
+            return match f {
+                FleetCmd::Start { file, targets, yes } => {
+                    fleet::start(&cli, file, targets, *yes).await
+                }
+                FleetCmd::Advance {
+                    plan,
+                    gate,
+                    deployed,
+                    targets,
+                    yes,
+                    wait,
+                } => fleet::advance(&cli, plan, gate, deployed, targets, *yes, *wait).await,
+                FleetCmd::Rollback {
+                    plan,
+                    targets,
+                    to,
+                    yes,
+                } => fleet::rollback(&cli, plan, to.as_deref(), targets, *yes).await,
+                FleetCmd::Status { plan, targets } => fleet::status(&cli, plan, targets).await,
+                FleetCmd::Checklist { plan, targets } => {
+                    fleet::checklist(&cli, plan, targets).await
+                }
+            }
+        }
         Cmd::Check { plan, at_least } => return observe::check(&cli, plan, at_least).await,
         Cmd::CheckDrain {
             plan,

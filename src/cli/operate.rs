@@ -9,7 +9,7 @@ use crate::error::CmdError;
 use crate::report::{self, progress::StderrObserver};
 use crate::run::{self, Session};
 
-fn confirmer(yes: bool) -> run::Confirm {
+pub(super) fn confirmer(yes: bool) -> run::Confirm {
     Arc::new(move |msg: &str| {
         if yes {
             return true;

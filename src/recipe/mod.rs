@@ -42,6 +42,7 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
         Knowledge::Offline => None,
     };
     let mut problems = planned::conflicts(plan, live_cat);
+    problems.extend(citus_tables(plan, live_cat));
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -90,6 +91,32 @@ pub fn expand(plan: &Plan, knowledge: Knowledge<'_>) -> Result<Program, Vec<Prec
         );
     }
     Ok(program)
+}
+
+/// Refusals for changes that touch a Citus table: pgphase's steps run on the node it is
+/// connected to, and what they rely on (row triggers on every write, a keyset backfill
+/// over one table, DDL under one lock) does not hold across a distributed table's
+/// shards or a reference table's replicas. docs/citus.md says what each change kind
+/// would need there.
+fn citus_tables(plan: &Plan, cat: Option<&Catalog>) -> Vec<Precondition> {
+    let Some(cat) = cat else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in &plan.changes {
+        for name in tables_of(&c.value) {
+            if let Some(kind) = cat.table(&name).and_then(|t| t.citus.as_deref()) {
+                out.push(Precondition {
+                    pos: c.pos,
+                    message: format!(
+                        "`{}` is a Citus {kind} table (pg_dist_partition): pgphase's sync triggers, batched backfill and DDL run on this node only and do not follow its shards or replicas, so the change would half-work; change it with Citus's own DDL propagation in a maintenance window (docs/citus.md says what each change kind would need)",
+                        name.display_short()
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The tables a change reads from the catalog (its own, and the ones it references).

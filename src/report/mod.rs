@@ -3,6 +3,7 @@
 
 pub mod checklist;
 pub mod convert;
+pub mod fleet;
 pub mod lint;
 pub mod progress;
 pub mod rate;

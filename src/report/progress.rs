@@ -15,6 +15,8 @@ pub struct StderrObserver {
     quiet: bool,
     bar: Mutex<Option<ProgressBar>>,
     last_line: Mutex<Instant>,
+    /// Put before every line: the target's name when a fleet runs several at once.
+    prefix: String,
 }
 
 impl StderrObserver {
@@ -24,15 +26,26 @@ impl StderrObserver {
             quiet,
             bar: Mutex::new(None),
             last_line: Mutex::new(Instant::now()),
+            prefix: String::new(),
+        }
+    }
+    /// Plain lines, each starting with `[name]`: one database of a fleet, whose lines
+    /// interleave with the others' (no bars, which would fight over the terminal).
+    pub fn for_target(quiet: bool, name: &str) -> StderrObserver {
+        StderrObserver {
+            terminal: false,
+            prefix: format!("[{name}] "),
+            ..StderrObserver::new(quiet)
         }
     }
     fn line(&self, text: &str) {
         if self.quiet {
             return;
         }
+        let prefix = &self.prefix;
         match self.bar.lock().unwrap().as_ref() {
-            Some(b) => b.println(text),
-            None => eprintln!("{text}"),
+            Some(b) => b.println(format!("{prefix}{text}")),
+            None => eprintln!("{prefix}{text}"),
         }
     }
 }

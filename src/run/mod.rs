@@ -268,13 +268,25 @@ fn check_fences_fit(program: &Program, file: &PlanFile) -> Result<(), CmdError> 
     Ok(())
 }
 
-/// The deploy fences of a stored plan, read back from the plan file it was started with.
-pub fn stored_fences(stored: &StoredPlan) -> Result<Vec<crate::plan::Fence>, CmdError> {
+/// A stored plan's file, parsed again as it was started: a plan a fleet started on a
+/// schema-per-tenant target is stored as `PLAN@SCHEMA`, its unqualified names in SCHEMA
+/// (see `crate::fleet`), whichever command reads it back.
+fn parse_stored(stored: &StoredPlan) -> Result<crate::plan::Plan, crate::plan::PlanError> {
     let path = stored
         .source_path
         .clone()
         .unwrap_or_else(|| format!("{}.yaml", stored.name));
-    crate::plan::parse(&stored.source, &path, &stored.name)
+    match stored.name.split_once('@') {
+        Some((name, schema)) => {
+            crate::sql::with_schema(schema, || crate::plan::parse(&stored.source, &path, name))
+        }
+        None => crate::plan::parse(&stored.source, &path, &stored.name),
+    }
+}
+
+/// The deploy fences of a stored plan, read back from the plan file it was started with.
+pub fn stored_fences(stored: &StoredPlan) -> Result<Vec<crate::plan::Fence>, CmdError> {
+    parse_stored(stored)
         .map(|p| p.fences.into_iter().map(|f| f.value).collect())
         .map_err(|e| {
             CmdError::Failed(anyhow::anyhow!(

@@ -345,11 +345,7 @@ async fn compare_with_snapshot(l: &Locked, stored: &StoredPlan) -> Result<Schema
             stored.name
         )
     })?;
-    let path = stored
-        .source_path
-        .clone()
-        .unwrap_or_else(|| format!("{}.yaml", stored.name));
-    let plan = crate::plan::parse(&stored.source, &path, &stored.name)
+    let plan = parse_stored(stored)
         .map_err(|e| anyhow::anyhow!("cannot read the stored plan `{}`: {e}", stored.name))?;
     let now = crate::catalog::compare::restorable(&load_catalog_of(&l.work, &plan).await?);
     let before = crate::catalog::compare::restorable(&before);

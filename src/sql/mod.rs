@@ -39,6 +39,32 @@ impl fmt::Display for Ident {
     }
 }
 
+tokio::task_local! {
+    /// The schema a plan's unqualified names resolve to, within [`in_schema`].
+    static DEFAULT_SCHEMA: String;
+}
+
+/// The schema a name without one is in: `public`, or the schema [`in_schema`] runs a
+/// task in (a fleet's schema-per-tenant target).
+pub fn default_schema() -> String {
+    DEFAULT_SCHEMA
+        .try_with(|s| s.clone())
+        .unwrap_or_else(|_| "public".to_string())
+}
+
+/// Runs `fut` with the plan's unqualified names (`table`, not `schema.table`) resolving
+/// to `schema` instead of `public`: loading, validating and expanding a plan inside it
+/// aims the plan at one tenant's schema. Names written with a schema are unchanged.
+pub async fn in_schema<F: std::future::Future>(schema: &str, fut: F) -> F::Output {
+    DEFAULT_SCHEMA.scope(schema.to_string(), fut).await
+}
+
+/// [`in_schema`] for synchronous code: `f` runs with unqualified names resolving to
+/// `schema`.
+pub fn with_schema<R>(schema: &str, f: impl FnOnce() -> R) -> R {
+    DEFAULT_SCHEMA.sync_scope(schema.to_string(), f)
+}
+
 /// A schema-qualified relation name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct QualifiedName {
@@ -60,7 +86,7 @@ impl QualifiedName {
     pub fn parse(text: &str) -> Result<Self, String> {
         let parts = split_dotted(text)?;
         match parts.as_slice() {
-            [name] => Ok(QualifiedName::new("public", name.clone())),
+            [name] => Ok(QualifiedName::new(default_schema(), name.clone())),
             [schema, name] => Ok(QualifiedName::new(schema.clone(), name.clone())),
             _ => Err(format!(
                 "`{text}` has {} dot-separated parts; expected `table` or `schema.table` (quote a name that contains a dot)",

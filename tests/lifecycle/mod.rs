@@ -98,7 +98,36 @@ pub struct Clients {
 }
 
 impl Clients {
-    fn summary(&self) -> String {
+    /// Zero failed queries for the caching driver and for unnamed statements (their
+    /// `SELECT *` variant included); the caching driver's `SELECT *` variant failed only
+    /// with `cached plan must not change result type` (0A000), and only if
+    /// `row_type_changes` (the plan has steps marked as changing a row type).
+    pub fn assert_no_failures(&self, what: &str, row_type_changes: bool, commands: &[String]) {
+        for (lane, c) in [
+            ("", &self.cached),
+            (" (through PgBouncer)", &self.pooled),
+            (" (through PgBouncer, SELECT *)", &self.pooled_star),
+        ] {
+            assert_eq!(
+                c.failed(),
+                0,
+                "{what}{lane} application queries failed: {:#?}\ncommands: {commands:#?}",
+                c.samples.lock().unwrap()
+            );
+        }
+        let codes = self.star.codes.lock().unwrap();
+        assert!(
+            codes.keys().all(|k| k == "0A000"),
+            "the {what} version's SELECT * variant failed otherwise than with 0A000: {:#?}",
+            self.star.samples.lock().unwrap()
+        );
+        assert!(
+            row_type_changes || self.star.failed() == 0,
+            "the {what} version's SELECT * variant failed under a plan with no step marked as changing a row type: {:#?}",
+            self.star.samples.lock().unwrap()
+        );
+    }
+    pub fn summary(&self) -> String {
         format!(
             "caching driver {}; its SELECT * variant {}; unnamed statements through PgBouncer (transaction pooling) {}, their SELECT * variant {}",
             self.cached.summary(),
@@ -158,6 +187,35 @@ impl Apps {
                 counts: c.pooled_star.clone(),
             },
         ]
+    }
+}
+
+/// One application version on one database, started and stopped by a test that runs
+/// the commands itself (tests/fleet.rs): the lanes of [`Clients`] against `url`, the
+/// unnamed-statement lanes connecting directly rather than through PgBouncer.
+pub struct App {
+    group: Group,
+    pub clients: Clients,
+}
+
+impl App {
+    pub async fn start(url: &str, name: &str, make: &ClientSql, clients: u32) -> App {
+        let apps = Apps {
+            direct: url.to_string(),
+            pooled: url.to_string(),
+            clients,
+        };
+        let counts = Clients::default();
+        let group = Group::start(&apps, name, make, &counts, 0).await;
+        App {
+            group,
+            clients: counts,
+        }
+    }
+    /// Stops the clients (the version is drained); returns what they did.
+    pub async fn stop(self) -> Clients {
+        self.group.stop().await;
+        self.clients
     }
 }
 
@@ -268,43 +326,8 @@ impl Report {
             self.plan,
             self.new_clients.summary()
         );
-        for (what, c) in [
-            ("old", &self.old_clients.cached),
-            ("new", &self.new_clients.cached),
-            ("old (through PgBouncer)", &self.old_clients.pooled),
-            ("new (through PgBouncer)", &self.new_clients.pooled),
-            (
-                "old (through PgBouncer, SELECT *)",
-                &self.old_clients.pooled_star,
-            ),
-            (
-                "new (through PgBouncer, SELECT *)",
-                &self.new_clients.pooled_star,
-            ),
-        ] {
-            assert_eq!(
-                c.failed(),
-                0,
-                "{what} application queries failed: {:#?}\ncommands: {:#?}",
-                c.samples.lock().unwrap(),
-                self.outcomes
-            );
-        }
-        for (what, c) in [
-            ("old", &self.old_clients.star),
-            ("new", &self.new_clients.star),
-        ] {
-            let codes = c.codes.lock().unwrap();
-            assert!(
-                codes.keys().all(|k| k == "0A000"),
-                "the {what} version's SELECT * variant failed otherwise than with 0A000: {:#?}",
-                c.samples.lock().unwrap()
-            );
-            assert!(
-                self.row_type_steps > 0 || c.failed() == 0,
-                "the {what} version's SELECT * variant failed under a plan with no step marked as changing a row type: {:#?}",
-                c.samples.lock().unwrap()
-            );
+        for (what, c) in [("old", &self.old_clients), ("new", &self.new_clients)] {
+            c.assert_no_failures(what, self.row_type_steps > 0, &self.outcomes);
         }
         assert!(
             self.old_ok() > 50 && self.new_ok() > 50,
