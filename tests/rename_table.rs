@@ -297,7 +297,7 @@ async fn rename_table_with_row_level_security() {
         .get(0);
     let s = db.session();
     let file = plan_file();
-    let at = "rename-table-comments-to-post-comments.yaml:7:";
+    let at = "rename-table-comments-to-post-comments.yaml:8:";
     if version < 150000 {
         let err = pgphase::run::start(&s, &file)
             .await
