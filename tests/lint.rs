@@ -3,11 +3,13 @@
 //! real PostgreSQL (a throwaway server, and a given database that is left unchanged).
 //!
 //! Regenerate after an intended wording change with
-//! `INSTA_UPDATE=always cargo test --release --test lint` and read the diff.
+//! `INSTA_UPDATE=always cargo test --profile test-release --test lint` and read the diff.
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use common::cli::pgphase;
 
 use pgphase::lint::{lint_source, rules};
 use pgphase::report::lint::lint_text;
@@ -95,18 +97,6 @@ fn unknown_and_unused_allow_comments_warn() {
 }
 
 // ---------------------------------------------------------------- the binary
-
-fn pgphase(args: &[&str]) -> Command {
-    let mut c = Command::new(common::pgphase_bin());
-    c.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("DATABASE_URL")
-        .env_remove("PGHOST")
-        .env_remove("PGDATABASE")
-        .env_remove("PGPORT")
-        .stdin(Stdio::null());
-    c
-}
 
 fn output(mut c: Command) -> (i32, String, String) {
     let out = c.output().expect("run pgphase");
