@@ -1,10 +1,11 @@
-//! `pgphase --version` of a binary built with `--profile dist` from a git checkout
-//! names the revision: `pgphase 0.1.0 (git 1a2b3c4d5e6f)`; without git, outside a
-//! checkout, or with another profile, it is the plain version.
+//! `pgphase --version` of a binary built from a git checkout names the revision:
+//! `pgphase 0.1.0 (git 1a2b3c4d5e6f)`. Outside a checkout (a source tarball, a crate
+//! from a registry), `PGPHASE_GIT_REVISION` set at build time gives it; without either,
+//! it is the plain version.
 //!
-//! Only `dist`: the revision must be watched (a commit changes it), and a changed build
-//! script output rebuilds the whole crate — on every commit, for every `--release` test
-//! build, if it were done there.
+//! Not in the `test-release` profile (what the test suite builds): the revision is
+//! watched, and a changed build script output rebuilds every target of the crate — after
+//! each commit, all ~40 test binaries, for a version string no test reads.
 
 use std::path::Path;
 use std::process::Command;
@@ -31,19 +32,30 @@ fn profile() -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=PGPHASE_GIT_REVISION");
     let version = env!("CARGO_PKG_VERSION");
-    let rev = if profile().as_deref() == Some("dist") {
-        git(&["rev-parse", "--short=12", "HEAD"])
-    } else {
+    let rev = if profile().as_deref() == Some("test-release") {
         None
+    } else {
+        let from_env = std::env::var("PGPHASE_GIT_REVISION")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        from_env.or_else(|| {
+            let rev = git(&["rev-parse", "--short=12", "HEAD"])?;
+            watch_head();
+            Some(rev)
+        })
     };
-    let Some(rev) = rev else {
-        println!("cargo:rustc-env=PGPHASE_VERSION={version}");
-        return;
-    };
-    println!("cargo:rustc-env=PGPHASE_VERSION={version} (git {rev})");
-    // a commit or checkout changes the revision (only files that exist: a missing one
-    // would rerun this on every build)
+    match rev {
+        Some(rev) => println!("cargo:rustc-env=PGPHASE_VERSION={version} (git {rev})"),
+        None => println!("cargo:rustc-env=PGPHASE_VERSION={version}"),
+    }
+}
+
+/// Rerun when a commit or a checkout changes the revision. Only files that exist: a
+/// missing one would rerun this on every build.
+fn watch_head() {
     let mut watch = Vec::new();
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         watch.push(format!("{dir}/HEAD"));

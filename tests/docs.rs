@@ -1,6 +1,6 @@
 //! The documentation is kept true by these checks (no server needed):
 //! - `docs/lint/` is exactly what `pgphase::lint::docs` renders from the rules' data;
-//!   `PGPHASE_UPDATE_DOCS=1 cargo test --release --test docs` rewrites it;
+//!   `PGPHASE_UPDATE_DOCS=1 cargo test --profile test-release --test docs` rewrites it;
 //! - every relative link and `#anchor` in README.md, CONTRIBUTING.md and docs/**/*.md
 //!   resolves (anchors as GitHub makes them from headings);
 //! - every test the docs cite as proof exists: the names in a table column headed
@@ -54,7 +54,7 @@ fn lint_rule_pages_are_current() {
     assert!(
         stale.is_empty(),
         "not what src/lint/docs.rs renders from the rules' data: {stale:?}\n\
-         regenerate with `PGPHASE_UPDATE_DOCS=1 cargo test --release --test docs` and commit"
+         regenerate with `PGPHASE_UPDATE_DOCS=1 cargo test --profile test-release --test docs` and commit"
     );
 }
 

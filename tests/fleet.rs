@@ -503,7 +503,7 @@ fn sample_connections(
 /// The measured run of docs/fleets.md: 36 databases on the three clusters (12 each),
 /// `fleet start` then both `fleet advance`s to completed, at concurrency 1, 4 and 8;
 /// prints the time of each command and the most pgphase sessions seen open at once.
-/// A measurement, not a check: `cargo test --release --test fleet -- --ignored --nocapture`.
+/// A measurement, not a check: `cargo test --profile test-release --test fleet -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn measure_a_fleet_of_36_databases() {

@@ -8,7 +8,7 @@
 //! `convert -o FILE` then `plan FILE` (offline).
 //!
 //! Regenerate the per-statement snapshots after an intended change with
-//! `INSTA_UPDATE=always cargo test --release --test onramp` and read the diff.
+//! `INSTA_UPDATE=always cargo test --profile test-release --test onramp` and read the diff.
 
 mod common;
 
@@ -254,7 +254,7 @@ fn the_committed_schema_is_what_pgphase_schema_prints() {
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         committed,
-        "schema/plan.schema.json is stale: `cargo run --release -- schema > schema/plan.schema.json`"
+        "schema/plan.schema.json is stale: `cargo run --profile test-release -- schema > schema/plan.schema.json`"
     );
 }
 

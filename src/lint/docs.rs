@@ -21,7 +21,7 @@ pub fn pages() -> Vec<(String, String)> {
 }
 
 const GENERATED: &str = "<!-- Generated from src/lint/rules/ by src/lint/docs.rs: do not edit. \
-Regenerate with `PGPHASE_UPDATE_DOCS=1 cargo test --release --test docs`. -->";
+Regenerate with `PGPHASE_UPDATE_DOCS=1 cargo test --profile test-release --test docs`. -->";
 
 /// One rule's page: what it flags, why, the fix, an example and its finding, the safe
 /// version.
