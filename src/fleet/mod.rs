@@ -14,6 +14,7 @@
 //! the fleet from starting later waves (`on_error: stop`), or is set aside
 //! (`on_error: continue`).
 
+pub mod query;
 pub mod targets;
 
 pub use targets::{Fleet, OnError, Target};
@@ -47,6 +48,9 @@ pub enum TargetResult {
     Behind { detail: String },
     /// Unreachable, refused, or a step failed (state recorded; the same command resumes).
     Failed { error: String },
+    /// Stopped by SIGINT or SIGTERM at a safe point: the statement running was
+    /// cancelled and the interruption recorded (the same command resumes).
+    Interrupted { error: String },
     /// Not started because an earlier failure stopped the wave (`on_error: stop`) or the
     /// command was interrupted.
     Skipped { detail: String },
@@ -61,8 +65,13 @@ impl TargetResult {
         )
     }
     fn failed(e: CmdError) -> TargetResult {
-        TargetResult::Failed {
-            error: e.to_string(),
+        match e {
+            CmdError::Interrupted(_) => TargetResult::Interrupted {
+                error: e.to_string(),
+            },
+            e => TargetResult::Failed {
+                error: e.to_string(),
+            },
         }
     }
 }
@@ -80,8 +89,19 @@ pub struct TargetReport {
 /// Builds the session a per-database command runs with (actor, observer, confirmation).
 pub type MakeSession<'a> = &'a (dyn Fn(&Target, ConnInfo) -> Session + Sync);
 
-/// Told each target's result as it comes (progress lines).
-pub type OnResult<'a> = &'a (dyn Fn(&Target, usize, &TargetResult) + Sync);
+/// Told what a fleet command does as it happens (progress on stderr: lines, or bars on
+/// a terminal).
+pub trait FleetObserver: Sync {
+    /// Wave `wave` (1-based) of `waves` starts, with `members` databases.
+    fn wave_started(&self, _wave: usize, _waves: usize, _members: usize) {}
+    /// The command starts on a database (its session is made after this).
+    fn target_started(&self, _target: &Target, _wave: usize) {}
+    /// A database's result (also for one skipped, never started).
+    fn target_finished(&self, target: &Target, wave: usize, result: &TargetResult);
+}
+
+/// Told each target's result as it comes.
+pub type OnResult<'a> = &'a dyn FleetObserver;
 
 /// Runs `op` on every target, wave by wave (last wave first with `reverse`), at most
 /// `fleet.concurrency` at once, applying `on_error`. A schema target's operation runs
@@ -102,33 +122,38 @@ where
     }
     let stop = AtomicBool::new(false);
     let mut reports = Vec::new();
+    let waves = fleet.waves.len();
     for (w, members) in order {
         let wave = w + 1;
         let stop = &stop;
         let op = &op;
+        on_result.wave_started(wave, waves, members.len());
         let results: Vec<(usize, TargetResult)> = stream::iter(members.iter().copied())
             .map(|i| async move {
                 let t = &fleet.targets[i];
-                if stop.load(Ordering::SeqCst) {
-                    let r = TargetResult::Skipped {
-                        detail: "not started: a database failed or lagged and on_error is stop"
-                            .into(),
-                    };
+                let skipped = if let Some(reason) = crate::interrupt::signals().reason() {
+                    stop.store(true, Ordering::SeqCst);
+                    Some(format!("not started: {}", stop_words(&reason)))
+                } else if stop.load(Ordering::SeqCst) {
+                    Some("not started: a database failed or lagged and on_error is stop".into())
+                } else {
+                    None
+                };
+                if let Some(detail) = skipped {
+                    let r = TargetResult::Skipped { detail };
+                    on_result.target_finished(t, wave, &r);
                     return (i, r);
                 }
-                if let Some(reason) = crate::interrupt::signals().reason() {
-                    stop.store(true, Ordering::SeqCst);
-                    let detail = format!("not started: {}", stop_words(&reason));
-                    return (i, TargetResult::Skipped { detail });
-                }
+                on_result.target_started(t, wave);
                 let r = match &t.schema {
                     Some(s) => crate::sql::in_schema(s, op(t.clone())).await,
                     None => op(t.clone()).await,
                 };
-                if !r.ok() && fleet.on_error == OnError::Stop {
+                let interrupted = matches!(r, TargetResult::Interrupted { .. });
+                if interrupted || (!r.ok() && fleet.on_error == OnError::Stop) {
                     stop.store(true, Ordering::SeqCst);
                 }
-                on_result(t, wave, &r);
+                on_result.target_finished(t, wave, &r);
                 (i, r)
             })
             .buffer_unordered(fleet.concurrency)
