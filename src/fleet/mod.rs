@@ -569,3 +569,232 @@ pub async fn stored_program(fleet: &Fleet, plan: &str) -> Option<crate::program:
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    //! The wave loop without servers: a stand-in operation per target that records when
+    //! it starts and ends, yields (so the loop can start others meanwhile), and fails on
+    //! the targets asked.
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seen {
+        events: Mutex<Vec<String>>,
+    }
+
+    impl FleetObserver for Seen {
+        fn wave_started(&self, wave: usize, waves: usize, members: usize) {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("wave {wave}/{waves} of {members}"));
+        }
+        fn target_started(&self, t: &Target, wave: usize) {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("start {} (wave {wave})", t.name));
+        }
+        fn target_finished(&self, t: &Target, _wave: usize, r: &TargetResult) {
+            let what = match r {
+                TargetResult::Skipped { .. } => "skipped",
+                r if r.ok() => "done",
+                _ => "failed",
+            };
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("{what} {}", t.name));
+        }
+    }
+
+    /// Ten targets `t1`…`t10`; t1 and t6 are canaries.
+    fn fleet(waves: &str, concurrency: usize, on_error: &str) -> Fleet {
+        let mut text = String::from("targets:\n");
+        for i in 1..=10 {
+            text.push_str(&format!("  - url: postgres://app@db/d{i}\n    name: t{i}\n"));
+            if i == 1 || i == 6 {
+                text.push_str("    labels: { tier: canary }\n");
+            }
+        }
+        text.push_str(&format!(
+            "{waves}concurrency: {concurrency}\non_error: {on_error}\n"
+        ));
+        targets::parse(&text, "t.yaml").unwrap()
+    }
+
+    /// Runs the loop; the operation fails on `failing`. Returns the reports, the
+    /// observer's events and the most operations seen in flight at once.
+    async fn run(
+        f: &Fleet,
+        reverse: bool,
+        failing: &[&str],
+    ) -> (Vec<TargetReport>, Vec<String>, usize) {
+        let seen = Seen::default();
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let reports = each_wave(
+            f,
+            reverse,
+            |t: Target| {
+                let (now, most) = (&now, &most);
+                async move {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    for _ in 0..5 {
+                        tokio::task::yield_now().await;
+                    }
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    if failing.contains(&t.name.as_str()) {
+                        TargetResult::Failed {
+                            error: "lock not acquired".into(),
+                        }
+                    } else {
+                        TargetResult::Done {
+                            outcome: Outcome::Completed,
+                        }
+                    }
+                }
+            },
+            &seen,
+        )
+        .await;
+        let events = seen.events.into_inner().unwrap();
+        (reports, events, most.load(Ordering::SeqCst))
+    }
+
+    fn waves_of(reports: &[TargetReport]) -> Vec<(String, usize)> {
+        reports.iter().map(|r| (r.target.clone(), r.wave)).collect()
+    }
+
+    /// Where each target's wave starts and ends in the events: every target of a wave
+    /// finishes before the next wave starts.
+    fn assert_waves_in_order(events: &[String]) {
+        let mut waves = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.starts_with("wave "))
+            .map(|(i, _)| i)
+            .peekable();
+        while let Some(start) = waves.next() {
+            let end = waves.peek().copied().unwrap_or(events.len());
+            let started = events[start..end]
+                .iter()
+                .filter(|e| e.starts_with("start "))
+                .count();
+            let finished = events[start..end]
+                .iter()
+                .filter(|e| e.starts_with("done ") || e.starts_with("failed "))
+                .count();
+            assert_eq!(started, finished, "a wave overlapped the next: {events:#?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn waves_by_match_percent_and_rest_run_in_order_within_the_concurrency() {
+        let f = fleet(
+            "waves:\n  - match: { tier: canary }\n  - percent: 30\n  - rest: true\n",
+            3,
+            "stop",
+        );
+        let (reports, events, most) = run(&f, false, &[]).await;
+        let want: Vec<(String, usize)> = [
+            ("t1", 1),
+            ("t6", 1),
+            ("t2", 2),
+            ("t3", 2),
+            ("t4", 2),
+            ("t5", 3),
+            ("t7", 3),
+            ("t8", 3),
+            ("t9", 3),
+            ("t10", 3),
+        ]
+        .iter()
+        .map(|(t, w)| (t.to_string(), *w))
+        .collect();
+        assert_eq!(waves_of(&reports), want);
+        assert!(reports.iter().all(|r| r.result.ok()));
+        assert_eq!(
+            most, 3,
+            "at most `concurrency` at once, and that many: {events:#?}"
+        );
+        assert_eq!(events[0], "wave 1/3 of 2");
+        assert!(events.contains(&"wave 3/3 of 5".to_string()));
+        assert_waves_in_order(&events);
+
+        // one at a time: never two in flight
+        let one = fleet("", 1, "stop");
+        let (reports, _, most) = run(&one, false, &[]).await;
+        assert_eq!((reports.len(), most), (10, 1));
+        assert!(reports.iter().all(|r| r.wave == 1));
+    }
+
+    #[tokio::test]
+    async fn on_error_stop_starts_nothing_more_and_continue_sets_the_failure_aside() {
+        let waves = "waves:\n  - match: { tier: canary }\n  - rest: true\n";
+        // stop, one at a time: t6 (the second canary) is skipped after t1 fails, and
+        // no database of wave 2 starts
+        let f = fleet(waves, 1, "stop");
+        let (reports, events, _) = run(&f, false, &["t1"]).await;
+        let result = |name: &str| {
+            reports
+                .iter()
+                .find(|r| r.target == name)
+                .unwrap()
+                .result
+                .clone()
+        };
+        assert!(matches!(result("t1"), TargetResult::Failed { .. }));
+        for t in ["t6", "t2", "t10"] {
+            assert!(
+                matches!(result(t), TargetResult::Skipped { .. }),
+                "{t}: {events:#?}"
+            );
+        }
+        assert_eq!(
+            events.iter().filter(|e| e.starts_with("start ")).count(),
+            1,
+            "{events:#?}"
+        );
+
+        // stop, two at a time: the one running beside the failure finishes its command
+        let f = fleet(waves, 2, "stop");
+        let (reports, _, _) = run(&f, false, &["t1"]).await;
+        let done: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.result.ok())
+            .map(|r| r.target.as_str())
+            .collect();
+        assert_eq!(done, ["t6"]);
+
+        // continue: the failure is set aside, every other database runs, later waves too
+        let f = fleet(waves, 2, "continue");
+        let (reports, events, _) = run(&f, false, &["t1", "t4"]).await;
+        let failed: Vec<&str> = reports
+            .iter()
+            .filter(|r| !r.result.ok())
+            .map(|r| r.target.as_str())
+            .collect();
+        assert_eq!(failed, ["t1", "t4"]);
+        assert_eq!(
+            events.iter().filter(|e| e.starts_with("start ")).count(),
+            10
+        );
+    }
+
+    #[tokio::test]
+    async fn rollback_runs_the_last_wave_first() {
+        let f = fleet(
+            "waves:\n  - match: { tier: canary }\n  - rest: true\n",
+            4,
+            "stop",
+        );
+        let (reports, events, _) = run(&f, true, &[]).await;
+        assert_eq!(events[0], "wave 2/2 of 8");
+        assert_eq!(reports[0].wave, 2);
+        assert_eq!(reports.last().unwrap().target, "t6");
+        assert_waves_in_order(&events);
+    }
+}

@@ -404,4 +404,39 @@ on_error: continue
             .unwrap_err()
             .contains("not found"));
     }
+
+    #[test]
+    fn databases_from_a_query_take_the_control_connection_and_the_files_waves() {
+        use crate::fleet::query::Queried;
+        let control =
+            ConnInfo::parse("postgres://deploy@db-1.internal:5433/postgres?sslmode=require")
+                .unwrap();
+        let row = |db: &str, tier: Option<&str>| Queried {
+            dbname: db.into(),
+            labels: tier
+                .map(|t| BTreeMap::from([("tier".to_string(), t.to_string())]))
+                .unwrap_or_default(),
+        };
+        let rows = vec![
+            row("tenant_a", None),
+            row("tenant_b", Some("canary")),
+            row("tenant_c", None),
+        ];
+        let settings = "waves:\n  - match: { tier: canary }\n  - rest: true\nconcurrency: 2\non_error: continue\n";
+        let f = from_query(Some((settings, "w.yaml")), &control, rows.clone()).unwrap();
+        assert_eq!(f.waves, vec![vec![1], vec![0, 2]]);
+        assert_eq!((f.concurrency, f.on_error), (2, OnError::Continue));
+        assert_eq!(f.targets[1].name, "db-1.internal:5433/tenant_b");
+        let conn = f.targets[1].conn.as_ref().unwrap();
+        assert_eq!(conn.dbname(), Some("tenant_b"));
+        assert_eq!(conn.ssl_mode(), crate::conn::SslMode::Require);
+        // no file: one wave, the defaults
+        let f = from_query(None, &control, rows.clone()).unwrap();
+        assert_eq!((f.waves.len(), f.concurrency), (1, 4));
+        // a file that lists targets too is refused
+        let e = from_query(Some((FILE, "t.yaml")), &control, rows)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--targets-from-query lists them too"), "{e}");
+    }
 }
