@@ -52,14 +52,22 @@ fn targets_args(t: &FleetTargets) -> String {
         a.push(format!("--targets {}", p.display()));
     }
     if let Some(q) = &t.targets_from_query {
-        a.push(format!("--targets-from-query '{}'", q.replace('\'', r"'\''")));
+        a.push(format!(
+            "--targets-from-query '{}'",
+            q.replace('\'', r"'\''")
+        ));
     }
     a.join(" ")
 }
 
+/// The fleet command's own arming (see [`Shared`]); let go while it asks a question.
+type FleetArmed = Arc<Mutex<Option<crate::interrupt::Armed>>>;
+
 /// One answer to a destructive phase's question for the whole fleet: asked once (on a
-/// terminal), or `--yes`.
-fn fleet_confirmer(yes: bool) -> run::Confirm {
+/// terminal), or `--yes`. While it asks, the fleet's arming is let go: a signal then
+/// ends the process at once, as during a single database's question, unless another
+/// database is running steps (then it stops the fleet gracefully once answered).
+fn fleet_confirmer(yes: bool, armed: FleetArmed) -> run::Confirm {
     let ask = confirmer(yes);
     let answer: Mutex<Option<bool>> = Mutex::new(None);
     Arc::new(move |msg: &str| {
@@ -70,9 +78,14 @@ fn fleet_confirmer(yes: bool) -> run::Confirm {
         if crate::interrupt::signals().reason().is_some() {
             return false;
         }
+        let held = armed.lock().unwrap_or_else(|e| e.into_inner()).take();
         let said = ask(&format!(
             "{msg}\n(this answer holds for every database of the fleet)"
         ));
+        if let Some(h) = held {
+            *armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        }
+        let said = said && crate::interrupt::signals().reason().is_none();
         *a = Some(said);
         said
     })
@@ -84,12 +97,12 @@ struct Shared {
     confirm: run::Confirm,
     failpoint: Option<String>,
     progress: FleetProgress,
-    /// For the whole fleet command, SIGINT and SIGTERM stop it gracefully (see
+    /// For the whole fleet command (but its one question), SIGINT and SIGTERM stop it gracefully (see
     /// [`crate::interrupt`]): no further database starts, each running one stops at its
     /// runner's next safe point (the statement cancelled, the interruption recorded),
     /// the results are printed, and the exit code is 130 or 143. A second signal ends
     /// the process at once.
-    _armed: crate::interrupt::Armed,
+    _armed: FleetArmed,
 }
 
 impl Shared {
@@ -98,14 +111,15 @@ impl Shared {
             eprintln!("pgphase: warning: cannot handle SIGINT/SIGTERM ({e}): a signal ends the process without cancelling the running statements");
         }
         let names: Vec<&str> = fleet.targets.iter().map(|t| t.name.as_str()).collect();
+        let armed: FleetArmed = Arc::new(Mutex::new(Some(crate::interrupt::arm())));
         Shared {
             actor: actor(cli),
-            confirm: fleet_confirmer(yes),
+            confirm: fleet_confirmer(yes, armed.clone()),
             failpoint: std::env::var("PGPHASE_FAILPOINT")
                 .ok()
                 .filter(|f| !f.is_empty()),
             progress: FleetProgress::new(cli.quiet, &names),
-            _armed: crate::interrupt::arm(),
+            _armed: armed,
         }
     }
     fn session(&self, t: &Target, conn: ConnInfo) -> Session {
@@ -211,11 +225,7 @@ pub(super) async fn rollback(
 }
 
 /// `fleet status PLAN --targets T`: exit 0 when every database answered.
-pub(super) async fn status(
-    cli: &Cli,
-    plan: &str,
-    targets: &FleetTargets,
-) -> Result<i32, CmdError> {
+pub(super) async fn status(cli: &Cli, plan: &str, targets: &FleetTargets) -> Result<i32, CmdError> {
     let fleet = load_targets(cli, targets).await?;
     let name = fleet::plan_name_of(plan);
     let statuses = fleet::status(&fleet, &name).await;

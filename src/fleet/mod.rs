@@ -614,7 +614,9 @@ mod tests {
     fn fleet(waves: &str, concurrency: usize, on_error: &str) -> Fleet {
         let mut text = String::from("targets:\n");
         for i in 1..=10 {
-            text.push_str(&format!("  - url: postgres://app@db/d{i}\n    name: t{i}\n"));
+            text.push_str(&format!(
+                "  - url: postgres://app@db/d{i}\n    name: t{i}\n"
+            ));
             if i == 1 || i == 6 {
                 text.push_str("    labels: { tier: canary }\n");
             }

@@ -28,7 +28,9 @@ fn invalid(msg: String) -> CmdError {
 pub fn check(query: &str) -> Result<(), CmdError> {
     let lexed = lexer::lex(query);
     if let Some((line, e)) = lexed.errors.first() {
-        return Err(invalid(format!("the query does not parse (line {line}: {e})")));
+        return Err(invalid(format!(
+            "the query does not parse (line {line}: {e})"
+        )));
     }
     match lexed.statements.as_slice() {
         [] => Err(invalid("the query is empty".into())),
@@ -127,7 +129,10 @@ pub async fn list(control: &ConnInfo, query: &str) -> Result<Vec<Queried>, CmdEr
     let mut seen = BTreeSet::new();
     for (n, row) in rows.iter().enumerate() {
         let Some(dbname) = row.try_get::<_, Option<String>>(0).ok().flatten() else {
-            return Err(invalid(format!("row {} has no database name (NULL)", n + 1)));
+            return Err(invalid(format!(
+                "row {} has no database name (NULL)",
+                n + 1
+            )));
         };
         if !seen.insert(dbname.clone()) {
             return Err(invalid(format!(

@@ -64,7 +64,12 @@ impl StderrObserver {
 impl Observer for StderrObserver {
     fn step_started(&self, phase: &str, index: usize, total: usize, step: &Step) {
         if let Some(b) = &self.fleet_bar {
-            b.set_message(format!("[{phase} {}/{}] {}", index + 1, total, step.description));
+            b.set_message(format!(
+                "[{phase} {}/{}] {}",
+                index + 1,
+                total,
+                step.description
+            ));
             return;
         }
         self.line(&format!(
