@@ -97,11 +97,11 @@ struct Shared {
     confirm: run::Confirm,
     failpoint: Option<String>,
     progress: FleetProgress,
-    /// For the whole fleet command (but its one question), SIGINT and SIGTERM stop it gracefully (see
-    /// [`crate::interrupt`]): no further database starts, each running one stops at its
-    /// runner's next safe point (the statement cancelled, the interruption recorded),
-    /// the results are printed, and the exit code is 130 or 143. A second signal ends
-    /// the process at once.
+    /// For the whole fleet command (but its one question), SIGINT and SIGTERM stop it
+    /// gracefully (see [`crate::interrupt`]): no further database starts, each running
+    /// one stops at its runner's next safe point (the statement cancelled, the
+    /// interruption recorded), the results are printed, and the exit code is 130 or
+    /// 143. A second signal ends the process at once.
     _armed: FleetArmed,
 }
 

@@ -6,9 +6,8 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::fleet::{FleetObserver, Target, TargetResult};
-
 use crate::exec::{LockRetry, Observer, StepOutcome};
+use crate::fleet::{FleetObserver, Target, TargetResult};
 use crate::program::Step;
 use crate::sql::QualifiedName;
 
