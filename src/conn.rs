@@ -41,6 +41,8 @@ pub struct ConnInfo {
     tls: Tls,
     /// The limit on starting a connection (per host); `None` waits forever.
     connect_timeout: Option<Duration>,
+    /// The password was found in the password file (for this database), not given.
+    password_from_pgpass: bool,
 }
 
 /// libpq's `sslmode`.
@@ -244,9 +246,11 @@ impl ConnInfo {
         if config.get_application_name().is_none() {
             config.application_name("pgphase");
         }
+        let mut password_from_pgpass = false;
         if config.get_password().is_none() {
             if let Some(pw) = pgpass_lookup(&config) {
                 config.password(pw);
+                password_from_pgpass = true;
             }
         }
         let param = |name: &str, var: &str| {
@@ -294,6 +298,7 @@ impl ConnInfo {
             config,
             tls,
             connect_timeout,
+            password_from_pgpass,
         })
     }
 
@@ -326,6 +331,27 @@ impl ConnInfo {
             port,
             self.config.get_dbname().unwrap_or("")
         )
+    }
+
+    /// The same connection (host, port, user, TLS, time limits) to another database of
+    /// the same server. A password given (URL, `PGPASSWORD`, service) is kept; one found
+    /// in the password file is looked up again for that database (a line naming it wins;
+    /// without one the password found for the first database — same server, same user —
+    /// is kept).
+    pub fn with_dbname(&self, dbname: &str) -> ConnInfo {
+        let mut c = self.clone();
+        c.config.dbname(dbname);
+        if c.password_from_pgpass {
+            if let Some(pw) = pgpass_lookup(&c.config) {
+                c.config.password(pw);
+            }
+        }
+        c
+    }
+
+    /// The database this connects to.
+    pub fn dbname(&self) -> Option<&str> {
+        self.config.get_dbname()
     }
 
     pub fn with_application_name(&self, name: &str) -> ConnInfo {

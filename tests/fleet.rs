@@ -2,7 +2,9 @@
 //! schema-per-tenant database, driven through the `pgphase fleet` commands as a release
 //! pipeline would: waves, every gate to completed under old and new application
 //! versions on a sample, a database whose table a long transaction holds, an
-//! unreachable target, and a fleet command killed mid-wave then run again.
+//! unreachable target, a fleet command killed mid-wave then run again, a fleet listed by
+//! a query on a control database, SIGTERM and Ctrl-C mid-wave, and the bars on a
+//! terminal.
 
 mod common;
 mod lifecycle;
@@ -11,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::cli::{pgphase, run_guarded, Run};
+use common::cli::{pgphase, run_guarded, Run, Running};
+use common::terminal::Terminal;
 use common::{connect, LockHolder, TestDb, RENAME_PLAN};
 use lifecycle::{sql, App, ClientSql};
 use pgphase::pgserver::{PgServer, ServerOptions};
@@ -468,6 +471,300 @@ async fn a_fleet_command_killed_mid_wave_resumes_when_run_again() {
     fleet(&["rollback", p, "--targets", t, "--yes"])
         .await
         .expect(0);
+}
+
+/// A fleet listed by `--targets-from-query` on a control database (the server's
+/// `postgres`, given as every command's database is): each row's database reached with
+/// the control connection, a `tier` column as a label that a `match` wave of a targets
+/// file without `targets` takes; `start`, `status`, `checklist` and `rollback` on it.
+/// Refused before anything runs: no rows, a first column that is not a name, a database
+/// twice, a statement that is not a SELECT, a write inside one (read-only transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_listed_by_a_query_on_a_control_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = [
+        tenant_db(1, &["public"]).await,
+        tenant_db(1, &["public"]).await,
+        tenant_db(1, &["public"]).await,
+    ];
+    let control = servers()[1].url("postgres");
+    let plan = write_plan(dir.path(), "lock_timeout: 200ms");
+    let waves = write_targets(
+        dir.path(),
+        "waves.yaml",
+        "waves:\n  - match: { tier: canary }\n  - rest: true\nconcurrency: 2\n",
+    );
+    let names = dbs
+        .iter()
+        .map(|d| format!("'{}'", d.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let query = format!(
+        "SELECT datname, CASE WHEN datname = '{}' THEN 'canary' END AS tier FROM pg_database WHERE datname IN ({names}) ORDER BY datname",
+        dbs[2].name
+    );
+    let (p, w) = (plan.to_str().unwrap(), waves.to_str().unwrap());
+    let secret = "query-secret-4711";
+    let by_query = |args: &[&str]| {
+        let mut cmd = pgphase(
+            &[
+                &["--database-url", &control, "fleet"],
+                args,
+                &["--targets", w, "--targets-from-query", &query],
+            ]
+            .concat(),
+        );
+        cmd.env("PGPASSWORD", secret);
+        run_guarded(cmd, GUARD)
+    };
+
+    let r = by_query(&["start", p]).await;
+    r.expect(0);
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    let canary = format!("wave 1  127.0.0.1:{}/{}", servers()[1].port(), dbs[2].name);
+    assert!(r.stdout.contains(&canary), "{r:#?}");
+    assert!(r.stdout.contains("3 of 3 databases done"), "{r:#?}");
+    for d in &dbs {
+        let st = connect(&d.url)
+            .await
+            .query_one("SELECT status FROM pgphase.plans", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0);
+        assert_eq!(st, "awaiting_deploy", "{}", d.name);
+    }
+
+    // the same query through libpq's variables instead of --database-url
+    let mut cmd = pgphase(&[
+        "fleet",
+        "status",
+        p,
+        "--targets-from-query",
+        &query,
+        "--output",
+        "json",
+    ]);
+    cmd.env("PGHOST", "127.0.0.1")
+        .env("PGPORT", servers()[1].port().to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "postgres");
+    let st = run_guarded(cmd, GUARD).await;
+    st.expect(0);
+    let targets = st.json()["targets"].as_array().unwrap().clone();
+    assert_eq!(targets.len(), 3);
+    assert_eq!(targets[2]["labels"]["tier"], "canary", "{targets:#?}");
+    assert!(targets[0]["labels"].get("tier").is_none(), "{targets:#?}");
+    for t in &targets {
+        assert_eq!(t["waiting_at_gate"], "backfill", "{t:#?}");
+    }
+
+    let c = by_query(&["checklist", p]).await;
+    c.expect(0);
+    assert!(
+        c.stdout.contains("--targets-from-query 'SELECT datname") && c.stdout.contains("3/3"),
+        "{c:#?}"
+    );
+    by_query(&["rollback", p, "--to", "start", "--yes"])
+        .await
+        .expect(0);
+
+    // refused before anything runs, exit 2, each saying why
+    for (q, why) in [
+        (
+            format!("SELECT datname FROM pg_database WHERE datname = 'nope_{}'", dbs[0].name),
+            "returned no rows",
+        ),
+        (
+            "SELECT oid FROM pg_database".to_string(),
+            "not a database's name",
+        ),
+        (
+            format!(
+                "SELECT datname FROM pg_database, generate_series(1, 2) WHERE datname = '{}'",
+                dbs[0].name
+            ),
+            "twice",
+        ),
+        (
+            format!("DROP DATABASE {}", dbs[0].name),
+            "must be a SELECT",
+        ),
+        (
+            "WITH gone AS (DELETE FROM pg_class WHERE false RETURNING relname::text) SELECT * FROM gone".to_string(),
+            "read-only transaction",
+        ),
+    ] {
+        let mut cmd = pgphase(&[
+            "--database-url",
+            &control,
+            "fleet",
+            "start",
+            p,
+            "--targets-from-query",
+            &q,
+        ]);
+        cmd.env("PGPASSWORD", secret);
+        let r = run_guarded(cmd, GUARD).await;
+        r.expect(2);
+        assert!(r.stderr.contains(why) && !r.stderr.contains(secret), "{q}: {r:#?}");
+    }
+    // a targets file that lists targets too
+    let both = write_targets(
+        dir.path(),
+        "both.yaml",
+        &format!("targets:\n{}", target(&dbs[0], "")),
+    );
+    let mut cmd = pgphase(&[
+        "--database-url",
+        &control,
+        "fleet",
+        "start",
+        p,
+        "--targets",
+        both.to_str().unwrap(),
+        "--targets-from-query",
+        &query,
+    ]);
+    cmd.env("PGPASSWORD", secret);
+    let r = run_guarded(cmd, GUARD).await;
+    r.expect(2);
+    assert!(r.stderr.contains("lists them too"), "{r:#?}");
+}
+
+/// A plan whose expand waits on `held` for as long as a test holds its table: a long
+/// `lock_timeout`, many retries.
+fn held_plan(dir: &Path) -> PathBuf {
+    write_plan(dir, "lock_timeout: 2s\n  lock_retries: 1000")
+}
+
+/// SIGTERM to `fleet start` while a database of its wave waits for a lock, one database
+/// at a time: exit 143; the waiting database's statement cancelled and its interruption
+/// recorded, the database before it at its gate, the one after it not started. Once
+/// the lock is gone, the same command brings the other two to the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_mid_wave_exits_143_and_the_same_command_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, held, d3) = (
+        tenant_db(2, &["public"]).await,
+        tenant_db(2, &["public"]).await,
+        tenant_db(2, &["public"]).await,
+    );
+    let plan = held_plan(dir.path());
+    let targets = write_targets(
+        dir.path(),
+        "targets.yaml",
+        &format!(
+            "targets:\n{}{}{}concurrency: 1\n",
+            target(&d1, ""),
+            target(&held, ""),
+            target(&d3, "")
+        ),
+    );
+    let (p, t) = (plan.to_str().unwrap(), targets.to_str().unwrap());
+    let lock = LockHolder::hold(&held.url, "LOCK TABLE comments IN SHARE MODE").await;
+    let run = Running::spawn(pgphase(&["fleet", "start", p, "--targets", t]));
+    common::wait_until(
+        &held.client().await,
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name LIKE 'pgphase%' AND wait_event_type = 'Lock'",
+        60,
+    )
+    .await;
+    run.signal(libc::SIGTERM);
+    let r = run.finish(GUARD).await;
+    r.expect(143);
+    let line = |db: &TestDb| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(&db.name))
+            .unwrap_or_else(|| panic!("no line for {}: {r:#?}", db.name))
+            .to_string()
+    };
+    assert!(
+        line(&d1).contains("awaits the deploy after backfill"),
+        "{r:#?}"
+    );
+    assert!(
+        line(&held).contains("INTERRUPTED: interrupted by SIGTERM")
+            && line(&held).contains("the statement running on the server was cancelled"),
+        "{r:#?}"
+    );
+    assert!(
+        line(&d3).contains("skipped: not started: stopped by SIGTERM"),
+        "{r:#?}"
+    );
+    let c = held.client().await;
+    let recorded: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pgphase.events WHERE kind = 'interrupted'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1);
+    let st = status(&plan, &targets).await;
+    assert_eq!(st[2]["status"], "not_started", "{st:#?}");
+
+    lock.release().await;
+    fleet(&["start", p, "--targets", t]).await.expect(0);
+    for s in status(&plan, &targets).await {
+        assert_eq!(s["waiting_at_gate"], "backfill", "{s:#?}");
+    }
+}
+
+/// `fleet start` on a terminal (tmux): a bar for the wave and one per database running
+/// (its step), each database's result a line above them. Ctrl-C while one database
+/// waits for a lock: exit 130, that database interrupted. The same command again, the
+/// lock gone: exit 0, both at their gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_terminal_a_bar_per_database_and_one_for_the_wave_and_ctrl_c_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, held) = (
+        tenant_db(0, &["public"]).await,
+        tenant_db(0, &["public"]).await,
+    );
+    let plan = held_plan(dir.path());
+    let targets = write_targets(
+        dir.path(),
+        "targets.yaml",
+        &format!(
+            "targets:\n{}{}concurrency: 2\n",
+            target(&d1, ""),
+            target(&held, ""),
+        ),
+    );
+    let (p, t) = (plan.to_str().unwrap(), targets.to_str().unwrap());
+    let lock = LockHolder::hold(&held.url, "LOCK TABLE comments IN SHARE MODE").await;
+    let args = ["fleet", "start", p, "--targets", t];
+    let term = Terminal::spawn(200, 30, &args, &[]);
+    let screen = term
+        .wait_for("the wave's bar and the held database's bar", |s| {
+            s.contains("wave 1/1")
+                && s.contains("1/2 databases")
+                && s.lines()
+                    .any(|l| l.contains(&held.name) && l.contains("[expand "))
+        })
+        .await;
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(&d1.name) && l.contains("awaits the deploy after backfill")),
+        "{screen}"
+    );
+    term.keys(&["C-c"]);
+    assert_eq!(term.wait_exit().await, 130, "{}", term.screen());
+    let screen = term.screen();
+    assert!(screen.contains("interrupted by SIGINT"), "{screen}");
+    assert!(screen.contains("1 of 2 databases done"), "{screen}");
+
+    lock.release().await;
+    let again = Terminal::spawn(200, 30, &args, &[]);
+    assert_eq!(again.wait_exit().await, 0, "{}", again.screen());
+    let screen = again.screen();
+    assert!(screen.contains("2 of 2 databases done"), "{screen}");
+    for s in status(&plan, &targets).await {
+        assert_eq!(s["waiting_at_gate"], "backfill", "{s:#?}");
+    }
 }
 
 /// Samples how many sessions pgphase has open on the three clusters together (by

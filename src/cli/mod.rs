@@ -258,15 +258,29 @@ pub enum PhaseCmd {
     },
 }
 
+/// Which databases a fleet command runs on.
+#[derive(clap::Args, Debug, Clone)]
+#[group(required = true, multiple = true)]
+pub struct FleetTargets {
+    /// The targets file (databases, waves, concurrency, on_error). With
+    /// --targets-from-query, a file without `targets` giving the waves and settings.
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// The databases of one server, listed by a read-only SELECT on the database given
+    /// (--database-url / DATABASE_URL / PG*): first column the database's name, each
+    /// other column a label. Each database is reached as that connection with its name.
+    #[arg(long, value_name = "SELECT")]
+    pub targets_from_query: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum FleetCmd {
     /// `start` on every database of the fleet, wave by wave, up to each one's first deploy
     /// gate. Re-running it resumes only the databases not there yet.
     Start {
         file: PathBuf,
-        /// The targets file (databases, waves, concurrency, on_error).
-        #[arg(long, value_name = "FILE")]
-        targets: PathBuf,
+        #[command(flatten)]
+        targets: FleetTargets,
         #[arg(long, short)]
         yes: bool,
     },
@@ -282,8 +296,8 @@ pub enum FleetCmd {
         /// What was deployed: a version, tag or commit, recorded in each database's log.
         #[arg(long, required = true)]
         deployed: String,
-        #[arg(long, value_name = "FILE")]
-        targets: PathBuf,
+        #[command(flatten)]
+        targets: FleetTargets,
         #[arg(long, short)]
         yes: bool,
         /// Wait for the databases a command is working on now (still backfilling toward
@@ -295,8 +309,8 @@ pub enum FleetCmd {
     /// database must go back to the same place, else nothing is rolled back.
     Rollback {
         plan: String,
-        #[arg(long, value_name = "FILE")]
-        targets: PathBuf,
+        #[command(flatten)]
+        targets: FleetTargets,
         /// Where the fleet goes back to: the phase whose deploy gate it reopens, or `start`.
         #[arg(long, value_name = "PHASE|start")]
         to: Option<String>,
@@ -307,15 +321,15 @@ pub enum FleetCmd {
     /// with --output json one entry per database.
     Status {
         plan: String,
-        #[arg(long, value_name = "FILE")]
-        targets: PathBuf,
+        #[command(flatten)]
+        targets: FleetTargets,
     },
     /// The fleet's release checklist: per gate, the deploy, the fleet command after it and
     /// how many databases are past it.
     Checklist {
         plan: String,
-        #[arg(long, value_name = "FILE")]
-        targets: PathBuf,
+        #[command(flatten)]
+        targets: FleetTargets,
     },
 }
 

@@ -14,6 +14,7 @@
 //! the fleet from starting later waves (`on_error: stop`), or is set aside
 //! (`on_error: continue`).
 
+pub mod query;
 pub mod targets;
 
 pub use targets::{Fleet, OnError, Target};
@@ -47,6 +48,9 @@ pub enum TargetResult {
     Behind { detail: String },
     /// Unreachable, refused, or a step failed (state recorded; the same command resumes).
     Failed { error: String },
+    /// Stopped by SIGINT or SIGTERM at a safe point: the statement running was
+    /// cancelled and the interruption recorded (the same command resumes).
+    Interrupted { error: String },
     /// Not started because an earlier failure stopped the wave (`on_error: stop`) or the
     /// command was interrupted.
     Skipped { detail: String },
@@ -61,8 +65,13 @@ impl TargetResult {
         )
     }
     fn failed(e: CmdError) -> TargetResult {
-        TargetResult::Failed {
-            error: e.to_string(),
+        match e {
+            CmdError::Interrupted(_) => TargetResult::Interrupted {
+                error: e.to_string(),
+            },
+            e => TargetResult::Failed {
+                error: e.to_string(),
+            },
         }
     }
 }
@@ -80,8 +89,19 @@ pub struct TargetReport {
 /// Builds the session a per-database command runs with (actor, observer, confirmation).
 pub type MakeSession<'a> = &'a (dyn Fn(&Target, ConnInfo) -> Session + Sync);
 
-/// Told each target's result as it comes (progress lines).
-pub type OnResult<'a> = &'a (dyn Fn(&Target, usize, &TargetResult) + Sync);
+/// Told what a fleet command does as it happens (progress on stderr: lines, or bars on
+/// a terminal).
+pub trait FleetObserver: Sync {
+    /// Wave `wave` (1-based) of `waves` starts, with `members` databases.
+    fn wave_started(&self, _wave: usize, _waves: usize, _members: usize) {}
+    /// The command starts on a database (its session is made after this).
+    fn target_started(&self, _target: &Target, _wave: usize) {}
+    /// A database's result (also for one skipped, never started).
+    fn target_finished(&self, target: &Target, wave: usize, result: &TargetResult);
+}
+
+/// Told each target's result as it comes.
+pub type OnResult<'a> = &'a dyn FleetObserver;
 
 /// Runs `op` on every target, wave by wave (last wave first with `reverse`), at most
 /// `fleet.concurrency` at once, applying `on_error`. A schema target's operation runs
@@ -102,33 +122,38 @@ where
     }
     let stop = AtomicBool::new(false);
     let mut reports = Vec::new();
+    let waves = fleet.waves.len();
     for (w, members) in order {
         let wave = w + 1;
         let stop = &stop;
         let op = &op;
+        on_result.wave_started(wave, waves, members.len());
         let results: Vec<(usize, TargetResult)> = stream::iter(members.iter().copied())
             .map(|i| async move {
                 let t = &fleet.targets[i];
-                if stop.load(Ordering::SeqCst) {
-                    let r = TargetResult::Skipped {
-                        detail: "not started: a database failed or lagged and on_error is stop"
-                            .into(),
-                    };
+                let skipped = if let Some(reason) = crate::interrupt::signals().reason() {
+                    stop.store(true, Ordering::SeqCst);
+                    Some(format!("not started: {}", stop_words(&reason)))
+                } else if stop.load(Ordering::SeqCst) {
+                    Some("not started: a database failed or lagged and on_error is stop".into())
+                } else {
+                    None
+                };
+                if let Some(detail) = skipped {
+                    let r = TargetResult::Skipped { detail };
+                    on_result.target_finished(t, wave, &r);
                     return (i, r);
                 }
-                if let Some(reason) = crate::interrupt::signals().reason() {
-                    stop.store(true, Ordering::SeqCst);
-                    let detail = format!("not started: {}", stop_words(&reason));
-                    return (i, TargetResult::Skipped { detail });
-                }
+                on_result.target_started(t, wave);
                 let r = match &t.schema {
                     Some(s) => crate::sql::in_schema(s, op(t.clone())).await,
                     None => op(t.clone()).await,
                 };
-                if !r.ok() && fleet.on_error == OnError::Stop {
+                let interrupted = matches!(r, TargetResult::Interrupted { .. });
+                if interrupted || (!r.ok() && fleet.on_error == OnError::Stop) {
                     stop.store(true, Ordering::SeqCst);
                 }
-                on_result(t, wave, &r);
+                on_result.target_finished(t, wave, &r);
                 (i, r)
             })
             .buffer_unordered(fleet.concurrency)
@@ -543,4 +568,235 @@ pub async fn stored_program(fleet: &Fleet, plan: &str) -> Option<crate::program:
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wave loop without servers: a stand-in operation per target that records when
+    //! it starts and ends, yields (so the loop can start others meanwhile), and fails on
+    //! the targets asked.
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seen {
+        events: Mutex<Vec<String>>,
+    }
+
+    impl FleetObserver for Seen {
+        fn wave_started(&self, wave: usize, waves: usize, members: usize) {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("wave {wave}/{waves} of {members}"));
+        }
+        fn target_started(&self, t: &Target, wave: usize) {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("start {} (wave {wave})", t.name));
+        }
+        fn target_finished(&self, t: &Target, _wave: usize, r: &TargetResult) {
+            let what = match r {
+                TargetResult::Skipped { .. } => "skipped",
+                r if r.ok() => "done",
+                _ => "failed",
+            };
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("{what} {}", t.name));
+        }
+    }
+
+    /// Ten targets `t1`…`t10`; t1 and t6 are canaries.
+    fn fleet(waves: &str, concurrency: usize, on_error: &str) -> Fleet {
+        let mut text = String::from("targets:\n");
+        for i in 1..=10 {
+            text.push_str(&format!(
+                "  - url: postgres://app@db/d{i}\n    name: t{i}\n"
+            ));
+            if i == 1 || i == 6 {
+                text.push_str("    labels: { tier: canary }\n");
+            }
+        }
+        text.push_str(&format!(
+            "{waves}concurrency: {concurrency}\non_error: {on_error}\n"
+        ));
+        targets::parse(&text, "t.yaml").unwrap()
+    }
+
+    /// Runs the loop; the operation fails on `failing`. Returns the reports, the
+    /// observer's events and the most operations seen in flight at once.
+    async fn run(
+        f: &Fleet,
+        reverse: bool,
+        failing: &[&str],
+    ) -> (Vec<TargetReport>, Vec<String>, usize) {
+        let seen = Seen::default();
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let reports = each_wave(
+            f,
+            reverse,
+            |t: Target| {
+                let (now, most) = (&now, &most);
+                async move {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    for _ in 0..5 {
+                        tokio::task::yield_now().await;
+                    }
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    if failing.contains(&t.name.as_str()) {
+                        TargetResult::Failed {
+                            error: "lock not acquired".into(),
+                        }
+                    } else {
+                        TargetResult::Done {
+                            outcome: Outcome::Completed,
+                        }
+                    }
+                }
+            },
+            &seen,
+        )
+        .await;
+        let events = seen.events.into_inner().unwrap();
+        (reports, events, most.load(Ordering::SeqCst))
+    }
+
+    fn waves_of(reports: &[TargetReport]) -> Vec<(String, usize)> {
+        reports.iter().map(|r| (r.target.clone(), r.wave)).collect()
+    }
+
+    /// Where each target's wave starts and ends in the events: every target of a wave
+    /// finishes before the next wave starts.
+    fn assert_waves_in_order(events: &[String]) {
+        let mut waves = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.starts_with("wave "))
+            .map(|(i, _)| i)
+            .peekable();
+        while let Some(start) = waves.next() {
+            let end = waves.peek().copied().unwrap_or(events.len());
+            let started = events[start..end]
+                .iter()
+                .filter(|e| e.starts_with("start "))
+                .count();
+            let finished = events[start..end]
+                .iter()
+                .filter(|e| e.starts_with("done ") || e.starts_with("failed "))
+                .count();
+            assert_eq!(started, finished, "a wave overlapped the next: {events:#?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn waves_by_match_percent_and_rest_run_in_order_within_the_concurrency() {
+        let f = fleet(
+            "waves:\n  - match: { tier: canary }\n  - percent: 30\n  - rest: true\n",
+            3,
+            "stop",
+        );
+        let (reports, events, most) = run(&f, false, &[]).await;
+        let want: Vec<(String, usize)> = [
+            ("t1", 1),
+            ("t6", 1),
+            ("t2", 2),
+            ("t3", 2),
+            ("t4", 2),
+            ("t5", 3),
+            ("t7", 3),
+            ("t8", 3),
+            ("t9", 3),
+            ("t10", 3),
+        ]
+        .iter()
+        .map(|(t, w)| (t.to_string(), *w))
+        .collect();
+        assert_eq!(waves_of(&reports), want);
+        assert!(reports.iter().all(|r| r.result.ok()));
+        assert_eq!(
+            most, 3,
+            "at most `concurrency` at once, and that many: {events:#?}"
+        );
+        assert_eq!(events[0], "wave 1/3 of 2");
+        assert!(events.contains(&"wave 3/3 of 5".to_string()));
+        assert_waves_in_order(&events);
+
+        // one at a time: never two in flight
+        let one = fleet("", 1, "stop");
+        let (reports, _, most) = run(&one, false, &[]).await;
+        assert_eq!((reports.len(), most), (10, 1));
+        assert!(reports.iter().all(|r| r.wave == 1));
+    }
+
+    #[tokio::test]
+    async fn on_error_stop_starts_nothing_more_and_continue_sets_the_failure_aside() {
+        let waves = "waves:\n  - match: { tier: canary }\n  - rest: true\n";
+        // stop, one at a time: t6 (the second canary) is skipped after t1 fails, and
+        // no database of wave 2 starts
+        let f = fleet(waves, 1, "stop");
+        let (reports, events, _) = run(&f, false, &["t1"]).await;
+        let result = |name: &str| {
+            reports
+                .iter()
+                .find(|r| r.target == name)
+                .unwrap()
+                .result
+                .clone()
+        };
+        assert!(matches!(result("t1"), TargetResult::Failed { .. }));
+        for t in ["t6", "t2", "t10"] {
+            assert!(
+                matches!(result(t), TargetResult::Skipped { .. }),
+                "{t}: {events:#?}"
+            );
+        }
+        assert_eq!(
+            events.iter().filter(|e| e.starts_with("start ")).count(),
+            1,
+            "{events:#?}"
+        );
+
+        // stop, two at a time: the one running beside the failure finishes its command
+        let f = fleet(waves, 2, "stop");
+        let (reports, _, _) = run(&f, false, &["t1"]).await;
+        let done: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.result.ok())
+            .map(|r| r.target.as_str())
+            .collect();
+        assert_eq!(done, ["t6"]);
+
+        // continue: the failure is set aside, every other database runs, later waves too
+        let f = fleet(waves, 2, "continue");
+        let (reports, events, _) = run(&f, false, &["t1", "t4"]).await;
+        let failed: Vec<&str> = reports
+            .iter()
+            .filter(|r| !r.result.ok())
+            .map(|r| r.target.as_str())
+            .collect();
+        assert_eq!(failed, ["t1", "t4"]);
+        assert_eq!(
+            events.iter().filter(|e| e.starts_with("start ")).count(),
+            10
+        );
+    }
+
+    #[tokio::test]
+    async fn rollback_runs_the_last_wave_first() {
+        let f = fleet(
+            "waves:\n  - match: { tier: canary }\n  - rest: true\n",
+            4,
+            "stop",
+        );
+        let (reports, events, _) = run(&f, true, &[]).await;
+        assert_eq!(events[0], "wave 2/2 of 8");
+        assert_eq!(reports[0].wave, 2);
+        assert_eq!(reports.last().unwrap().target, "t6");
+        assert_waves_in_order(&events);
+    }
 }

@@ -60,6 +60,7 @@ pub struct Fleet {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFleet {
+    #[serde(default)]
     targets: Vec<RawTarget>,
     #[serde(default)]
     waves: Vec<RawWave>,
@@ -73,7 +74,7 @@ fn default_concurrency() -> usize {
     4
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     url: Option<String>,
@@ -117,16 +118,60 @@ fn invalid(file: &str, msg: String) -> CmdError {
 
 /// Parses a targets file's text (`file` names it in errors).
 pub fn parse(text: &str, file: &str) -> Result<Fleet, CmdError> {
-    let raw: RawFleet = serde_saphyr::from_str(text)
-        .map_err(|e| invalid(file, format!("not a targets file: {e}")))?;
+    let raw = raw(text, file)?;
     if raw.targets.is_empty() {
-        return Err(invalid(file, "`targets` is empty".into()));
+        return Err(invalid(
+            file,
+            "`targets` is empty (list them, or list a server's databases with --targets-from-query)".into(),
+        ));
     }
-    if raw.concurrency == 0 {
-        return Err(invalid(file, "`concurrency` must be at least 1".into()));
+    let targets = file_targets(&raw.targets, file)?;
+    build(raw, targets, file)
+}
+
+/// The fleet of the databases a `--targets-from-query` listed on `control`'s server,
+/// each reached as `control` with its database name; waves, `concurrency` and
+/// `on_error` from a targets file without `targets` (`settings`: its text and name),
+/// else the defaults (one wave, 4 at once, stop).
+pub fn from_query(
+    settings: Option<(&str, &str)>,
+    control: &ConnInfo,
+    rows: Vec<super::query::Queried>,
+) -> Result<Fleet, CmdError> {
+    let (raw, file) = match settings {
+        Some((text, file)) => (raw(text, file)?, file),
+        None => (raw("{}", "")?, "--targets-from-query"),
+    };
+    if !raw.targets.is_empty() {
+        return Err(invalid(
+            file,
+            "it lists `targets` and --targets-from-query lists them too: give the databases one way (leave `targets` out of the file to keep its waves, concurrency and on_error)".into(),
+        ));
     }
+    let targets = rows
+        .into_iter()
+        .enumerate()
+        .map(|(index, q)| {
+            let conn = control.with_dbname(&q.dbname);
+            Target {
+                name: short(&conn),
+                conn: Ok(conn),
+                labels: q.labels,
+                schema: None,
+                index,
+            }
+        })
+        .collect();
+    build(raw, targets, file)
+}
+
+fn raw(text: &str, file: &str) -> Result<RawFleet, CmdError> {
+    serde_saphyr::from_str(text).map_err(|e| invalid(file, format!("not a targets file: {e}")))
+}
+
+fn file_targets(raw: &[RawTarget], file: &str) -> Result<Vec<Target>, CmdError> {
     let mut targets = Vec::new();
-    for (i, t) in raw.targets.into_iter().enumerate() {
+    for (i, t) in raw.iter().cloned().enumerate() {
         let n = i + 1;
         let conn = match (&t.url, &t.service) {
             (Some(url), None) => {
@@ -172,6 +217,15 @@ pub fn parse(text: &str, file: &str) -> Result<Fleet, CmdError> {
             schema: t.schema,
             index: i,
         });
+    }
+    Ok(targets)
+}
+
+/// The fleet of `targets` with the file's waves and settings: refuses a target twice,
+/// bad waves and a target in no wave.
+fn build(raw: RawFleet, targets: Vec<Target>, file: &str) -> Result<Fleet, CmdError> {
+    if raw.concurrency == 0 {
+        return Err(invalid(file, "`concurrency` must be at least 1".into()));
     }
     let mut seen = std::collections::BTreeSet::new();
     for t in &targets {
@@ -349,5 +403,40 @@ on_error: continue
             .as_ref()
             .unwrap_err()
             .contains("not found"));
+    }
+
+    #[test]
+    fn databases_from_a_query_take_the_control_connection_and_the_files_waves() {
+        use crate::fleet::query::Queried;
+        let control =
+            ConnInfo::parse("postgres://deploy@db-1.internal:5433/postgres?sslmode=require")
+                .unwrap();
+        let row = |db: &str, tier: Option<&str>| Queried {
+            dbname: db.into(),
+            labels: tier
+                .map(|t| BTreeMap::from([("tier".to_string(), t.to_string())]))
+                .unwrap_or_default(),
+        };
+        let rows = vec![
+            row("tenant_a", None),
+            row("tenant_b", Some("canary")),
+            row("tenant_c", None),
+        ];
+        let settings = "waves:\n  - match: { tier: canary }\n  - rest: true\nconcurrency: 2\non_error: continue\n";
+        let f = from_query(Some((settings, "w.yaml")), &control, rows.clone()).unwrap();
+        assert_eq!(f.waves, vec![vec![1], vec![0, 2]]);
+        assert_eq!((f.concurrency, f.on_error), (2, OnError::Continue));
+        assert_eq!(f.targets[1].name, "db-1.internal:5433/tenant_b");
+        let conn = f.targets[1].conn.as_ref().unwrap();
+        assert_eq!(conn.dbname(), Some("tenant_b"));
+        assert_eq!(conn.ssl_mode(), crate::conn::SslMode::Require);
+        // no file: one wave, the defaults
+        let f = from_query(None, &control, rows.clone()).unwrap();
+        assert_eq!((f.waves.len(), f.concurrency), (1, 4));
+        // a file that lists targets too is refused
+        let e = from_query(Some((FILE, "t.yaml")), &control, rows)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--targets-from-query lists them too"), "{e}");
     }
 }

@@ -15,6 +15,7 @@ pub fn result_words(r: &TargetResult) -> String {
         TargetResult::Already { detail } => format!("nothing to do: {detail}"),
         TargetResult::Behind { detail } => format!("behind, left as it is: {detail}"),
         TargetResult::Failed { error } => format!("FAILED: {error}"),
+        TargetResult::Interrupted { error } => format!("INTERRUPTED: {error}"),
         TargetResult::Skipped { detail } => format!("skipped: {detail}"),
     }
 }
@@ -102,6 +103,7 @@ pub struct Checklist<'a> {
     pub plan: &'a str,
     /// The plan as the operator named it (file or name), for the commands.
     pub plan_arg: &'a str,
+    /// The arguments that name the fleet (`--targets T`, `--targets-from-query 'Q'`).
     pub targets: &'a str,
     pub program: &'a Program,
     pub statuses: &'a [TargetStatus],
@@ -161,7 +163,7 @@ pub fn checklist_text(c: &Checklist<'_>) -> String {
     );
     let _ = writeln!(
         o,
-        "- [{}] `pgphase fleet start {} --targets {}` — started on {started}/{total}",
+        "- [{}] `pgphase fleet start {} {}` — started on {started}/{total}",
         tick(started == total),
         c.plan_arg,
         c.targets
@@ -181,7 +183,7 @@ pub fn checklist_text(c: &Checklist<'_>) -> String {
         }
         let _ = writeln!(
             o,
-            "  - then `pgphase fleet advance {} --gate {} --deployed REF --targets {}` — confirmed on {}/{total}, waiting at it: {}",
+            "  - then `pgphase fleet advance {} --gate {} --deployed REF {}` — confirmed on {}/{total}, waiting at it: {}",
             c.plan_arg, g.phase, c.targets, g.confirmed, g.waiting
         );
     }
@@ -192,14 +194,14 @@ pub fn checklist_text(c: &Checklist<'_>) -> String {
         .count();
     let _ = writeln!(
         o,
-        "- [{}] completed on {completed}/{total}; `pgphase fleet status {} --targets {}` lists the databases behind",
+        "- [{}] completed on {completed}/{total}; `pgphase fleet status {} {}` lists the databases behind",
         tick(completed == total),
         c.plan,
         c.targets
     );
     let _ = writeln!(
         o,
-        "\nTo roll back before the point of no return: `pgphase fleet rollback {} --targets {} --to PHASE|start` (last wave first), after rolling the application back.",
+        "\nTo roll back before the point of no return: `pgphase fleet rollback {} {} --to PHASE|start` (last wave first), after rolling the application back.",
         c.plan, c.targets
     );
     o
