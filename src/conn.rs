@@ -94,7 +94,7 @@ impl SslMode {
 }
 
 /// Where the trusted root certificates come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum RootCert {
     /// `sslrootcert=system`: the operating system's trusted roots.
     System,
@@ -570,72 +570,108 @@ fn default_file(name: &str) -> PathBuf {
 
 impl Tls {
     /// The OpenSSL connector for `mode` (never `Disable`), and where it notes why it
-    /// rejected the server's certificate, if it does.
+    /// rejected the server's certificate, if it does. The OpenSSL context (trusted
+    /// roots, client certificate) is built once per process for each set of files and
+    /// shared: building one reads the system's whole certificate bundle, which cost a
+    /// fleet command most of its CPU when every connection did it.
     fn connector(&self, mode: SslMode) -> anyhow::Result<(MakeTlsConnector, Rejection)> {
-        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
         // Only the roots asked for: the connector starts out trusting the system's.
         let root = self.root_cert.clone().or_else(|| {
             let default = default_file("root.crt");
             default.is_file().then_some(RootCert::File(default))
         });
-        match &root {
-            Some(RootCert::System) => {}
-            Some(RootCert::File(path)) => {
-                let pem = std::fs::read(path).with_context(|| {
-                    format!("could not read root certificate file {}", path.display())
-                })?;
-                let certs = X509::stack_from_pem(&pem).with_context(|| {
-                    format!("could not read root certificate file {}", path.display())
-                })?;
-                let mut store = X509StoreBuilder::new()?;
-                for cert in certs {
-                    store.add_cert(cert)?;
-                }
-                builder.set_cert_store(store.build());
-            }
-            None if mode.verifies() => bail!(
+        if root.is_none() && mode.verifies() {
+            bail!(
                 "sslmode={} needs the root certificate that signed the server's certificate: \
                  set sslrootcert=/path/to/ca.crt (URL parameter or PGSSLROOTCERT), or \
                  sslrootcert=system for the system's trusted roots, or put it at {}",
                 mode.as_str(),
                 default_file("root.crt").display()
-            ),
-            None => {}
-        }
-        // as libpq: a root certificate, when present, is checked in every TLS mode
-        let rejected = Rejection::default();
-        if root.is_some() {
-            let slot = rejected.clone();
-            builder.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
-                if !ok {
-                    if let Ok(mut slot) = slot.lock() {
-                        slot.get_or_insert_with(|| ctx.error().to_string());
-                    }
-                }
-                ok
-            });
-        } else {
-            builder.set_verify(SslVerifyMode::NONE);
+            );
         }
         let cert = self.cert.clone().or_else(|| {
             let default = default_file("postgresql.crt");
             default.is_file().then_some(default)
         });
-        if let Some(cert) = cert {
+        let cert = cert.map(|cert| {
             let key = self
                 .key
                 .clone()
                 .unwrap_or_else(|| default_file("postgresql.key"));
-            load_client_cert(&mut builder, &cert, &key)?;
-        }
-        let mut connector = MakeTlsConnector::new(builder.build());
+            (cert, key)
+        });
+        let context = shared_context(root.as_ref(), cert.as_ref())?;
+        // as libpq: a root certificate, when present, is checked in every TLS mode; the
+        // reason of a rejection is noted per connection
+        let rejected = Rejection::default();
+        let slot = rejected.clone();
+        let verifies = root.is_some();
         let check_name = mode == SslMode::VerifyFull;
+        let mut connector = MakeTlsConnector::new(context);
         connector.set_callback(move |config, _domain| {
             config.set_verify_hostname(check_name);
+            if verifies {
+                let slot = slot.clone();
+                config.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+                    if !ok {
+                        if let Ok(mut slot) = slot.lock() {
+                            slot.get_or_insert_with(|| ctx.error().to_string());
+                        }
+                    }
+                    ok
+                });
+            }
             Ok(())
         });
         Ok((connector, rejected))
     }
+}
+
+/// The OpenSSL context for these roots and this client certificate (cert, key), built
+/// on first use and kept for the life of the process.
+fn shared_context(
+    root: Option<&RootCert>,
+    cert: Option<&(PathBuf, PathBuf)>,
+) -> anyhow::Result<SslConnector> {
+    type Contexts =
+        std::collections::HashMap<(Option<RootCert>, Option<(PathBuf, PathBuf)>), SslConnector>;
+    static CONTEXTS: std::sync::OnceLock<std::sync::Mutex<Contexts>> = std::sync::OnceLock::new();
+    let key = (root.cloned(), cert.cloned());
+    let contexts = CONTEXTS.get_or_init(Default::default);
+    if let Some(context) = contexts.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(context);
+    }
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    match root {
+        Some(RootCert::System) => {}
+        Some(RootCert::File(path)) => {
+            let pem = std::fs::read(path).with_context(|| {
+                format!("could not read root certificate file {}", path.display())
+            })?;
+            let certs = X509::stack_from_pem(&pem).with_context(|| {
+                format!("could not read root certificate file {}", path.display())
+            })?;
+            let mut store = X509StoreBuilder::new()?;
+            for cert in certs {
+                store.add_cert(cert)?;
+            }
+            builder.set_cert_store(store.build());
+        }
+        None => {}
+    }
+    builder.set_verify(if root.is_some() {
+        SslVerifyMode::PEER
+    } else {
+        SslVerifyMode::NONE
+    });
+    if let Some((cert, key)) = cert {
+        load_client_cert(&mut builder, cert, key)?;
+    }
+    let context = builder.build();
+    if let Ok(mut contexts) = contexts.lock() {
+        contexts.insert(key, context.clone());
+    }
+    Ok(context)
 }
 
 /// Why certificate verification failed, as OpenSSL's verifier said it.
