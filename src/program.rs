@@ -82,7 +82,54 @@ pub enum Action {
     /// Batched keyset copy, one transaction per batch with its checkpoint.
     Backfill(BackfillSpec),
     /// A query returning one bigint: the count of offending rows, which must be 0.
-    Verify { sql: String, failure: String },
+    /// With `scan`, it runs as that scan's batches instead (the counts add up); `sql`
+    /// is the one-statement form shown to humans.
+    Verify {
+        sql: String,
+        failure: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scan: Option<KeyedScan>,
+    },
+}
+
+/// A read of every row of a table in key-ordered batches, each its own short
+/// statement: `SELECT {select} FROM table WHERE <key range>` returns one bigint per
+/// batch. A verification that reads a large table this way holds no snapshot for the
+/// whole scan and leaves room for the application between batches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyedScan {
+    pub table: QualifiedName,
+    /// Key columns (quoted) and their types, in order.
+    pub key: Vec<(String, String)>,
+    /// An aggregate returning one bigint, e.g. `count(*) FILTER (WHERE …)`.
+    pub select: String,
+}
+
+impl KeyedScan {
+    /// The key ranges are a backfill's (same bound query, same key encoding).
+    fn ranges(&self) -> BackfillSpec {
+        BackfillSpec {
+            table: self.table.clone(),
+            key: self.key.clone(),
+            set: String::new(),
+            needs_work: "true".into(),
+            batch_size: 0,
+        }
+    }
+    /// See [`BackfillSpec::bound_sql`].
+    pub fn bound_sql(&self, resume: bool) -> String {
+        self.ranges().bound_sql(resume)
+    }
+    /// One batch: keys after `$1..$k` (when `lower`) up to the bound (when `upper`).
+    pub fn batch_sql(&self, lower: bool, upper: bool) -> String {
+        let conds = self.ranges().range_conds(lower, upper);
+        let wh = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        format!("SELECT ({})::int8 FROM {}{wh}", self.select, self.table)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +208,14 @@ impl Step {
                 "-- in batches, one short transaction each, until no rows are left; the batch size\n-- adapts to take about backfill.target_batch_time; the checkpoint (last key, rows)\n-- is saved in the batch's transaction, which also sets {BACKFILL_GUC} = on (see the triggers)\n-- the batch's last key ($1: the previous batch's last key, $2: the batch size):\n{};\n-- the batch ($1: the previous batch's last key, $2: the key found above; the last batch has no upper bound):\n{};",
                 b.bound_sql(true),
                 b.update_sql(true, true)
+            ),
+            Action::Verify {
+                sql,
+                scan: Some(scan),
+                ..
+            } => format!(
+                "-- in key-ordered batches, one short statement each, the counts added up; the same as:\n{sql}\n-- a batch ($1: the previous batch's last key, $2: the next bound, found like a backfill's):\n{};",
+                scan.batch_sql(true, true)
             ),
             Action::Verify { sql, .. } => sql.clone(),
         }
@@ -247,10 +302,9 @@ impl BackfillSpec {
         format!("SELECT count(*) FROM {}{lower}", self.table)
     }
 
-    /// Updates the rows of one batch that still need work: keys after `$1..$k` (the
-    /// previous batch's last key, when `lower`) up to and including the bound (the next
-    /// `k` parameters, when `upper`). A key range, so one index range scan.
-    pub fn update_sql(&self, lower: bool, upper: bool) -> String {
+    /// Keys after `$1..$k` (when `lower`) up to and including the next `k` parameters
+    /// (when `upper`).
+    fn range_conds(&self, lower: bool, upper: bool) -> Vec<String> {
         let k = self.key.len();
         let mut conds = Vec::new();
         if lower {
@@ -260,6 +314,14 @@ impl BackfillSpec {
             let first = if lower { k + 1 } else { 1 };
             conds.push(format!("{} <= {}", self.key_list(), self.key_params(first)));
         }
+        conds
+    }
+
+    /// Updates the rows of one batch that still need work: keys after `$1..$k` (the
+    /// previous batch's last key, when `lower`) up to and including the bound (the next
+    /// `k` parameters, when `upper`). A key range, so one index range scan.
+    pub fn update_sql(&self, lower: bool, upper: bool) -> String {
+        let mut conds = self.range_conds(lower, upper);
         conds.push(format!("({})", self.needs_work));
         format!(
             "UPDATE {} SET {} WHERE {}",

@@ -471,3 +471,134 @@ async fn comment_rows(client: &Client) -> Vec<(i64, Option<String>, Option<Strin
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect()
 }
+
+/// `max_app_wait` and `yield_to_load` with the defaults: application sessions that wait
+/// on a batch's row locks are seen (in the batch's own transaction, before it commits)
+/// and counted, other busy sessions make the backfill sleep between batches, and the
+/// step's event says both. The batches are made slow (1 ms per row, only inside the
+/// backfill) and the application keeps updating rows of the running batch, so it keeps
+/// meeting batches; its writes all succeed and none is lost, and `switch_reads`'
+/// batched verification finds every row in agreement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_waiting_on_batches_is_seen_and_the_backfill_yields_to_busy_sessions() {
+    const ROWS: i64 = 600;
+    let c = cluster(&[], "  backfill: { batch_size: 100 }", None).await;
+    c.client
+        .batch_execute(&format!(
+            "CREATE TABLE scores (id int PRIMARY KEY, score int NOT NULL, hits int NOT NULL DEFAULT 0);
+             INSERT INTO scores SELECT g, g FROM generate_series(1, {ROWS}) g;
+             CREATE FUNCTION slow_score(v int) RETURNS bigint LANGUAGE plpgsql AS
+               $$ BEGIN
+                    IF current_setting('pgphase.backfill', true) = 'on' THEN
+                      PERFORM pg_sleep(0.001);
+                    END IF;
+                    RETURN v;
+                  END $$;"
+        ))
+        .await
+        .unwrap();
+    let plan = c.dir.path().join("scores.yaml");
+    std::fs::write(
+        &plan,
+        "name: scores\nsettings:\n  backfill: { batch_size: 20 }\n  contract: { evidence: off }\nchanges:\n  - change_type: { table: scores, column: score, type: bigint, using: slow_score(score) }\n",
+    )
+    .unwrap();
+    let plan = plan.to_str().unwrap().to_string();
+
+    // two sessions busy all along: the load the backfill yields to
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let s = common::connect(&c.url).await;
+        busy.push(tokio::spawn(async move {
+            let _ = s.batch_execute("SELECT pg_sleep(120)").await;
+        }));
+    }
+    // the application: prepared statements on one connection, updating another column
+    // (so the sync trigger leaves the row to the batch) of any of the 100 rows after the
+    // last checkpoint, i.e. of the running batch, until the backfill is done
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = {
+        let stop = stop.clone();
+        let url = c.url.clone();
+        tokio::spawn(async move {
+            let a = common::connect(&url).await;
+            // (not prepared: the state tables appear with the start)
+            let next = "SELECT coalesce((SELECT least(rows_done + 1 + floor(random() * 100)::int, $1::int) FROM pgphase.backfill_progress WHERE plan_name = 'scores'), 1)::int4";
+            let bump = a
+                .prepare("UPDATE scores SET hits = hits + 1 WHERE id = $1")
+                .await
+                .unwrap();
+            let (mut writes, mut failed) = (0i64, 0i64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id: i32 = match a.query_one(next, &[&(ROWS as i32)]).await {
+                    Ok(r) => r.get(0),
+                    Err(_) => 1, // the state tables do not exist before the start
+                };
+                match a.execute(&bump, &[&id]).await {
+                    Ok(1) => writes += 1,
+                    _ => failed += 1,
+                }
+            }
+            (writes, failed)
+        })
+    };
+    let started = c.cli(&["start", &plan, "--yes"]).await;
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (writes, failed) = app.await.unwrap();
+    assert_eq!(failed, 0, "no application write failed");
+    assert!(writes > 0);
+    c.client
+        .batch_execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(120)'",
+        )
+        .await
+        .unwrap();
+    for b in busy {
+        b.await.unwrap();
+    }
+
+    let steps: Vec<String> = c
+        .client
+        .query(
+            "SELECT message FROM pgphase.events WHERE plan_name = 'scores' AND kind = 'step' AND message LIKE 'backfilled%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    eprintln!("the backfill's step: {}", steps[0]);
+    assert!(
+        steps[0].contains("application sessions waited on") && steps[0].contains("batch(es)"),
+        "{steps:?}"
+    );
+    assert!(steps[0].contains("to the application's load"), "{steps:?}");
+    // every write kept: the old column has them all, the new one agrees on every row
+    let sum: i64 = c
+        .client
+        .query_one("SELECT sum(hits)::int8 FROM scores", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, writes);
+    let advanced = c
+        .cli(&["phase", "advance", "scores", "--deployed", "v2"])
+        .await;
+    assert_eq!(advanced.code, 0, "{}", advanced.stderr);
+    let verified: i64 = c
+        .client
+        .query_one(
+            "SELECT count(*) FROM pgphase.events WHERE plan_name = 'scores' AND kind = 'step' AND message LIKE 'verified:%agree%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(verified, 1);
+    c.cli(&["phase", "rollback", "scores", "--yes"])
+        .await
+        .expect(0);
+}

@@ -24,10 +24,12 @@ pub enum BackfillCmd {
     /// (not watched) or `plan` (the plan's value again).
     Set {
         plan: String,
-        /// Target duration of one batch (e.g. 50ms).
+        /// Target duration of one batch (e.g. 50ms), used as given (above the plan's
+        /// max_app_wait too).
         #[arg(long, value_parser = parse_duration)]
         batch_time: Option<Duration>,
-        /// Sleep between batches (e.g. 20ms).
+        /// A fixed sleep between batches (e.g. 20ms; 0ms: none), instead of the plan's
+        /// pause and yield_to_load.
         #[arg(long, value_parser = parse_duration)]
         pause: Option<Duration>,
         /// e.g. 5s, off, plan.

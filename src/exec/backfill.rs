@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
+use super::pace::{self, BatchEnd, Pace};
 use super::throttle::Throttle;
 use super::{
     backoff, is_lock_conflict, CheckpointKey, ExecError, Observer, StepOutcome, StepSettings,
@@ -86,6 +87,8 @@ pub(super) async fn run(
     let mut lock_failures = 0u32;
     let mut size = BatchSize::new(spec.batch_size, settings.target_batch_time);
     let mut throttle = Throttle::start(work, settings, cp).await?;
+    let mut pace = Pace::new(settings.max_app_wait);
+    let batch_end = prepare_batch_end(work, settings, observer).await?;
     // synchronous_commit off: a batch does not wait for its WAL flush (nor make the
     // application's commits queue behind it). Safe: the checkpoint commits with its
     // batch, so a crash loses both together and the resumed run redoes that batch.
@@ -98,7 +101,11 @@ pub(super) async fn run(
     loop {
         // no batch while paused or while the database's health holds it
         let tuning = throttle.clear(work, observer).await?;
-        size.set_target(tuning.target_batch_time);
+        size.set_target(if tuning.batch_time_set {
+            tuning.target_batch_time
+        } else {
+            pace.batch_target(tuning.target_batch_time)
+        });
         let t0 = Instant::now();
         let tx = work
             .transaction()
@@ -177,6 +184,8 @@ pub(super) async fn run(
         if visited > 0 {
             batches += 1; // the closing batch may find nothing left
         }
+        // who waits on this batch's locks, and how busy the application is
+        let end = read_batch_end(&tx, &batch_end).await?;
         let key_json = bound.as_ref().map(|b| key_to_json(b));
         cp.save_backfill_batch(&tx, key_json.as_ref(), rows_done, batches)
             .await
@@ -184,7 +193,9 @@ pub(super) async fn run(
         tx.commit()
             .await
             .map_err(db("committing a backfill batch"))?;
-        size.observe(t0.elapsed());
+        let took = t0.elapsed();
+        size.observe(took);
+        let yielding = pace.after_batch(took, &end, tuning.yield_to_load);
         match bound {
             Some(b) => last_key = Some(b),
             None => break,
@@ -194,14 +205,63 @@ pub(super) async fn run(
             observer.backfill_progress(rows_done, total, (rows_done - start_rows) as f64 / secs);
             last_report = Instant::now();
         }
-        if !tuning.pause.is_zero() {
-            tokio::time::sleep(tuning.pause).await;
+        let sleep = tuning.pause + yielding;
+        if !sleep.is_zero() {
+            tokio::time::sleep(sleep).await;
         }
     }
     observer.backfill_finished(rows_done, started.elapsed());
     Ok(StepOutcome::Backfilled {
         rows: rows_done,
         batches,
+        pace: pace.summary(),
+    })
+}
+
+/// The statement run at the end of every batch ([`pace::batch_end_sql`]); says once
+/// when the application's sessions of other roles cannot be seen.
+pub(super) async fn prepare_batch_end(
+    work: &Client,
+    settings: &StepSettings,
+    observer: &dyn Observer,
+) -> Result<tokio_postgres::Statement, ExecError> {
+    let db = |what: &'static str| move |e| ExecError::db(what, e);
+    let version: i32 = work
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(db("reading the server version"))?
+        .get(0);
+    if settings.yield_to_load > 0.0 {
+        let sees_all: Option<bool> = work
+            .query_opt(pace::SEES_ALL_SESSIONS_SQL, &[])
+            .await
+            .map_err(db("reading the role's privileges"))?
+            .and_then(|r| r.get(0));
+        if sees_all != Some(true) {
+            observer.note(
+                "this role sees only its own sessions' state in pg_stat_activity: the backfill yields only to them; grant it pg_read_all_stats (or pg_monitor) to yield to the whole application",
+            );
+        }
+    }
+    work.prepare(pace::batch_end_sql(version))
+        .await
+        .map_err(db("preparing the backfill"))
+}
+
+pub(super) async fn read_batch_end(
+    c: &impl tokio_postgres::GenericClient,
+    stmt: &tokio_postgres::Statement,
+) -> Result<BatchEnd, ExecError> {
+    let r = c
+        .query_one(stmt, &[])
+        .await
+        .map_err(|e| ExecError::db("reading who waits on the batch", e))?;
+    Ok(BatchEnd {
+        waiters: r.get(0),
+        longest_wait: r
+            .get::<_, Option<f64>>(1)
+            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)),
+        active: r.get(2),
     })
 }
 
@@ -254,7 +314,8 @@ async fn estimate_rows(work: &Client, spec: &BackfillSpec) -> Result<Option<i64>
 }
 
 /// Batch size that adapts toward a target batch duration: grows at most 2× and
-/// shrinks at most 4× per batch, between 100 and 100 000 rows.
+/// shrinks at most 4× per batch, between 10 and 100 000 rows (as few as 10, so that a
+/// batch of slow rows can stay under `max_app_wait`).
 #[derive(Debug, Clone)]
 pub struct BatchSize {
     rows: f64,
@@ -262,7 +323,7 @@ pub struct BatchSize {
 }
 
 impl BatchSize {
-    const MIN: f64 = 100.0;
+    const MIN: f64 = 10.0;
     const MAX: f64 = 100_000.0;
 
     pub fn new(initial: u32, target: Duration) -> BatchSize {

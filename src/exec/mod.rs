@@ -3,6 +3,8 @@
 //! transactions, idempotent re-runs, and the batched backfill.
 
 pub mod backfill;
+pub mod pace;
+mod scan;
 pub mod throttle;
 
 use rand::Rng;
@@ -44,6 +46,8 @@ pub enum StepOutcome {
     Backfilled {
         rows: i64,
         batches: i64,
+        /// What the application met ([`pace::Pace::summary`]), when it met anything.
+        pace: Option<String>,
     },
     Verified,
 }
@@ -130,6 +134,10 @@ pub struct StepSettings {
     pub batch_pause: Duration,
     /// Adapt batch sizes toward this duration; zero keeps them fixed.
     pub target_batch_time: Duration,
+    /// The longest a batch may aim to take (see [`pace`]); `None`: no limit.
+    pub max_app_wait: Option<Duration>,
+    /// Sleep after each batch in proportion to the application's load (see [`pace`]).
+    pub yield_to_load: f64,
     /// The database-health limits a backfill waits on (before the operator's live
     /// overrides, read from the state tables before every batch).
     pub health: crate::health::Limits,
@@ -145,6 +153,8 @@ impl Default for StepSettings {
             lock_retries: plan.lock_retries,
             batch_pause: plan.backfill.pause,
             target_batch_time: plan.backfill.target_batch_time,
+            max_app_wait: plan.backfill.max_app_wait,
+            yield_to_load: plan.backfill.yield_to_load,
             health: crate::health::Limits::default(),
             actor: "pgphase".into(),
         }
@@ -189,12 +199,15 @@ pub async fn run_step(
             Ok(StepOutcome::Ran)
         }
         Action::Backfill(spec) => backfill::run(work, spec, settings, checkpoint, observer).await,
-        Action::Verify { sql, failure } => {
-            let count: i64 = work
-                .query_one(sql.trim_end_matches(';'), &[])
-                .await
-                .map_err(|e| ExecError::db("verifying", e))?
-                .get(0);
+        Action::Verify { sql, failure, scan } => {
+            let count: i64 = match scan {
+                Some(scan) => scan::count(work, scan, settings, observer).await?,
+                None => work
+                    .query_one(sql.trim_end_matches(';'), &[])
+                    .await
+                    .map_err(|e| ExecError::db("verifying", e))?
+                    .get(0),
+            };
             if count > 0 {
                 Err(ExecError::Verify {
                     count,

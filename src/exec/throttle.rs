@@ -19,7 +19,13 @@ const POLL: Duration = Duration::from_millis(200);
 #[derive(Clone, Copy, Debug)]
 pub struct Tuning {
     pub target_batch_time: Duration,
+    /// The operator set the batch time (`backfill set --batch-time`): it is used as
+    /// given, above `max_app_wait` too.
+    pub batch_time_set: bool,
     pub pause: Duration,
+    /// Sleep in proportion to the application's load ([`super::pace`]); 0 when the
+    /// operator set a fixed `--pause`.
+    pub yield_to_load: f64,
 }
 
 pub struct Throttle<'a> {
@@ -125,7 +131,12 @@ impl<'a> Throttle<'a> {
                 self.expected.clear();
                 self.remember_standbys(c, &limits).await?;
             }
-            let mut holds = self.health_holds(c, &limits).await?;
+            // a batch's WAL takes about the batch's time to replay on a standby
+            let headroom = control.batch_time.unwrap_or_else(|| {
+                let t = self.settings.target_batch_time;
+                self.settings.max_app_wait.map_or(t, |m| m.min(t))
+            });
+            let mut holds = self.health_holds(c, &limits, headroom).await?;
             if control.paused {
                 holds.insert(
                     0,
@@ -146,7 +157,13 @@ impl<'a> Throttle<'a> {
                     target_batch_time: control
                         .batch_time
                         .unwrap_or(self.settings.target_batch_time),
+                    batch_time_set: control.batch_time.is_some(),
                     pause: control.pause.unwrap_or(self.settings.batch_pause),
+                    yield_to_load: if control.pause.is_some() {
+                        0.0
+                    } else {
+                        self.settings.yield_to_load
+                    },
                 });
             }
             let keys = health::hold_keys(&holds);
@@ -187,7 +204,12 @@ impl<'a> Throttle<'a> {
         }
     }
 
-    async fn health_holds(&mut self, c: &Client, limits: &Limits) -> Result<Vec<Hold>, ExecError> {
+    async fn health_holds(
+        &mut self,
+        c: &Client,
+        limits: &Limits,
+        headroom: Duration,
+    ) -> Result<Vec<Hold>, ExecError> {
         if !limits.watches_anything() {
             return Ok(Vec::new());
         }
@@ -196,7 +218,14 @@ impl<'a> Throttle<'a> {
         ))?;
         let now = Instant::now();
         self.tracker.observe(signals.current_lsn, now);
-        let holds = health::decide(limits, &self.expected, &signals, &self.tracker, now);
+        let holds = health::decide(
+            limits,
+            &self.expected,
+            &signals,
+            &self.tracker,
+            now,
+            headroom,
+        );
         if let Some(min) = signals.standbys.iter().filter_map(|s| s.replay_lsn).min() {
             self.tracker.forget_before(min);
         }

@@ -19,6 +19,12 @@ pub use signals::{Signals, Slot, Standby};
 
 /// Default `settings.backfill.max_replica_lag`.
 pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_secs(2);
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Default `settings.backfill.max_app_wait`.
+pub const DEFAULT_MAX_APP_WAIT: Duration = Duration::from_millis(25);
 /// Default `settings.backfill.max_slot_lag`: 1 GB of WAL retained by a slot.
 pub const DEFAULT_MAX_SLOT_LAG: u64 = 1 << 30;
 
@@ -74,12 +80,15 @@ impl<T: Copy> Override<T> {
 pub enum Hold {
     /// `pgphase backfill pause`.
     Paused { by: String, at: String },
-    /// A standby replays further behind than `max_replica_lag`.
+    /// A standby replays further behind than `max_replica_lag` allows before one more
+    /// batch (whose WAL takes about `headroom_ms` to replay).
     ReplicaLag {
         standby: String,
         lag_ms: u64,
         behind_bytes: i64,
         max_ms: u64,
+        #[serde(skip_serializing_if = "is_zero")]
+        headroom_ms: u64,
     },
     /// A standby's replay position cannot be read (still catching up, or the role
     /// lacks `pg_read_all_stats`).
@@ -116,12 +125,17 @@ impl std::fmt::Display for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Hold::Paused { by, at } => write!(f, "paused by {by} at {at} (`pgphase backfill resume` continues)"),
-            Hold::ReplicaLag { standby, lag_ms, behind_bytes, max_ms } => write!(
+            Hold::ReplicaLag { standby, lag_ms, behind_bytes, max_ms, headroom_ms } => write!(
                 f,
-                "standby {standby} replays {} behind ({} of WAL), more than max_replica_lag {}",
+                "standby {standby} replays {} behind ({} of WAL), more than max_replica_lag {}{}",
                 fmt_ms(*lag_ms),
                 fmt_bytes(*behind_bytes as u64),
-                fmt_ms(*max_ms)
+                fmt_ms(*max_ms),
+                if *headroom_ms > 0 && lag_ms <= max_ms {
+                    format!(" allows before a batch of {}", fmt_ms(*headroom_ms))
+                } else {
+                    String::new()
+                }
             ),
             Hold::LagUnreadable { standby, why } => write!(
                 f,
@@ -347,12 +361,17 @@ impl LagTracker {
 
 /// The holds for the signals read, under `limits`. `expected` are the standbys that
 /// were streaming when the backfill started (by name).
+///
+/// `headroom` is the next batch's target duration: its WAL takes about that long to
+/// replay, so a standby must be at least that far within `max_replica_lag` (at most half
+/// the limit is kept as headroom).
 pub fn decide(
     limits: &Limits,
     expected: &BTreeSet<String>,
     s: &Signals,
     tracker: &LagTracker,
     now: Instant,
+    headroom: Duration,
 ) -> Vec<Hold> {
     let mut holds = Vec::new();
     if let Some(max) = limits.max_replica_lag {
@@ -385,12 +404,14 @@ pub fn decide(
                     .lag_of(replay, now)
                     .max(st.replay_lag.unwrap_or_default())
             };
-            if lag > max {
+            let headroom = headroom.min(max / 2);
+            if lag > max - headroom {
                 holds.push(Hold::ReplicaLag {
                     standby: st.name.clone(),
                     lag_ms: lag.as_millis() as u64,
                     behind_bytes: behind as i64,
                     max_ms: max.as_millis() as u64,
+                    headroom_ms: headroom.as_millis() as u64,
                 });
             }
         }
@@ -469,14 +490,15 @@ mod tests {
             2000,
             vec![standby("s1", Some(500)), standby("s2", Some(2000))],
         );
-        let holds = decide(&limits, &none, &s, &tr, now);
+        let holds = decide(&limits, &none, &s, &tr, now, Duration::ZERO);
         assert_eq!(
             holds,
             vec![Hold::ReplicaLag {
                 standby: "s1".into(),
                 lag_ms: 3000,
                 behind_bytes: 1500,
-                max_ms: 2000
+                max_ms: 2000,
+                headroom_ms: 0,
             }]
         );
         assert!(holds[0]
@@ -484,12 +506,20 @@ mod tests {
             .contains("standby s1 replays 3.0s behind"));
         // behind the newest sample only: 0 s old, within the limit
         let s = signals(2000, vec![standby("s1", Some(1500))]);
-        assert!(decide(&limits, &none, &s, &tr, now).is_empty());
+        assert!(decide(&limits, &none, &s, &tr, now, Duration::ZERO).is_empty());
         // replay_lag reported by the server counts too
         let mut st = standby("s1", Some(1500));
         st.replay_lag = Some(Duration::from_secs(10));
         assert_eq!(
-            decide(&limits, &none, &signals(2000, vec![st]), &tr, now).len(),
+            decide(
+                &limits,
+                &none,
+                &signals(2000, vec![st]),
+                &tr,
+                now,
+                Duration::ZERO
+            )
+            .len(),
             1
         );
     }
@@ -500,7 +530,7 @@ mod tests {
         let now = Instant::now();
         let expected: BTreeSet<String> = ["s1".to_string(), "s2".to_string()].into();
         let s = signals(10, vec![standby("s1", None)]);
-        let holds = decide(&Limits::default(), &expected, &s, &tr, now);
+        let holds = decide(&Limits::default(), &expected, &s, &tr, now, Duration::ZERO);
         assert_eq!(
             hold_keys(&holds),
             ["lag_unreadable:s1", "standby_gone:s2"]
@@ -511,7 +541,7 @@ mod tests {
             max_replica_lag: None,
             ..Limits::default()
         };
-        assert!(decide(&off, &expected, &s, &tr, now).is_empty());
+        assert!(decide(&off, &expected, &s, &tr, now, Duration::ZERO).is_empty());
     }
 
     #[test]
@@ -530,7 +560,14 @@ mod tests {
             max_slot_lag: Some(1 << 20),
             max_active_sessions: Some(10),
         };
-        let holds = decide(&limits, &BTreeSet::new(), &s, &tr, Instant::now());
+        let holds = decide(
+            &limits,
+            &BTreeSet::new(),
+            &s,
+            &tr,
+            Instant::now(),
+            Duration::ZERO,
+        );
         assert_eq!(holds.len(), 2);
         assert_eq!(
             holds[0].to_string(),
@@ -541,7 +578,15 @@ mod tests {
             max_active_sessions: Some(12),
             ..limits
         };
-        assert!(decide(&limits, &BTreeSet::new(), &s, &tr, Instant::now()).is_empty());
+        assert!(decide(
+            &limits,
+            &BTreeSet::new(),
+            &s,
+            &tr,
+            Instant::now(),
+            Duration::ZERO
+        )
+        .is_empty());
     }
 
     #[test]

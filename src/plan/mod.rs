@@ -229,15 +229,29 @@ impl EvidenceMode {
 pub struct BackfillSettings {
     /// Rows in the first batch (one short transaction each); later batches adapt.
     pub batch_size: u32,
-    /// Batch sizes adapt so that each batch takes about this long (row locks are held
-    /// for at most about twice that). `0s` keeps `batch_size` fixed.
+    /// Batch sizes adapt so that each batch takes about this long, never longer than
+    /// `max_app_wait`. `0s` keeps `batch_size` fixed.
     #[serde(with = "duration_text")]
     #[schemars(with = "String")]
     pub target_batch_time: Duration,
-    /// Sleep between batches, to leave room for the application.
+    /// Sleep between batches, to leave room for the application (added to the sleep
+    /// of `yield_to_load`).
     #[serde(with = "duration_text")]
     #[schemars(with = "String")]
     pub pause: Duration,
+    /// An application statement that needs a row of the running batch waits until the
+    /// batch commits: batches never aim to take longer than this, and shrink while
+    /// application sessions are seen waiting on them (growing back when none are).
+    /// `off` leaves the batch's duration to `target_batch_time` alone.
+    #[serde(with = "crate::health::limit_duration")]
+    #[schemars(with = "crate::health::RawLimit")]
+    pub max_app_wait: Option<Duration>,
+    /// After each batch, sleep for the batch's duration times this factor times the
+    /// other client sessions running a statement (a moving average, at most 9 sessions):
+    /// with n busy sessions the backfill takes about 1/(1 + factor × n) of the time; on
+    /// an idle database batches run back to back. `0` turns it off. Sessions of other
+    /// roles are seen only with `pg_read_all_stats`.
+    pub yield_to_load: f64,
     /// No new batch while a physical standby replays more than this far behind, or
     /// while the lag of a standby cannot be read; `off` does not watch standbys.
     #[serde(with = "crate::health::limit_duration")]
@@ -255,12 +269,18 @@ pub struct BackfillSettings {
     pub max_active_sessions: Option<u32>,
 }
 
+/// Default `settings.backfill.yield_to_load`: with four busy sessions the backfill takes
+/// about 1/17 of the time (docs/performance.md › OLTP impact).
+pub const DEFAULT_YIELD_TO_LOAD: f64 = 4.0;
+
 impl Default for BackfillSettings {
     fn default() -> Self {
         BackfillSettings {
             batch_size: 1000,
-            target_batch_time: Duration::from_millis(100),
+            target_batch_time: Duration::from_millis(20),
             pause: Duration::ZERO,
+            max_app_wait: Some(crate::health::DEFAULT_MAX_APP_WAIT),
+            yield_to_load: DEFAULT_YIELD_TO_LOAD,
             max_replica_lag: Some(crate::health::DEFAULT_MAX_REPLICA_LAG),
             max_slot_lag: Some(crate::health::DEFAULT_MAX_SLOT_LAG),
             max_active_sessions: None,

@@ -279,6 +279,7 @@ pub(super) fn add_enum_value(
                 action: Action::Verify {
                     sql: format!("SELECT count(*) FROM (SELECT 1) AS one WHERE NOT {exists};"),
                     failure: format!("the value '{value}' is missing from {short}"),
+                    scan: None,
                 },
                 lock: LockLevel::AccessShare,
                 table: Some(ty.clone()),

@@ -536,7 +536,12 @@ fn shadow(
     ));
 
     // 2. dual_write: prove the expression plans, then the sync triggers.
-    let checks = probe(table, &[format!("CAST(({using}) AS {new_type})")], &[]);
+    let checks = probe(
+        table,
+        common::backfill_key(t),
+        &[format!("CAST(({using}) AS {new_type})")],
+        &[],
+    );
     let mut dual = before.dual_write(&format!("{shadow_col} := {using} on every write of {c}"));
     dual.steps.splice(0..0, checks);
     out.phases.push((PhaseKind::DualWrite, dual));
@@ -602,7 +607,7 @@ fn shadow(
     out.phases.push((
         PhaseKind::SwitchReads,
         Contribution {
-            steps: vec![before.verify()],
+            steps: vec![before.verify(common::backfill_key(t))],
             rollback: Vec::new(),
             gate_after: Some(format!(
                 "confirm no running instance of the application still reads `{}` on {short} without the cast to {new_type} (the old version is fully drained): contract swaps in the new type",

@@ -10,7 +10,9 @@ use crate::catalog::{Column, Table};
 use crate::phase::PhaseKind;
 use crate::plan::{check, At, Pos};
 use crate::program::BACKFILL_GUC;
-use crate::program::{Action, BackfillSpec, Contribution, LockLevel, RecipeOutput, Step};
+use crate::program::{
+    Action, BackfillSpec, Contribution, KeyedScan, LockLevel, RecipeOutput, Step,
+};
 use crate::sql::{derived_name, quote_ident, quote_literal, Ident, QualifiedName};
 
 #[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -298,7 +300,7 @@ END
             ),
             action: Action::Backfill(BackfillSpec {
                 table: table.clone(),
-                key,
+                key: key.clone(),
                 set: format!("{to} = {from}"),
                 needs_work: format!("{n} IS DISTINCT FROM {o}", n = cmp(&to.quoted()), o = cmp(&from.quoted())),
                 batch_size,
@@ -409,6 +411,15 @@ END
                         cmp(&from.quoted())
                     ),
                     failure: format!("rows of {short} where {to} differs from {from}"),
+                    scan: Some(KeyedScan {
+                        table: table.clone(),
+                        key: key.clone(),
+                        select: format!(
+                            "count(*) FILTER (WHERE {} IS DISTINCT FROM {})",
+                            cmp(&to.quoted()),
+                            cmp(&from.quoted())
+                        ),
+                    }),
                 },
                 lock: LockLevel::AccessShare,
                 table: Some(table.clone()),

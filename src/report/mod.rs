@@ -34,13 +34,29 @@ pub fn plan_text(p: &Program) -> String {
     }
     let _ = writeln!(
         o,
-        "  lock_timeout {}, {} lock attempts, backfill batches of {} rows, pause {}",
+        "  lock_timeout {}, {} lock attempts",
         humantime::format_duration(p.settings.lock_timeout),
         p.settings.lock_retries,
-        p.settings.backfill.batch_size,
-        humantime::format_duration(p.settings.backfill.pause)
     );
     let b = &p.settings.backfill;
+    let _ = writeln!(
+        o,
+        "  backfill batches of {} rows{}, max_app_wait {}, pause {}, yield_to_load {}",
+        b.batch_size,
+        if b.target_batch_time.is_zero() {
+            " (fixed)".to_string()
+        } else {
+            format!(
+                " adapting to {}",
+                humantime::format_duration(b.target_batch_time)
+            )
+        },
+        b.max_app_wait
+            .map(|d| humantime::format_duration(d).to_string())
+            .unwrap_or_else(|| "off".into()),
+        humantime::format_duration(b.pause),
+        b.yield_to_load,
+    );
     let _ = writeln!(
         o,
         "  backfill waits above: replica lag {}, slot lag {}, active sessions {}",

@@ -85,9 +85,14 @@ impl Observer for StderrObserver {
         let what = match outcome {
             StepOutcome::Ran => "done".to_string(),
             StepOutcome::Skipped => "already in effect, skipped".to_string(),
-            StepOutcome::Backfilled { rows, batches } => {
-                format!("{rows} rows in {batches} batches")
-            }
+            StepOutcome::Backfilled {
+                rows,
+                batches,
+                pace,
+            } => format!(
+                "{rows} rows in {batches} batches{}",
+                pace.as_ref().map(|p| format!("; {p}")).unwrap_or_default()
+            ),
             StepOutcome::Verified => "verified".to_string(),
         };
         self.line(&format!("    {what} ({} ms)", elapsed.as_millis()));

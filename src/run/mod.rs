@@ -309,6 +309,8 @@ fn settings_of(program: &Program, actor: &str) -> StepSettings {
         lock_retries: program.settings.lock_retries,
         batch_pause: program.settings.backfill.pause,
         target_batch_time: program.settings.backfill.target_batch_time,
+        max_app_wait: b.max_app_wait,
+        yield_to_load: b.yield_to_load,
     }
 }
 

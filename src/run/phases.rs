@@ -160,9 +160,14 @@ async fn run_phases_from(
                         StepOutcome::Skipped => {
                             format!("already in effect, skipped: {}", step.description)
                         }
-                        StepOutcome::Backfilled { rows, batches } => format!(
-                            "backfilled {rows} rows in {batches} batches: {}",
-                            step.description
+                        StepOutcome::Backfilled {
+                            rows,
+                            batches,
+                            pace,
+                        } => format!(
+                            "backfilled {rows} rows in {batches} batches: {}{}",
+                            step.description,
+                            pace.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
                         ),
                         StepOutcome::Verified => format!("verified: {}", step.description),
                     };

@@ -25,7 +25,9 @@
 //! strings, keywords that are also column names.) `#variable_conflict use_column` keeps
 //! columns named like PL/pgSQL variables (`found`, `new`) columns.
 
-use crate::program::{Action, BackfillSpec, Contribution, LockLevel, Step, BACKFILL_GUC};
+use crate::program::{
+    Action, BackfillSpec, Contribution, KeyedScan, LockLevel, Step, BACKFILL_GUC,
+};
 use crate::sql::{quote_ident, quote_literal, Ident, QualifiedName};
 
 /// A column the sync reads or writes.
@@ -319,8 +321,9 @@ END
         }
     }
 
-    /// Counts the rows where a new column differs from its forward expression.
-    pub fn verify(&self) -> Step {
+    /// Counts the rows where a new column differs from its forward expression, in
+    /// batches of `key`.
+    pub fn verify(&self, key: Vec<(String, String)>) -> Step {
         let cond = self
             .new
             .iter()
@@ -350,6 +353,11 @@ END
                     self.table.display_short(),
                     Self::names(&self.new)
                 ),
+                scan: Some(KeyedScan {
+                    table: self.table.clone(),
+                    key,
+                    select: format!("count(*) FILTER (WHERE {cond})"),
+                }),
             },
             lock: LockLevel::AccessShare,
             table: Some(self.table.clone()),
@@ -364,13 +372,14 @@ END
 /// convert fails here, before any trigger could fail an application write.
 pub(in crate::recipe) fn probe(
     table: &QualifiedName,
+    key: Vec<(String, String)>,
     select: &[String],
     plan_only: &[String],
 ) -> Vec<Step> {
     let short = table.display_short();
     let mut steps = vec![Step {
         description: format!(
-            "evaluate the forward expressions on every row of {short} (one scan, reads and writes continue): a value they cannot convert fails here, not in an application write"
+            "evaluate the forward expressions on every row of {short} (in key-ordered batches, reads and writes continue): a value they cannot convert fails here, not in an application write"
         ),
         action: Action::Verify {
             // count() evaluates its argument on every row; the result is always 0
@@ -379,6 +388,11 @@ pub(in crate::recipe) fn probe(
                 select.join(", ")
             ),
             failure: "never: the query returns 0 or fails".into(),
+            scan: Some(KeyedScan {
+                table: table.clone(),
+                key,
+                select: format!("0 * count(ROW({}))", select.join(", ")),
+            }),
         },
         lock: LockLevel::AccessShare,
         table: Some(table.clone()),
@@ -398,6 +412,7 @@ pub(in crate::recipe) fn probe(
             action: Action::Verify {
                 sql: format!("SELECT count(*) FROM {from};"),
                 failure: "rows from a LIMIT 0 query".into(),
+                scan: None,
             },
             lock: LockLevel::AccessShare,
             table: Some(table.clone()),

@@ -147,6 +147,7 @@ pub(in crate::recipe) fn derived(
         0..0,
         probe(
             &table,
+            common::backfill_key(t),
             &forward_probe,
             &[format!("SELECT {} FROM {table}", reverse_probe.join(", "))],
         ),
@@ -188,7 +189,7 @@ pub(in crate::recipe) fn derived(
     out.phases.push((
         PhaseKind::SwitchReads,
         Contribution {
-            steps: vec![sync.verify()],
+            steps: vec![sync.verify(common::backfill_key(t))],
             rollback: Vec::new(),
             gate_after: Some(format!(
                 "confirm no running instance of the application still uses {old_names} on {short} (the old version is fully drained)"
