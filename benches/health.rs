@@ -1,26 +1,34 @@
-//! The OLTP impact of a backfill, measured with PostgreSQL's own `pgbench` (TPC-B-like
-//! script) as the application, on a throwaway durable primary (fsync on) with a
-//! streaming standby, side by side in one run:
+//! The OLTP impact of a backfill, measured with PostgreSQL's own `pgbench` as the
+//! application, on a throwaway durable primary (fsync on) with a streaming standby, side
+//! by side in one run:
 //!
 //!   cargo bench --bench health                     # scale 10 (1M accounts), 4 clients
 //!   cargo bench --bench health -- --scale 20 --clients 4
 //!
-//! 1. baseline: pgbench alone;
-//! 2. defaults: during `pgphase start` of `change_type pgbench_accounts.abalance
-//!    int → bigint` with the default settings (`max_replica_lag: 2s`, `max_slot_lag: 1GB`);
-//! 3. throttled: the same with `max_replica_lag: 100ms` and `pause: 10ms`;
-//! 4. naive ALTER: during `ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint`.
+//! 1. On the quiet primary: WAL bytes and time per row of `pgphase start` (change_type
+//!    `pgbench_accounts.abalance` int → bigint, defaults) against one `UPDATE` that
+//!    fills a new bigint column.
+//! 2. The trade-off curve, beside pgbench's TPC-B-like script: 15 s windows of the
+//!    backfill with batches aiming at 100, 50 and 20 ms without yielding to the load,
+//!    `yield_to_load` 1 and 2, the defaults (20 ms, `max_app_wait: 25ms`,
+//!    `yield_to_load: 4`), and the defaults with `max_replica_lag: 100ms`; each from a
+//!    vacuumed table, rolled back after its window. `BENCH_CURVE='name=settings;…'`
+//!    replaces the list (and skips 3 and 4).
+//! 3. change_type with the defaults through every phase (`start`, `switch_reads`'
+//!    verification, `contract`), with pgbench before and after.
+//! 4. rename_column `abalance` → `balance` through every phase, beside a custom script
+//!    that reads and writes the column: the old name until the gate after the backfill,
+//!    then the new one (the deploy).
+//! 5. The naive `ALTER TABLE … ALTER COLUMN abalance TYPE bigint`.
 //!
-//! And, on the quiet primary first, the WAL bytes per row of `pgphase start` against one
-//! `UPDATE` that fills a new bigint column.
-//!
-//! Per run: tps, p50/p99/max transaction latency (pgbench's per-transaction log, only
-//! the transactions inside the backfill's window), the backfill's time and time spent
-//! waiting, and the standby's worst replay lag sampled every 50 ms
-//! (`now() - pg_last_xact_replay_timestamp()` on the standby while it is behind).
+//! Per window: tps, p50/p99/max transaction latency (pgbench's per-transaction log, only
+//! the transactions that ended inside the window), the backfill's rows per second, and
+//! the standby's worst replay lag sampled every 50 ms (`now() -
+//! pg_last_xact_replay_timestamp()` on the standby while it is behind).
 
+use std::future::Future;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -87,47 +95,79 @@ fn pct(v: &[u64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
+/// pgbench running as the application, logging every transaction.
+struct App {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    /// The built-in TPC-B-like script, or `script` (a file for `-f`).
+    async fn start(server: &PgServer, clients: u32, script: Option<&Path>) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = pgbench(server);
+        cmd.args(["-n", "-T", "3600", "-l", "--log-prefix"])
+            .arg(dir.path().join("tx"))
+            .args(["-c", &clients.to_string(), "-j", "2"]);
+        if let Some(f) = script {
+            cmd.arg("-f").arg(f);
+        }
+        let child = cmd
+            .arg("postgres")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgbench");
+        tokio::time::sleep(Duration::from_secs(2)).await; // warm up
+        App { child, dir }
+    }
+
+    /// Stops pgbench and reads each window. pgbench buffers its log: killed, it loses
+    /// the last few transactions, so it runs on for a moment after the last window.
+    /// SIGTERM: a background shell starts its jobs with SIGINT ignored.
+    fn stop(mut self, windows: Vec<Window>, rows: &mut Vec<Row>) {
+        std::thread::sleep(Duration::from_secs(2));
+        // SAFETY: kill(2) on our own child
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        for w in windows {
+            let lat = latencies(self.dir.path(), w.from, w.to);
+            rows.push(Row {
+                name: w.name,
+                secs: w.secs,
+                tps: lat.len() as f64 / w.secs,
+                p50: pct(&lat, 0.5),
+                p99: pct(&lat, 0.99),
+                max: pct(&lat, 1.0),
+                rows_per_s: w.rows_per_s,
+                standby_lag_ms: w.standby_lag_ms,
+            });
+        }
+    }
+}
+
+struct Window {
+    name: String,
+    from: u64,
+    to: u64,
+    secs: f64,
+    rows_per_s: Option<f64>,
+    standby_lag_ms: f64,
+}
+
 struct Row {
-    name: &'static str,
+    name: String,
     secs: f64,
     tps: f64,
     p50: f64,
     p99: f64,
     max: f64,
-    waited_ms: i64,
+    rows_per_s: Option<f64>,
     standby_lag_ms: f64,
 }
 
-/// What runs beside pgbench in one measurement.
-enum Beside {
-    Nothing,
-    /// `pgphase start` of this plan (expand, dual-write, backfill); rolled back after the
-    /// window closes.
-    Start(String),
-    /// One statement, e.g. the naive `ALTER TABLE … TYPE bigint`.
-    Sql(&'static str),
-}
-
-async fn measure(
-    name: &'static str,
-    primary: &PgServer,
-    standby_url: &str,
-    clients: u32,
-    beside: Beside,
-) -> Row {
-    let url = primary.url("postgres");
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("tx");
-    let mut bench = pgbench(primary)
-        .args(["-n", "-T", "600", "-l", "--log-prefix"])
-        .arg(&prefix)
-        .args(["-c", &clients.to_string(), "-j", "2", "postgres"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pgbench");
-    tokio::time::sleep(Duration::from_secs(2)).await; // warm up
-                                                      // the standby's lag, sampled while the run lasts
+/// Runs `work` as a measured window, sampling the standby's lag meanwhile.
+async fn window<F: Future>(name: &str, standby_url: &str, work: F) -> (F::Output, Window) {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let stop = stop.clone();
@@ -153,47 +193,22 @@ async fn measure(
     };
     let from = now_us();
     let t0 = Instant::now();
-    let mut waited_ms = 0;
-    let mut undo = None;
-    match &beside {
-        Beside::Nothing => tokio::time::sleep(Duration::from_secs(10)).await,
-        Beside::Sql(sql) => connect(&url).await.batch_execute(sql).await.unwrap(),
-        Beside::Start(yaml) => {
-            let s = session(&url);
-            run::start(&s, &plan_file(name, yaml)).await.expect("start");
-            let c = connect(&url).await;
-            waited_ms = c
-                .query_one(
-                    "SELECT coalesce(sum(waited_ms), 0)::int8 FROM pgphase.backfill_progress WHERE plan_name = $1",
-                    &[&name],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            undo = Some(s);
-        }
-    }
+    let out = work.await;
     let secs = t0.elapsed().as_secs_f64();
     let to = now_us();
     stop.store(true, Ordering::Relaxed);
     let standby_lag_ms = sampler.await.unwrap();
-    // SAFETY: kill(2) on our own child
-    unsafe { libc::kill(bench.id() as i32, libc::SIGINT) };
-    let _ = bench.wait();
-    if let Some(s) = undo {
-        run::rollback_to(&s, name, None).await.expect("rollback");
-    }
-    let lat = latencies(dir.path(), from, to);
-    Row {
-        name,
-        secs,
-        tps: lat.len() as f64 / secs,
-        p50: pct(&lat, 0.5),
-        p99: pct(&lat, 0.99),
-        max: pct(&lat, 1.0),
-        waited_ms,
-        standby_lag_ms,
-    }
+    (
+        out,
+        Window {
+            name: name.to_string(),
+            from,
+            to,
+            secs,
+            rows_per_s: None,
+            standby_lag_ms,
+        },
+    )
 }
 
 fn session(url: &str) -> Session {
@@ -215,6 +230,56 @@ fn plan_file(name: &str, yaml: &str) -> plan::PlanFile {
     }
 }
 
+async fn rows_done(c: &Client, plan: &str) -> i64 {
+    c.query_one(
+        "SELECT coalesce(sum(rows_done), 0)::int8 FROM pgphase.backfill_progress WHERE plan_name = $1",
+        &[&plan],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// `pgphase start` of `yaml` for `secs`, then stopped (as a crash would) and rolled
+/// back: the backfill's rows per second beside the application.
+async fn backfill_window(
+    url: &str,
+    standby_url: &str,
+    name: &str,
+    yaml: String,
+    secs: u64,
+) -> Window {
+    let c = connect(url).await;
+    let s = session(url);
+    let file = plan_file(name, &yaml);
+    let task = {
+        let s = session(url);
+        tokio::spawn(async move { run::start(&s, &file).await })
+    };
+    // the window opens when the backfill's first batch committed
+    while rows_done(&c, name).await == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = rows_done(&c, name).await;
+    let (done, mut w) = window(name, standby_url, async {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        rows_done(&c, name).await
+    })
+    .await;
+    task.abort();
+    let _ = task.await;
+    w.rows_per_s = Some((done - first) as f64 / w.secs);
+    for attempt in 0.. {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match run::rollback_to(&s, name, None).await {
+            Ok(_) => break,
+            Err(e) if attempt < 20 => eprintln!("rollback of {name} not yet: {e}"),
+            Err(e) => panic!("rollback of {name}: {e}"),
+        }
+    }
+    w
+}
+
 /// Each statement on its own (VACUUM cannot run in the implicit transaction of a
 /// multi-statement query).
 async fn each(c: &Client, sql: &[&str]) {
@@ -230,60 +295,230 @@ async fn wal_lsn(c: &Client) -> i64 {
         .get(0)
 }
 
-/// WAL bytes per row, on the quiet primary: `pgphase start` (expand, dual-write,
-/// backfill; rolled back after) against one `UPDATE` that fills a new bigint column.
-async fn wal_per_row(primary: &PgServer, rows: f64) -> (f64, f64) {
+struct Quiet {
+    wal_backfill: f64,
+    us_backfill: f64,
+    /// The backfill step with batches of 100 ms and no `max_app_wait`.
+    us_backfill_100ms: f64,
+    wal_update: f64,
+    us_update: f64,
+}
+
+/// WAL bytes and time per row, on the quiet primary: `pgphase start` (expand,
+/// dual-write, backfill; rolled back after) against one `UPDATE` that fills a new
+/// bigint column.
+async fn quiet_per_row(primary: &PgServer, rows: f64) -> Quiet {
     let url = primary.url("postgres");
     let c = connect(&url).await;
     let s = session(&url);
-    let yaml = plan_yaml("wal", "");
+    let backfill_secs = |plan: &'static str| {
+        let c = &c;
+        async move {
+            c.query_one(
+                "SELECT extract(epoch FROM finished_at - started_at)::float8 FROM pgphase.backfill_progress WHERE plan_name = $1",
+                &[&plan],
+            )
+            .await
+            .unwrap()
+            .get::<_, f64>(0)
+        }
+    };
+    // each run from the same compact table, as freshly loaded: its UPDATEs find no free
+    // space in their pages (no HOT update) and leave the same WAL
+    let compact = ["VACUUM FULL pgbench_accounts", "CHECKPOINT"];
+    each(&c, &compact).await;
+    let yaml = plan_yaml("wal", "", CHANGE_TYPE);
     let before = wal_lsn(&c).await;
     run::start(&s, &plan_file("wal", &yaml))
         .await
         .expect("start");
-    let backfill = (wal_lsn(&c).await - before) as f64 / rows;
+    let us_backfill = backfill_secs("wal").await * 1e6 / rows;
+    let wal_backfill = (wal_lsn(&c).await - before) as f64 / rows;
     run::rollback_to(&s, "wal", None).await.expect("rollback");
+    each(&c, &compact).await;
+    let yaml = plan_yaml(
+        "wal100",
+        "target_batch_time: 100ms, max_app_wait: off",
+        CHANGE_TYPE,
+    );
+    run::start(&s, &plan_file("wal100", &yaml))
+        .await
+        .expect("start");
+    let us_backfill_100ms = backfill_secs("wal100").await * 1e6 / rows;
+    run::rollback_to(&s, "wal100", None)
+        .await
+        .expect("rollback");
+    each(&c, &compact).await;
     each(
         &c,
         &[
-            "VACUUM pgbench_accounts",
             "ALTER TABLE pgbench_accounts ADD COLUMN wal_probe bigint",
             "CHECKPOINT",
         ],
     )
     .await;
     let before = wal_lsn(&c).await;
+    let t0 = Instant::now();
     c.batch_execute("UPDATE pgbench_accounts SET wal_probe = abalance")
         .await
         .unwrap();
-    let update = (wal_lsn(&c).await - before) as f64 / rows;
+    let us_update = t0.elapsed().as_secs_f64() * 1e6 / rows;
+    let wal_update = (wal_lsn(&c).await - before) as f64 / rows;
     each(
         &c,
         &[
             "ALTER TABLE pgbench_accounts DROP COLUMN wal_probe",
-            "VACUUM pgbench_accounts",
+            "VACUUM FULL pgbench_accounts",
             "CHECKPOINT",
         ],
     )
     .await;
-    (backfill, update)
+    Quiet {
+        wal_backfill,
+        us_backfill,
+        us_backfill_100ms,
+        wal_update,
+        us_update,
+    }
 }
 
-fn plan_yaml(name: &str, backfill: &str) -> String {
+fn plan_yaml(name: &str, backfill: &str, change: &str) -> String {
     format!(
-        "name: {name}\nsettings:\n  backfill: {{ {backfill} }}\nchanges:\n  - change_type: {{ table: pgbench_accounts, column: abalance, type: bigint }}\n"
+        "name: {name}\nsettings:\n  backfill: {{ {backfill} }}\n  contract: {{ evidence: off }}\nchanges:\n  - {change}\n"
     )
+}
+
+const CHANGE_TYPE: &str =
+    "change_type: { table: pgbench_accounts, column: abalance, type: bigint }";
+const RENAME: &str = "rename_column: { table: pgbench_accounts, from: abalance, to: balance }";
+
+/// A script that reads and writes the changed column, under its old or new name.
+fn script(dir: &Path, column: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{column}.sql"));
+    std::fs::write(
+        &path,
+        format!(
+            "\\set aid random(1, 100000 * :scale)\n\\set delta random(-5000, 5000)\nBEGIN;\nUPDATE pgbench_accounts SET {column} = {column} + :delta WHERE aid = :aid;\nSELECT {column} FROM pgbench_accounts WHERE aid = :aid;\nEND;\nSELECT aid, {column} FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 9;\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A plan through every phase beside `app`: start, (the deploy: `deploy` restarts the
+/// application with another script), switch_reads, contract. Windows per phase.
+async fn lifecycle(
+    primary: &PgServer,
+    standby_url: &str,
+    clients: u32,
+    name: &str,
+    change: &str,
+    scripts: (Option<&Path>, Option<&Path>),
+    rows: &mut Vec<Row>,
+) {
+    let url = primary.url("postgres");
+    let c = connect(&url).await;
+    let s = session(&url);
+    let file = plan_file(name, &plan_yaml(name, "", change));
+    let app = App::start(primary, clients, scripts.0).await;
+    let mut windows = Vec::new();
+    let ((), w) = window(
+        &format!("{name}: before"),
+        standby_url,
+        tokio::time::sleep(Duration::from_secs(10)),
+    )
+    .await;
+    windows.push(w);
+    let (r, mut w) = window(
+        &format!("{name}: start (backfill)"),
+        standby_url,
+        run::start(&s, &file),
+    )
+    .await;
+    r.expect("start");
+    w.rows_per_s = Some(rows_done(&c, name).await as f64 / w.secs);
+    windows.push(w);
+    let app = if scripts.1 != scripts.0 {
+        app.stop(std::mem::take(&mut windows), rows);
+        App::start(primary, clients, scripts.1).await
+    } else {
+        app
+    };
+    let (r, w) = window(
+        &format!("{name}: switch_reads (verify)"),
+        standby_url,
+        run::advance(&s, name, "v2", None),
+    )
+    .await;
+    r.expect("advance into switch_reads");
+    windows.push(w);
+    let (r, w) = window(
+        &format!("{name}: contract"),
+        standby_url,
+        run::advance(&s, name, "v2", None),
+    )
+    .await;
+    r.expect("advance into contract");
+    windows.push(w);
+    let ((), w) = window(
+        &format!("{name}: after"),
+        standby_url,
+        tokio::time::sleep(Duration::from_secs(10)),
+    )
+    .await;
+    windows.push(w);
+    app.stop(windows, rows);
+}
+
+async fn print_rows(scale: u32, clients: u32, c: &Client, quiet: &Quiet, rows: &[Row]) {
+    println!(
+        "pgbench, scale {scale} ({} accounts), -c {clients} -j 2, fsync on, one streaming standby; PostgreSQL {}",
+        scale * 100_000,
+        c.query_one("SHOW server_version", &[]).await.unwrap().get::<_, String>(0)
+    );
+    println!(
+        "quiet primary, per row: pgphase start (change_type, defaults) {:.0} B of WAL, its backfill step {:.2} us ({:.2} us with batches of 100ms); one UPDATE filling a new bigint column {:.0} B, {:.2} us; WAL {:.2}x, speed {:.2}x the UPDATE's ({:.2}x with batches of 100ms)",
+        quiet.wal_backfill, quiet.us_backfill, quiet.us_backfill_100ms, quiet.wal_update, quiet.us_update,
+        quiet.wal_backfill / quiet.wal_update, quiet.us_update / quiet.us_backfill, quiet.us_update / quiet.us_backfill_100ms
+    );
+    println!(
+        "{:<34} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "window", "secs", "tps", "x base", "p50 ms", "p99 ms", "max ms", "rows/s", "lag ms"
+    );
+    let mut base = rows.first().map_or((1.0, 1.0), |r| (r.tps, r.p99));
+    for r in rows {
+        if r.name.ends_with(": before") {
+            base = (r.tps, r.p99);
+        }
+        println!(
+            "{:<34} {:>7.1} {:>7.0} {:>6.2} {:>8.2} {:>8.2} {:>8.1} {:>9} {:>9.0}   (p99 {:.2}x)",
+            r.name,
+            r.secs,
+            r.tps,
+            r.tps / base.0,
+            r.p50,
+            r.p99,
+            r.max,
+            r.rows_per_s
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            r.standby_lag_ms,
+            r.p99 / base.1
+        );
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let mut scale = 10u32;
     let mut clients = 4u32;
+    let mut curve_secs = 15u64;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--scale" => scale = it.next().unwrap().parse().unwrap(),
             "--clients" => clients = it.next().unwrap().parse().unwrap(),
+            "--window" => curve_secs = it.next().unwrap().parse().unwrap(),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -301,58 +536,125 @@ async fn main() {
         .status()
         .expect("pgbench -i");
     assert!(st.success(), "pgbench -i failed");
-    let c = connect(&primary.url("postgres")).await;
+    let url = primary.url("postgres");
+    let c = connect(&url).await;
     each(&c, &["VACUUM ANALYZE pgbench_accounts", "CHECKPOINT"]).await;
     let standby_url = standby.url("postgres");
-    let (wal_backfill, wal_update) = wal_per_row(&primary, (scale * 100_000) as f64).await;
-    let rows = vec![
-        measure("baseline", &primary, &standby_url, clients, Beside::Nothing).await,
-        measure(
-            "defaults",
-            &primary,
-            &standby_url,
-            clients,
-            Beside::Start(plan_yaml("defaults", "")),
-        )
-        .await,
-        measure(
-            "throttled",
-            &primary,
-            &standby_url,
-            clients,
-            Beside::Start(plan_yaml(
-                "throttled",
-                "max_replica_lag: 100ms, pause: 10ms",
-            )),
-        )
-        .await,
-        measure(
-            "naive ALTER",
-            &primary,
-            &standby_url,
-            clients,
-            Beside::Sql("ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint"),
-        )
-        .await,
-    ];
-    println!(
-        "pgbench TPC-B, scale {scale} ({} accounts), -c {clients} -j 2, fsync on, one streaming standby; change_type abalance int -> bigint (start: expand, dual_write, backfill)",
-        scale * 100_000
-    );
-    println!(
-        "{:<12} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>15}",
-        "run", "secs", "tps", "p50 ms", "p99 ms", "max ms", "waited ms", "standby lag ms"
-    );
-    let base = rows[0].tps;
-    for r in &rows {
-        println!(
-            "{:<12} {:>8.1} {:>8.0} {:>9.2} {:>9.2} {:>9.1} {:>10} {:>15.0}   ({:.2}x baseline tps)",
-            r.name, r.secs, r.tps, r.p50, r.p99, r.max, r.waited_ms, r.standby_lag_ms, r.tps / base
-        );
+    let accounts = (scale * 100_000) as f64;
+    let quiet = quiet_per_row(&primary, accounts).await;
+    if std::env::var("BENCH_QUIET_ONLY").is_ok() {
+        print_rows(scale, clients, &c, &quiet, &[]).await;
+        return;
     }
-    println!(
-        "WAL per row: pgphase start {wal_backfill:.0} B, single UPDATE of a new bigint column {wal_update:.0} B ({:.2}x)",
-        wal_backfill / wal_update
+    let mut rows = Vec::new();
+
+    // the trade-off curve
+    let app = App::start(&primary, clients, None).await;
+    let mut windows = Vec::new();
+    let ((), w) = window(
+        "baseline",
+        &standby_url,
+        tokio::time::sleep(Duration::from_secs(10)),
+    )
+    .await;
+    windows.push(w);
+    let variants: Vec<(String, String)> = match std::env::var("BENCH_CURVE") {
+        Ok(v) => v
+            .split(';')
+            .map(|x| {
+                let (n, b) = x.split_once('=').unwrap();
+                (n.to_string(), b.to_string())
+            })
+            .collect(),
+        Err(_) => [
+            (
+                "batch 100ms, no yield",
+                "target_batch_time: 100ms, max_app_wait: off, yield_to_load: 0",
+            ),
+            (
+                "batch 50ms, no yield",
+                "target_batch_time: 50ms, max_app_wait: off, yield_to_load: 0",
+            ),
+            ("batch 20ms, no yield", "yield_to_load: 0"),
+            ("yield_to_load 1", "yield_to_load: 1"),
+            ("yield_to_load 2", "yield_to_load: 2"),
+            ("defaults (yield_to_load 4)", ""),
+            ("defaults, lag 100ms", "max_replica_lag: 100ms"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect(),
+    };
+    for (name, backfill) in variants {
+        let (name, backfill) = (name.as_str(), backfill.as_str());
+        // each run starts from a vacuumed table, outside the windows
+        each(&c, &["VACUUM pgbench_accounts", "CHECKPOINT"]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let plan: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut w = backfill_window(
+            &url,
+            &standby_url,
+            &plan,
+            plan_yaml(&plan, backfill, CHANGE_TYPE),
+            curve_secs,
+        )
+        .await;
+        w.name = name.to_string();
+        windows.push(w);
+    }
+    let (_, w) = window("naive ALTER", &standby_url, async {
+        c.batch_execute("ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint")
+            .await
+            .unwrap()
+    })
+    .await;
+    windows.push(w);
+    app.stop(windows, &mut rows);
+    each(
+        &c,
+        &[
+            "ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE int",
+            "VACUUM ANALYZE pgbench_accounts",
+            "CHECKPOINT",
+        ],
+    )
+    .await;
+    if std::env::var("BENCH_CURVE").is_ok() {
+        print_rows(scale, clients, &c, &quiet, &rows).await;
+        return;
+    }
+
+    // every phase, with the defaults
+    lifecycle(
+        &primary,
+        &standby_url,
+        clients,
+        "change_type",
+        CHANGE_TYPE,
+        (None, None),
+        &mut rows,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        script(dir.path(), "abalance"),
+        script(dir.path(), "balance"),
     );
+    each(&c, &["VACUUM ANALYZE pgbench_accounts", "CHECKPOINT"]).await;
+    lifecycle(
+        &primary,
+        &standby_url,
+        clients,
+        "rename_column",
+        RENAME,
+        (Some(&old), Some(&new)),
+        &mut rows,
+    )
+    .await;
+
+    print_rows(scale, clients, &c, &quiet, &rows).await;
     drop(standby);
 }
