@@ -264,15 +264,18 @@ impl BackfillSpec {
     /// batch).
     pub fn bound_sql(&self, resume: bool) -> String {
         let k = self.key.len();
-        // aliased: a bare `id::text` output column would be named `id`, and `ORDER BY id`
-        // would then sort by the text instead of using the key's index
-        let cols: Vec<String> = self
+        // The key is converted to text once, outside: a scan node projects every row
+        // it returns, those OFFSET skips too. Aliased inside: a bare `id` output column
+        // of an expression would let `ORDER BY id` sort by it instead of using the
+        // key's index.
+        let inner: Vec<String> = self
             .key
             .iter()
             .enumerate()
-            .map(|(i, (c, _))| {
-                format!("convert_to({c}::text, getdatabaseencoding()) AS pgphase_k{i}")
-            })
+            .map(|(i, (c, _))| format!("{c} AS pgphase_k{i}"))
+            .collect();
+        let outer: Vec<String> = (0..k)
+            .map(|i| format!("convert_to(pgphase_k{i}::text, getdatabaseencoding())"))
             .collect();
         let lower = if resume {
             format!(" WHERE {} > {}", self.key_list(), self.key_params(1))
@@ -281,8 +284,9 @@ impl BackfillSpec {
         };
         let offset = if resume { k + 1 } else { 1 };
         format!(
-            "SELECT {} FROM {}{lower} ORDER BY {} LIMIT 1 OFFSET ${offset}::int8 - 1",
-            cols.join(", "),
+            "SELECT {} FROM (SELECT {} FROM {}{lower} ORDER BY {} LIMIT 1 OFFSET ${offset}::int8 - 1) pgphase_bound",
+            outer.join(", "),
+            inner.join(", "),
             self.table,
             self.key
                 .iter()

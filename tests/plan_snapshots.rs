@@ -490,7 +490,7 @@ fn hostile_identifiers_are_quoted() {
         "ALTER TABLE \"App Data\".\"Comments\" ADD COLUMN IF NOT EXISTS \"select\" text;",
         "NEW.\"select\" := NEW.\"Contents\";",
         "ON \"App Data\".\"Comments\" FOR EACH ROW EXECUTE FUNCTION",
-        "SELECT convert_to(\"Id\"::text, getdatabaseencoding()) AS pgphase_k0 FROM \"App Data\".\"Comments\" WHERE \"Id\" > CAST(convert_from($1::bytea, getdatabaseencoding()) AS integer) ORDER BY \"Id\"",
+        "SELECT convert_to(pgphase_k0::text, getdatabaseencoding()) FROM (SELECT \"Id\" AS pgphase_k0 FROM \"App Data\".\"Comments\" WHERE \"Id\" > CAST(convert_from($1::bytea, getdatabaseencoding()) AS integer) ORDER BY \"Id\"",
         "SET \"select\" = \"Contents\"",
         "CHECK (\"select\" IS NOT NULL) NOT VALID;",
         "CREATE INDEX CONCURRENTLY \"Comments_select_idx\" ON \"App Data\".\"Comments\" USING btree (\"select\");",

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
+use super::keyset::{range_params, Bounds, Key, Ranged};
 use super::pace::{self, BatchEnd, Pace};
 use super::throttle::Throttle;
 use super::{
@@ -18,7 +19,7 @@ use super::{
 };
 use crate::program::{BackfillSpec, BACKFILL_GUC};
 use crate::sql::quote_literal;
-use tokio_postgres::types::ToSql;
+use futures_util::future::{try_join, try_join3};
 
 pub(super) async fn run(
     work: &mut Client,
@@ -49,38 +50,17 @@ pub(super) async fn run(
         .map_err(db("recording the backfill"))?;
     observer.backfill_started(&spec.table, rows_done, total);
 
-    let bound_first = work
-        .prepare(&spec.bound_sql(false))
-        .await
-        .map_err(db("preparing the backfill"))?;
-    let bound_next = work
-        .prepare(&spec.bound_sql(true))
-        .await
-        .map_err(db("preparing the backfill"))?;
-    let upd_first = work
-        .prepare(&spec.update_sql(false, true))
-        .await
-        .map_err(db("preparing the backfill"))?;
-    let upd_next = work
-        .prepare(&spec.update_sql(true, true))
-        .await
-        .map_err(db("preparing the backfill"))?;
-    let upd_last_first = work
-        .prepare(&spec.update_sql(false, false))
-        .await
-        .map_err(db("preparing the backfill"))?;
-    let upd_last_next = work
-        .prepare(&spec.update_sql(true, false))
-        .await
-        .map_err(db("preparing the backfill"))?;
-    let left_first = work
-        .prepare(&spec.remaining_sql(false))
-        .await
-        .map_err(db("preparing the backfill"))?;
-    let left_next = work
-        .prepare(&spec.remaining_sql(true))
-        .await
-        .map_err(db("preparing the backfill"))?;
+    let work: &Client = work;
+    let prepared = async {
+        Ok::<_, tokio_postgres::Error>((
+            Bounds::prepare(work, spec.key.len(), |resume| spec.bound_sql(resume)).await?,
+            Ranged::prepare(work, |lower, upper| spec.update_sql(lower, upper)).await?,
+            // only the lower bound applies to counting what the last batch has left
+            Ranged::prepare(work, |lower, _| spec.remaining_sql(lower)).await?,
+            cp.prepare_backfill_batch(work).await?,
+        ))
+    };
+    let (bounds, update, remaining, save) = prepared.await.map_err(db("preparing the backfill"))?;
     let started = Instant::now();
     let start_rows = rows_done;
     let mut last_report = Instant::now();
@@ -89,15 +69,21 @@ pub(super) async fn run(
     let mut throttle = Throttle::start(work, settings, cp).await?;
     let mut pace = Pace::new(settings.max_app_wait);
     let batch_end = prepare_batch_end(work, settings, observer).await?;
-    // synchronous_commit off: a batch does not wait for its WAL flush (nor make the
-    // application's commits queue behind it). Safe: the checkpoint commits with its
-    // batch, so a crash loses both together and the resumed run redoes that batch.
-    // force_custom_plan: a generic plan does not know the batch's OFFSET and key range
-    // and falls back to scanning and sorting the whole table on every batch.
-    let setup = format!(
-        "SET LOCAL lock_timeout = {}; SET LOCAL {BACKFILL_GUC} = 'on'; SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan",
+    // Each batch is one transaction opened with its settings. Row locks held by the
+    // application must not make us wait long (lock_timeout): a batch that cannot lock
+    // its rows in time is rolled back and retried. synchronous_commit off: a batch
+    // does not wait for its WAL flush (nor make the application's commits queue
+    // behind it); safe, as the checkpoint commits with its batch, so a crash loses
+    // both together and the resumed run redoes that batch. force_custom_plan: a generic
+    // plan does not know the batch's OFFSET and key range and falls back to scanning
+    // and sorting the whole table on every batch.
+    let begin = format!(
+        "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL {BACKFILL_GUC} = 'on'; SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan",
         quote_literal(&format!("{}ms", settings.lock_timeout.as_millis().max(1)))
     );
+    // Statements sent together are pipelined: a batch is three round trips (BEGIN
+    // with the bound query; the UPDATE; who waits, the checkpoint and COMMIT), and
+    // `try_join` polls its futures in order, so they reach the server in that order.
     loop {
         // no batch while paused or while the database's health holds it
         let tuning = throttle.clear(work, observer).await?;
@@ -107,63 +93,35 @@ pub(super) async fn run(
             pace.batch_target(tuning.target_batch_time)
         });
         let t0 = Instant::now();
-        let tx = work
-            .transaction()
-            .await
-            .map_err(db("beginning a backfill batch"))?;
-        // Row locks held by the application must not make us wait long: a batch that
-        // cannot lock its rows in time is rolled back and retried.
-        tx.batch_execute(&setup)
-            .await
-            .map_err(db("setting up the batch"))?;
         let n = size.rows() as i64;
-        let mut params: Vec<&(dyn ToSql + Sync)> = match &last_key {
-            Some(k) => k.iter().map(|s| s as &(dyn ToSql + Sync)).collect(),
-            None => Vec::new(),
-        };
-        params.push(&n);
-        let bound = if last_key.is_some() {
-            &bound_next
-        } else {
-            &bound_first
-        };
-        let bound: Option<Vec<Vec<u8>>> = tx
-            .query_opt(bound, &params)
+        let last = last_key.as_ref();
+        let (_, bound) = match try_join(work.batch_execute(&begin), bounds.next(work, last, n))
             .await
-            .map_err(db("finding the next batch"))?
-            .map(|r| {
-                (0..spec.key.len())
-                    .map(|i| r.get::<_, Vec<u8>>(i))
-                    .collect()
-            });
-        params.pop();
-        let (stmt, visited) = match (&bound, last_key.is_some()) {
-            (Some(b), resume) => {
-                params.extend(b.iter().map(|s| s as &(dyn ToSql + Sync)));
-                (if resume { &upd_next } else { &upd_first }, Some(n))
-            }
-            (None, resume) => {
-                // the last batch: fewer than `n` rows are left; count them for progress
-                let left = if resume { &left_next } else { &left_first };
-                let left: i64 = tx
-                    .query_one(left, &params)
-                    .await
-                    .map_err(db("counting the last batch"))?
-                    .get(0);
-                (
-                    if resume {
-                        &upd_last_next
-                    } else {
-                        &upd_last_first
-                    },
-                    Some(left),
-                )
-            }
+        {
+            Ok(r) => r,
+            Err(e) => return Err(rollback(work, ExecError::db("finding the next batch", e)).await),
         };
-        let updated = match tx.execute(stmt, &params).await {
-            Ok(u) => u,
+        let visited = match &bound {
+            Some(_) => n,
+            // the last batch: fewer than `n` rows are left; count them for progress
+            None => match work
+                .query_one(remaining.pick(last, None), &range_params(last, None))
+                .await
+            {
+                Ok(r) => r.get(0),
+                Err(e) => {
+                    return Err(rollback(work, ExecError::db("counting the last batch", e)).await)
+                }
+            },
+        };
+        let params = range_params(last, bound.as_ref());
+        match work
+            .execute(update.pick(last, bound.as_ref()), &params)
+            .await
+        {
+            Ok(_) => {}
             Err(e) if is_lock_conflict(&e) => {
-                drop(tx);
+                let _ = work.batch_execute("ROLLBACK").await;
                 lock_failures += 1;
                 if lock_failures >= settings.lock_retries.max(1) {
                     return Err(ExecError::db(
@@ -176,23 +134,33 @@ pub(super) async fn run(
                 tokio::time::sleep(backoff(lock_failures)).await;
                 continue;
             }
-            Err(e) => return Err(ExecError::db("backfill batch", e)),
+            Err(e) => return Err(rollback(work, ExecError::db("backfill batch", e)).await),
         };
         lock_failures = 0;
-        let visited = visited.unwrap_or(updated as i64);
-        rows_done += visited;
-        if visited > 0 {
-            batches += 1; // the closing batch may find nothing left
-        }
-        // who waits on this batch's locks, and how busy the application is
-        let end = read_batch_end(&tx, &batch_end).await?;
+        let (new_rows, new_batches) = (rows_done + visited, batches + (visited > 0) as i64);
+        // who waits on this batch's locks, and how busy the application is; the
+        // checkpoint; COMMIT (after an error in the first two it only rolls back)
         let key_json = bound.as_ref().map(|b| key_to_json(b));
-        cp.save_backfill_batch(&tx, key_json.as_ref(), rows_done, batches)
-            .await
-            .map_err(db("saving the backfill checkpoint"))?;
-        tx.commit()
-            .await
-            .map_err(db("committing a backfill batch"))?;
+        let end = try_join3(
+            read_batch_end(work, &batch_end),
+            async {
+                cp.save_backfill_batch(work, &save, key_json.as_ref(), new_rows, new_batches)
+                    .await
+                    .map_err(db("saving the backfill checkpoint"))
+            },
+            async {
+                work.batch_execute("COMMIT")
+                    .await
+                    .map_err(db("committing a backfill batch"))
+            },
+        )
+        .await;
+        let end = match end {
+            Ok((end, _, _)) => end,
+            Err(e) => return Err(rollback(work, e).await),
+        };
+        // the closing batch may find nothing left
+        (rows_done, batches) = (new_rows, new_batches);
         let took = t0.elapsed();
         size.observe(took);
         let yielding = pace.after_batch(took, &end, tuning.yield_to_load);
@@ -216,6 +184,13 @@ pub(super) async fn run(
         batches,
         pace: pace.summary(),
     })
+}
+
+/// Ends a failed batch's transaction (the connection goes on serving the run), and
+/// returns the error.
+async fn rollback(work: &Client, e: ExecError) -> ExecError {
+    let _ = work.batch_execute("ROLLBACK").await;
+    e
 }
 
 /// The statement run at the end of every batch ([`pace::batch_end_sql`]); says once
@@ -275,7 +250,7 @@ fn key_to_json(key: &[Vec<u8>]) -> serde_json::Value {
 }
 
 /// Reads a checkpoint's key; an array of strings is the text form of earlier versions.
-fn key_from_json(v: serde_json::Value) -> Option<Vec<Vec<u8>>> {
+fn key_from_json(v: serde_json::Value) -> Option<Key> {
     if let Some(hex) = v.get("hex").and_then(|h| h.as_array()) {
         return hex
             .iter()

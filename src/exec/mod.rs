@@ -3,6 +3,7 @@
 //! transactions, idempotent re-runs, and the batched backfill.
 
 pub mod backfill;
+mod keyset;
 pub mod pace;
 mod scan;
 pub mod throttle;

@@ -5,11 +5,12 @@
 //! ([`super::pace`]). Read-only, so neither the health limits (it writes no WAL to
 //! replicate) nor row locks apply.
 
+use futures_util::future::try_join;
 use std::time::Instant;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use super::backfill::{prepare_batch_end, read_batch_end, BatchSize};
+use super::keyset::{range_params, Bounds, Key, Ranged};
 use super::pace::Pace;
 use super::{ExecError, Observer, StepSettings};
 use crate::program::KeyedScan;
@@ -22,17 +23,13 @@ pub(super) async fn count(
     observer: &dyn Observer,
 ) -> Result<i64, ExecError> {
     let db = |what: &'static str| move |e| ExecError::db(what, e);
-    let prepare = |sql: String| async move {
-        work.prepare(&sql)
-            .await
-            .map_err(|e| ExecError::db("preparing the verification", e))
+    let prepared = async {
+        Ok::<_, tokio_postgres::Error>((
+            Bounds::prepare(work, scan.key.len(), |resume| scan.bound_sql(resume)).await?,
+            Ranged::prepare(work, |lower, upper| scan.batch_sql(lower, upper)).await?,
+        ))
     };
-    let bound_first = prepare(scan.bound_sql(false)).await?;
-    let bound_next = prepare(scan.bound_sql(true)).await?;
-    let first = prepare(scan.batch_sql(false, true)).await?;
-    let next = prepare(scan.batch_sql(true, true)).await?;
-    let last_first = prepare(scan.batch_sql(false, false)).await?;
-    let last_next = prepare(scan.batch_sql(true, false)).await?;
+    let (bounds, batch) = prepared.await.map_err(db("preparing the verification"))?;
     let batch_end = prepare_batch_end(work, settings, observer).await?;
     // a generic plan knows neither the OFFSET nor the key range
     work.batch_execute("SET plan_cache_mode = force_custom_plan")
@@ -40,52 +37,29 @@ pub(super) async fn count(
         .map_err(db("setting up the verification"))?;
     let mut size = BatchSize::new(1000, settings.target_batch_time);
     let mut pace = Pace::new(settings.max_app_wait);
-    let mut last_key: Option<Vec<Vec<u8>>> = None;
+    let mut last_key: Option<Key> = None;
     let mut total = 0i64;
     let result = async {
         loop {
             size.set_target(pace.batch_target(settings.target_batch_time));
             let t0 = Instant::now();
-            let n = size.rows() as i64;
-            let mut params: Vec<&(dyn ToSql + Sync)> = match &last_key {
-                Some(k) => k.iter().map(|s| s as &(dyn ToSql + Sync)).collect(),
-                None => Vec::new(),
-            };
-            params.push(&n);
-            let bound_stmt = if last_key.is_some() {
-                &bound_next
-            } else {
-                &bound_first
-            };
-            let bound: Option<Vec<Vec<u8>>> = work
-                .query_opt(bound_stmt, &params)
+            let last = last_key.as_ref();
+            let bound = bounds
+                .next(work, last, size.rows() as i64)
                 .await
-                .map_err(db("finding the next batch to verify"))?
-                .map(|r| {
-                    (0..scan.key.len())
-                        .map(|i| r.get::<_, Vec<u8>>(i))
-                        .collect()
-                });
-            params.pop();
-            let stmt = match (&bound, last_key.is_some()) {
-                (Some(b), resume) => {
-                    params.extend(b.iter().map(|s| s as &(dyn ToSql + Sync)));
-                    if resume {
-                        &next
-                    } else {
-                        &first
-                    }
-                }
-                (None, true) => &last_next,
-                (None, false) => &last_first,
-            };
-            let c: Option<i64> = work
-                .query_one(stmt, &params)
-                .await
-                .map_err(db("verifying"))?
-                .get(0);
-            total += c.unwrap_or(0);
-            let end = read_batch_end(work, &batch_end).await?;
+                .map_err(db("finding the next batch to verify"))?;
+            let params = range_params(last, bound.as_ref());
+            // the batch and the question who waits, pipelined
+            let (c, end) = try_join(
+                async {
+                    work.query_one(batch.pick(last, bound.as_ref()), &params)
+                        .await
+                        .map_err(db("verifying"))
+                },
+                read_batch_end(work, &batch_end),
+            )
+            .await?;
+            total += c.get::<_, Option<i64>>(0).unwrap_or(0);
             let took = t0.elapsed();
             size.observe(took);
             let yielding = pace.after_batch(took, &end, settings.yield_to_load);

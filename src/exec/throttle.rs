@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use super::{CheckpointKey, ExecError, Observer, StepSettings};
+use crate::health::signals::{self, Signals};
 use crate::health::{self, Hold, LagTracker, Limits};
 use crate::state::controls::{self, BackfillRow, Control};
 
@@ -34,6 +35,13 @@ pub struct Throttle<'a> {
     expected: BTreeSet<String>,
     forgot_at: Option<chrono::DateTime<chrono::Utc>>,
     tracker: LagTracker,
+    /// Prepared once: the controls and the signals are read before every batch, in
+    /// one round trip.
+    read_controls: Statement,
+    signals: signals::Statements,
+    /// The limits of the last reading: the signals they watch are read together with
+    /// the controls that may change them.
+    watched: Limits,
 }
 
 fn db(what: &'static str) -> impl Fn(tokio_postgres::Error) -> ExecError {
@@ -48,7 +56,10 @@ impl<'a> Throttle<'a> {
         settings: &'a StepSettings,
         cp: &'a CheckpointKey,
     ) -> Result<Throttle<'a>, ExecError> {
-        let control = controls::read(c, &cp.plan)
+        let (read_controls, signals) =
+            tokio::try_join!(c.prepare(controls::READ), signals::Statements::prepare(c))
+                .map_err(db("preparing the backfill's health reads"))?;
+        let control = controls::read_prepared(c, &read_controls, &cp.plan)
             .await
             .map_err(db("reading the backfill controls"))?;
         let mut t = Throttle {
@@ -57,7 +68,11 @@ impl<'a> Throttle<'a> {
             expected: BTreeSet::new(),
             forgot_at: control.forget_standbys_at,
             tracker: LagTracker::default(),
+            read_controls,
+            signals,
+            watched: Limits::default(),
         };
+        t.watched = t.limits(&control);
         let stored = controls::standbys(c, t.row())
             .await
             .map_err(db("reading the watched standbys"))?;
@@ -95,7 +110,9 @@ impl<'a> Throttle<'a> {
         if limits.max_replica_lag.is_none() {
             return Ok(());
         }
-        let now = health::signals::read(c, limits)
+        let now = self
+            .signals
+            .read(c, limits)
             .await
             .map_err(db("reading pg_stat_replication"))?;
         self.tracker.observe(now.current_lsn, Instant::now());
@@ -120,10 +137,13 @@ impl<'a> Throttle<'a> {
     ) -> Result<Tuning, ExecError> {
         let mut wait: Option<(Instant, BTreeSet<String>)> = None;
         loop {
-            let control = controls::read(c, &self.cp.plan)
-                .await
-                .map_err(db("reading the backfill controls"))?;
+            let (control, mut signals) = self.read(c).await?;
             let limits = self.limits(&control);
+            if !covers(&self.watched, &limits) {
+                // the operator's controls watch a signal not read yet
+                signals = self.read_signals(c, &limits).await?;
+            }
+            self.watched = limits;
             if control.forget_standbys_at.is_some() && control.forget_standbys_at != self.forgot_at
             {
                 // the operator lets the backfill go on without the standbys gone now
@@ -136,7 +156,7 @@ impl<'a> Throttle<'a> {
                 let t = self.settings.target_batch_time;
                 self.settings.max_app_wait.map_or(t, |m| m.min(t))
             });
-            let mut holds = self.health_holds(c, &limits, headroom).await?;
+            let mut holds = self.health_holds(&limits, signals, headroom);
             if control.paused {
                 holds.insert(
                     0,
@@ -204,18 +224,39 @@ impl<'a> Throttle<'a> {
         }
     }
 
-    async fn health_holds(
-        &mut self,
+    /// The controls, and the signals the last reading's limits watch, pipelined.
+    async fn read(&self, c: &Client) -> Result<(Control, Option<Signals>), ExecError> {
+        let control = async {
+            controls::read_prepared(c, &self.read_controls, &self.cp.plan)
+                .await
+                .map_err(db("reading the backfill controls"))
+        };
+        tokio::try_join!(control, self.read_signals(c, &self.watched))
+    }
+
+    async fn read_signals(
+        &self,
         c: &Client,
         limits: &Limits,
-        headroom: Duration,
-    ) -> Result<Vec<Hold>, ExecError> {
+    ) -> Result<Option<Signals>, ExecError> {
         if !limits.watches_anything() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let signals = health::signals::read(c, limits).await.map_err(db(
+        let signals = self.signals.read(c, limits).await.map_err(db(
             "reading the database's health (pg_stat_replication, pg_replication_slots)",
         ))?;
+        Ok(Some(signals))
+    }
+
+    fn health_holds(
+        &mut self,
+        limits: &Limits,
+        signals: Option<Signals>,
+        headroom: Duration,
+    ) -> Vec<Hold> {
+        let Some(signals) = signals.filter(|_| limits.watches_anything()) else {
+            return Vec::new();
+        };
         let now = Instant::now();
         self.tracker.observe(signals.current_lsn, now);
         let holds = health::decide(
@@ -229,7 +270,7 @@ impl<'a> Throttle<'a> {
         if let Some(min) = signals.standbys.iter().filter_map(|s| s.replay_lsn).min() {
             self.tracker.forget_before(min);
         }
-        Ok(holds)
+        holds
     }
 
     async fn resumed(
@@ -258,4 +299,11 @@ impl<'a> Throttle<'a> {
         .await
         .map_err(db("recording the end of the backfill's wait"))
     }
+}
+
+/// Whether a reading for `read` has every signal `limits` watch.
+fn covers(read: &Limits, limits: &Limits) -> bool {
+    (limits.max_replica_lag.is_none() || read.max_replica_lag.is_some())
+        && (limits.max_slot_lag.is_none() || read.max_slot_lag.is_some())
+        && (limits.max_active_sessions.is_none() || read.max_active_sessions.is_some())
 }

@@ -29,7 +29,7 @@ pub const DEFAULT_MAX_APP_WAIT: Duration = Duration::from_millis(25);
 pub const DEFAULT_MAX_SLOT_LAG: u64 = 1 << 30;
 
 /// The limits in force for one batch; `None` is not watched.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
     pub max_replica_lag: Option<Duration>,
     pub max_slot_lag: Option<u64>,

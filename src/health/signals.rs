@@ -2,7 +2,7 @@
 //! exist from PostgreSQL 13 on (`pg_replication_slots.wal_status` is new in 13).
 
 use std::time::Duration;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row, Statement};
 
 use super::Limits;
 
@@ -63,51 +63,81 @@ const ACTIVE: &str = "
 SELECT count(*) FROM pg_stat_activity
  WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
 
-/// Reads the signals `limits` watch (the others stay empty).
-pub async fn read(c: &Client, limits: &Limits) -> Result<Signals, tokio_postgres::Error> {
-    let current: i64 = c
-        .query_one(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8",
-            &[],
-        )
-        .await?
-        .get(0);
-    let mut s = Signals {
-        current_lsn: current.max(0) as u64,
-        standbys: Vec::new(),
-        slots: Vec::new(),
-        active_sessions: None,
-    };
-    if limits.max_replica_lag.is_some() {
-        s.standbys = c
-            .query(STANDBYS, &[])
-            .await?
-            .iter()
-            .map(|r| Standby {
-                name: r.get(0),
-                state: r.get(1),
-                replay_lsn: r.get::<_, Option<i64>>(2).map(|v| v.max(0) as u64),
-                replay_lag: r
-                    .get::<_, Option<i64>>(3)
-                    .map(|ms| Duration::from_millis(ms.max(0) as u64)),
-            })
-            .collect();
+const CURRENT_LSN: &str = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8";
+
+/// The signals' statements, prepared once for a backfill that reads them before every
+/// batch: each reading is then one round trip, its statements pipelined.
+pub struct Statements {
+    current: Statement,
+    standbys: Statement,
+    slots: Statement,
+    active: Statement,
+}
+
+impl Statements {
+    pub async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
+        let (current, standbys, slots, active) = tokio::try_join!(
+            c.prepare(CURRENT_LSN),
+            c.prepare(STANDBYS),
+            c.prepare(SLOTS),
+            c.prepare(ACTIVE)
+        )?;
+        Ok(Statements {
+            current,
+            standbys,
+            slots,
+            active,
+        })
     }
-    if limits.max_slot_lag.is_some() {
-        s.slots = c
-            .query(SLOTS, &[])
-            .await?
-            .iter()
-            .map(|r| Slot {
-                name: r.get(0),
-                slot_type: r.get(1),
-                retained_bytes: r.get::<_, Option<i64>>(2).unwrap_or(0),
-                wal_status: r.get(3),
-            })
-            .collect();
+
+    /// Reads the signals `limits` watch (the others stay empty), in one round trip.
+    pub async fn read(
+        &self,
+        c: &Client,
+        limits: &Limits,
+    ) -> Result<Signals, tokio_postgres::Error> {
+        let (current, standbys, slots, active) = tokio::try_join!(
+            c.query_one(&self.current, &[]),
+            rows_if(c, limits.max_replica_lag.is_some(), &self.standbys),
+            rows_if(c, limits.max_slot_lag.is_some(), &self.slots),
+            rows_if(c, limits.max_active_sessions.is_some(), &self.active),
+        )?;
+        let current: i64 = current.get(0);
+        Ok(Signals {
+            current_lsn: current.max(0) as u64,
+            standbys: standbys
+                .iter()
+                .map(|r| Standby {
+                    name: r.get(0),
+                    state: r.get(1),
+                    replay_lsn: r.get::<_, Option<i64>>(2).map(|v| v.max(0) as u64),
+                    replay_lag: r
+                        .get::<_, Option<i64>>(3)
+                        .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                })
+                .collect(),
+            slots: slots
+                .iter()
+                .map(|r| Slot {
+                    name: r.get(0),
+                    slot_type: r.get(1),
+                    retained_bytes: r.get::<_, Option<i64>>(2).unwrap_or(0),
+                    wal_status: r.get(3),
+                })
+                .collect(),
+            active_sessions: active.first().map(|r| r.get(0)),
+        })
     }
-    if limits.max_active_sessions.is_some() {
-        s.active_sessions = Some(c.query_one(ACTIVE, &[]).await?.get(0));
+}
+
+async fn rows_if(
+    c: &Client,
+    on: bool,
+    stmt: &Statement,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if on {
+        c.query(stmt, &[]).await
+    } else {
+        Ok(Vec::new())
     }
-    Ok(s)
 }

@@ -2,7 +2,7 @@
 //! recorded done in its own transaction (`pgphase.phases.steps_done`), and a backfill's
 //! progress (`pgphase.backfill_progress`), written in the same transaction as each batch.
 
-use tokio_postgres::{Client, Error, Transaction};
+use tokio_postgres::{Client, Error, Statement, Transaction};
 
 /// Identifies a step's checkpoints: its plan, phase position and step index.
 #[derive(Clone, Debug)]
@@ -75,20 +75,37 @@ impl CheckpointKey {
         Ok(())
     }
 
-    /// Records a batch inside `tx`, the batch's own transaction: the last key done
-    /// (None: the backfill is finished) and the totals so far.
+    /// Prepares [`save_backfill_batch`](Self::save_backfill_batch)'s statement, once
+    /// per backfill.
+    pub async fn prepare_backfill_batch(&self, c: &Client) -> Result<Statement, Error> {
+        c.prepare(
+            "UPDATE pgphase.backfill_progress SET last_key = coalesce($4, last_key), rows_done = $5, batches = $6,
+                    updated_at = now(), finished_at = CASE WHEN $4 IS NULL THEN now() END
+              WHERE plan_name = $1 AND phase = $2 AND step = $3",
+        )
+        .await
+    }
+
+    /// Records a batch in the batch's own transaction (`c` is inside it): the last key
+    /// done (None: the backfill is finished) and the totals so far.
     pub async fn save_backfill_batch(
         &self,
-        tx: &Transaction<'_>,
+        c: &Client,
+        stmt: &Statement,
         last_key: Option<&serde_json::Value>,
         rows_done: i64,
         batches: i64,
     ) -> Result<(), Error> {
-        tx.execute(
-            "UPDATE pgphase.backfill_progress SET last_key = coalesce($4, last_key), rows_done = $5, batches = $6,
-                    updated_at = now(), finished_at = CASE WHEN $4 IS NULL THEN now() END
-              WHERE plan_name = $1 AND phase = $2 AND step = $3",
-            &[&self.plan, &self.phase, &self.step, &last_key, &rows_done, &batches],
+        c.execute(
+            stmt,
+            &[
+                &self.plan,
+                &self.phase,
+                &self.step,
+                &last_key,
+                &rows_done,
+                &batches,
+            ],
         )
         .await?;
         Ok(())

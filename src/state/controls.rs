@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 use super::store::{self, Event};
 use crate::health::Override;
@@ -106,19 +106,30 @@ fn from_db<T>(v: Option<i64>, f: impl Fn(i64) -> T) -> Option<Override<T>> {
     })
 }
 
-/// The controls of `plan` (all defaults when none were set). Missing table (a
-/// `pgphase` schema older than this pgphase): the defaults.
+/// The controls of `plan` (all defaults when none were set).
 pub async fn read<C: GenericClient>(c: &C, plan: &str) -> Result<Control, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
-            "SELECT paused, paused_by, paused_at, batch_time_ms, pause_ms, max_replica_lag_ms,
+    Ok(from_row(c.query_opt(READ, &[&plan]).await?))
+}
+
+/// Reads the controls of a plan (`$1`); a backfill prepares it once and reads it
+/// before every batch ([`read_prepared`]).
+pub const READ: &str =
+    "SELECT paused, paused_by, paused_at, batch_time_ms, pause_ms, max_replica_lag_ms,
                     max_slot_lag_bytes, max_active_sessions, forget_standbys_at
-               FROM pgphase.backfill_controls WHERE plan_name = $1",
-            &[&plan],
-        )
-        .await?;
+               FROM pgphase.backfill_controls WHERE plan_name = $1";
+
+/// [`read`] with [`READ`] prepared.
+pub async fn read_prepared(
+    c: &Client,
+    stmt: &Statement,
+    plan: &str,
+) -> Result<Control, tokio_postgres::Error> {
+    Ok(from_row(c.query_opt(stmt, &[&plan]).await?))
+}
+
+fn from_row(row: Option<Row>) -> Control {
     let ms = |v: i64| Duration::from_millis(v as u64);
-    Ok(match row {
+    match row {
         None => Control::default(),
         Some(r) => Control {
             paused: r.get(0),
@@ -131,7 +142,7 @@ pub async fn read<C: GenericClient>(c: &C, plan: &str) -> Result<Control, tokio_
             max_active_sessions: from_db(r.get(7), |v| v as u32),
             forget_standbys_at: r.get(8),
         },
-    })
+    }
 }
 
 /// Applies `change` to the controls of `plan` and, once the plan is started, records it
